@@ -1,0 +1,54 @@
+# The notebook runner image: a data scientist's notebook, its check and their requirements, run by
+# run_notebook.sh (papermill -> check -> publish). Generic: any repository with a notebook, a check script
+# and a requirements.txt builds with this file unchanged. Layers go from the least to the most often
+# changed, so a notebook-only change rebuilds just the last COPY.
+#
+#   docker build --build-arg NOTEBOOK=usp.ipynb -t notebook-runner .
+#
+# BASE_IMAGE: ECR Public's mirror of the official image avoids Docker Hub's pull limits in CodeBuild.
+ARG BASE_IMAGE=public.ecr.aws/docker/library/python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+
+LABEL org.opencontainers.image.title="notebook-runner" \
+      org.opencontainers.image.description="Runs a parameterised Jupyter notebook, checks and publishes its output"
+
+ENV PATH=/opt/venv/bin:$PATH \
+    VIRTUAL_ENV=/opt/venv \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PROJECT_DIR=/app
+
+# A fixed, non-root user: the image never runs notebooks as root.
+RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin runner \
+    && python3 -m venv /opt/venv
+
+# The runner's own packages (papermill, ipykernel, nbconvert, boto3), locked; the kernel spec names this
+# venv's Python, so the notebook runs here whatever kernel it was saved with.
+COPY runner/requirements.txt /opt/notebook-runner/runner/requirements.txt
+RUN pip install --no-cache-dir -r /opt/notebook-runner/runner/requirements.txt \
+    && python -m ipykernel install --prefix /opt/venv --name python3 --display-name "Python 3 (runner)"
+
+# The notebook's own requirements: rebuilt only when requirements.txt changes.
+COPY requirements.txt /app/requirements.txt
+RUN pip install --no-cache-dir -r /app/requirements.txt
+
+COPY run_notebook.sh /opt/notebook-runner/run_notebook.sh
+COPY runner/nbrun.py /opt/notebook-runner/runner/nbrun.py
+
+# The project itself (notebook, check script, the files they read); .dockerignore keeps the rest out.
+# Owned by root and read-only for the runner: the image's code cannot be changed by the notebook.
+COPY . /app
+
+ARG NOTEBOOK=usp.ipynb
+ARG IMAGE_NAME=notebook-runner
+ARG GIT_COMMIT=dev
+ENV NOTEBOOK=${NOTEBOOK} \
+    RUNNER_IMAGE=${IMAGE_NAME}:${GIT_COMMIT}
+LABEL org.opencontainers.image.revision=${GIT_COMMIT}
+
+USER 10001:10001
+WORKDIR /app
+# A batch job, not a service: there is nothing to probe while it runs.
+HEALTHCHECK NONE
+ENTRYPOINT ["/opt/notebook-runner/run_notebook.sh"]

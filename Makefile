@@ -1,0 +1,90 @@
+# notebook-pipeline: build and run the notebook runner image, test and lint it.
+# `make` alone lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+
+IMAGE      ?= notebook-runner:local
+NOTEBOOK   ?= usp.ipynb
+RUN_DATE   ?= 2019-08-01
+DATA_DIR   ?= sample/lake
+OUTPUT_DIR ?= output
+PYTHON     ?= python3
+VENV       := .venv
+BIN        := $(VENV)/bin
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+# The container writes ./output as you, so you own what it writes (root keeps the image's own user).
+UID_GID    := $(shell echo "$$(id -u):$$(id -g)")
+DOCKER_USER := $(if $(filter 0:%,$(UID_GID)),,--user $(UID_GID))
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables: IMAGE=$(IMAGE) NOTEBOOK=$(NOTEBOOK) RUN_DATE=$(RUN_DATE) DATA_DIR=$(DATA_DIR) OUTPUT_DIR=$(OUTPUT_DIR)"
+
+.PHONY: docker
+docker: ## make sure a Docker engine answers (installs and starts one as root on Debian)
+	@scripts/ensure-docker.sh
+
+.PHONY: build
+build: docker ## build the runner image (on a stand-in base when no registry answers)
+	@base=$$(scripts/base-image.sh) && echo "building $(IMAGE) on $$base" && \
+	docker build --build-arg BASE_IMAGE="$$base" --build-arg NOTEBOOK=$(NOTEBOOK) \
+		--build-arg IMAGE_NAME=$(firstword $(subst :, ,$(IMAGE))) --build-arg GIT_COMMIT=$(GIT_COMMIT) -t $(IMAGE) .
+
+.PHONY: run
+run: build ## run NOTEBOOK for RUN_DATE on DATA_DIR (the bundled sample) into OUTPUT_DIR
+	@mkdir -p $(OUTPUT_DIR)
+	@$(if $(DOCKER_USER),,chown 10001 $(OUTPUT_DIR) &&) echo "running $(NOTEBOOK) for $(RUN_DATE) on $(DATA_DIR)"
+	@rc=0; docker run --rm $(DOCKER_USER) \
+		-v "$(abspath $(DATA_DIR))":/data/lake:ro -v "$(abspath $(OUTPUT_DIR))":/data/output \
+		-e DATA_URI=/data/lake -e OUTPUT_URI=/data/output -e RUN_DATE=$(RUN_DATE) -e NOTEBOOK=$(NOTEBOOK) \
+		$(IMAGE) || rc=$$?; \
+	echo; echo "output:  $(OUTPUT_DIR)/date=$(RUN_DATE)/   (published only if the check passed)"; \
+	echo "reports: $(OUTPUT_DIR)/_runs/date=$(RUN_DATE)/<run id>/ ($(basename $(NOTEBOOK)).html, manifest.json, check.txt)"; \
+	exit $$rc
+
+$(BIN)/.installed: requirements-dev.txt requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(BIN)/.installed ## create .venv with the pinned test and lint tools
+
+.PHONY: test
+test: venv docker ## run the test suite (builds the image, starts moto; needs Docker)
+	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/pytest
+
+.PHONY: lint
+lint: lint-hadolint lint-shellcheck lint-ruff ## run every linter
+
+.PHONY: lint-hadolint
+lint-hadolint: venv ## lint the Dockerfile
+	$(BIN)/hadolint Dockerfile
+
+.PHONY: lint-shellcheck
+lint-shellcheck: venv ## lint the shell scripts
+	$(BIN)/shellcheck run_notebook.sh scripts/*.sh .ci/run
+
+.PHONY: lint-ruff
+lint-ruff: venv ## lint the Python code
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: bench
+bench: venv build ## measure image size, build times and the runner's overhead (figures for README)
+	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/python bench/bench.py
+
+.PHONY: lock
+lock: docker ## re-pin runner/requirements.txt from runner/requirements.in, in the base image's Python
+	@base=$$(scripts/base-image.sh) && docker run --rm -v "$(CURDIR)/runner":/runner:ro "$$base" sh -c \
+		'python3 -m venv /tmp/v && /tmp/v/bin/pip install -q -r /runner/requirements.in >&2 && /tmp/v/bin/pip freeze' \
+		| { sed -n 1p runner/requirements.txt; cat; } > runner/requirements.txt.new
+	@mv runner/requirements.txt.new runner/requirements.txt && echo "runner/requirements.txt re-pinned"
+
+.PHONY: clean
+clean: ## remove the output folder, the venv and the local image
+	rm -rf $(OUTPUT_DIR) $(VENV) .pytest_cache .ruff_cache
+	-docker image rm $(IMAGE) 2>/dev/null

@@ -1,0 +1,575 @@
+"""The runner's Python steps, called by run_notebook.sh (one subcommand per step).
+
+    nbrun.py preflight  -- checks the notebook, its parameters and the data/output locations (exit 2)
+    nbrun.py execute    -- runs the notebook with papermill and writes its HTML report (exit 10, 11, 143)
+    nbrun.py publish    -- moves the checked partition from staging to the output location (exit 30)
+    nbrun.py finish     -- writes the manifest, stores the report files, notifies SNS (never changes the exit)
+
+A step that fails writes one sentence (what failed and what to do) to --message-file; run_notebook.sh
+puts it on the run's last line, in the manifest and in the notification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_CONFIG = 2
+EXIT_NOTEBOOK = 10
+EXIT_TIMEOUT = 11
+EXIT_PUBLISH = 30
+EXIT_STOPPED = 143
+RESERVED_PARAMS = ("date", "data_uri", "output_uri")
+KERNEL_NAME = "python3"  # the image's own ipykernel, whatever kernel the notebook was saved with
+
+log = logging.getLogger("runner")
+
+
+class StepFailed(Exception):
+    """A step failed for a reason the user can act on; str(self) says what and how."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGINT arrived: stop, shut the kernel down, publish nothing."""
+
+
+# --- locations: s3://bucket/prefix or a local folder ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Location:
+    uri: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    @property
+    def bucket(self) -> str:
+        return self.uri[5:].split("/", 1)[0]
+
+    @property
+    def key(self) -> str:
+        """The prefix inside the bucket, without a trailing slash ('' for the bucket root)."""
+        parts = self.uri[5:].split("/", 1)
+        return parts[1].strip("/") if len(parts) > 1 else ""
+
+    @property
+    def path(self) -> Path:
+        return Path(self.uri)
+
+    def child(self, *names: str) -> Location:
+        return Location("/".join([self.uri.rstrip("/"), *names]))
+
+    def prefix(self) -> str:
+        return f"{self.key}/" if self.key else ""
+
+
+def s3_client(service: str = "s3", region: str | None = None) -> Any:
+    """A boto3 client that honours AWS_ENDPOINT_URL and retries, but never hangs a run."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"})
+    return boto3.client(service, region_name=region, config=config)
+
+
+def list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield obj["Key"]
+
+
+def aws_problem(exc: Exception) -> str:
+    """A short reason for a boto3 failure: the error code and message, or the exception itself."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        error = response["Error"]
+        return f"{error.get('Code', '?')}: {error.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --- preflight -----------------------------------------------------------------------------------
+
+
+def load_params(text: str) -> dict[str, Any]:
+    """NOTEBOOK_PARAMS: a JSON or YAML mapping of extra parameters (JSON is YAML)."""
+    import yaml
+
+    if not text.strip():
+        return {}
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StepFailed(
+            EXIT_CONFIG,
+            f"NOTEBOOK_PARAMS is not valid JSON or YAML ({exc.__class__.__name__}): "
+            "pass a mapping such as '{\"threshold\": 3}'",
+        ) from exc
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise StepFailed(
+            EXIT_CONFIG,
+            "NOTEBOOK_PARAMS must be a mapping of names to values, "
+            f"not {type(params).__name__}: pass e.g. '{{\"threshold\": 3}}'",
+        )
+    clash = sorted(set(params) & set(RESERVED_PARAMS))
+    if clash:
+        raise StepFailed(
+            EXIT_CONFIG,
+            f"NOTEBOOK_PARAMS sets {', '.join(clash)}, which the runner sets: "
+            "use RUN_DATE, DATA_URI and OUTPUT_URI instead",
+        )
+    return params
+
+
+def check_notebook(notebook: Path) -> None:
+    import nbformat
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as exc:  # nbformat raises several types for a file that is not a notebook
+        raise StepFailed(
+            EXIT_CONFIG, f"{notebook} is not a readable Jupyter notebook ({exc}): save it again from Jupyter"
+        ) from exc
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not tagged:
+        raise StepFailed(
+            EXIT_CONFIG,
+            f"{notebook.name} has no cell tagged 'parameters', so the run's date, "
+            "data_uri and output_uri would be overridden by the notebook's defaults: "
+            "tag the cell that defines them (Jupyter: View > Cell Toolbar > Tags)",
+        )
+
+
+def check_location(name: str, loc: Location, must_hold_data: bool) -> None:
+    if not loc.is_s3:
+        if must_hold_data and not loc.path.is_dir():
+            raise StepFailed(
+                EXIT_CONFIG,
+                f"{name} {loc.uri} is not a folder: mount the data lake "
+                "(docker run -v /host/lake:/data/lake:ro -e DATA_URI=/data/lake) or pass s3://…",
+            )
+        return
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = s3_client()
+    try:
+        if must_hold_data:
+            found = s3.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix(), MaxKeys=1).get("KeyCount", 0)
+            if not found:
+                raise StepFailed(
+                    EXIT_CONFIG, f"{name} {loc.uri} holds no objects: check the bucket and prefix"
+                )
+        else:
+            s3.head_bucket(Bucket=loc.bucket)
+    except (BotoCoreError, ClientError) as exc:
+        raise StepFailed(
+            EXIT_CONFIG,
+            f"cannot reach {name} {loc.uri} ({aws_problem(exc)}): check the "
+            "bucket name, the AWS credentials and region, and the role's S3 permissions",
+        ) from exc
+
+
+def cmd_preflight(args: argparse.Namespace) -> None:
+    check_notebook(args.notebook)
+    params = load_params(os.environ.get("NOTEBOOK_PARAMS", ""))
+    check_location("DATA_URI", Location(args.data_uri), must_hold_data=True)
+    check_location("OUTPUT_URI", Location(args.output_uri), must_hold_data=False)
+    args.params_out.write_text(json.dumps(params))
+
+
+# --- execute -------------------------------------------------------------------------------------
+
+
+def failing_cell(nb: Any) -> str:
+    """The cell papermill left running or failed, named as the report shows it: cell [N] ('first line')."""
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    for number, cell in enumerate(code_cells, start=1):
+        status = cell.get("metadata", {}).get("papermill", {}).get("status")
+        if status in ("running", "failed") or any(
+            o.get("output_type") == "error" for o in cell.get("outputs", [])
+        ):
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            return f"cell [{cell.get('execution_count') or number}] ({first[:80]!r})"
+    return "a cell"
+
+
+def write_html(executed: Path, html: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    html.write_text(body, encoding="utf-8")
+
+
+def cmd_execute(args: argparse.Namespace) -> None:
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    def stop(signum: int, _frame: Any) -> NoReturn:
+        raise Stopped(signal.Signals(signum).name)
+
+    # While a cell runs, nbclient's own handlers take over: they shut the kernel down on SIGTERM/SIGINT
+    # and the cell ends with DeadKernelError; run_notebook.sh knows it sent the signal.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    params = {
+        **json.loads(args.params.read_text()),
+        "date": args.date,
+        "data_uri": args.data_uri,
+        "output_uri": args.output_uri,
+    }
+    outcome: StepFailed | None = None
+    try:
+        pm.execute_notebook(
+            str(args.notebook),
+            str(args.output_nb),
+            parameters=params,
+            kernel_name=KERNEL_NAME,
+            cwd=str(args.notebook.parent),
+            execution_timeout=args.timeout,
+            log_output=True,
+            progress_bar=False,
+        )
+    except pm.PapermillExecutionError as exc:
+        outcome = StepFailed(
+            EXIT_NOTEBOOK,
+            f"{args.notebook.name} raised {exc.ename} in cell "
+            f"[{exc.exec_count}]: {str(exc.evalue).strip()[:300]}",
+        )
+    except CellTimeoutError:
+        outcome = StepFailed(EXIT_TIMEOUT, "")  # the cell is read from the saved notebook below
+    except DeadKernelError as exc:
+        outcome = StepFailed(
+            EXIT_NOTEBOOK,
+            f"the kernel died while running {args.notebook.name} ({exc}): "
+            "the notebook probably ran out of memory or called os._exit",
+        )
+    except Stopped as exc:
+        outcome = StepFailed(EXIT_STOPPED, f"stopped by {exc} while running {args.notebook.name}")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if outcome is not None and outcome.code in (EXIT_TIMEOUT, EXIT_STOPPED) and args.output_nb.exists():
+        import nbformat
+
+        where = failing_cell(nbformat.read(args.output_nb, as_version=4))
+        if outcome.code == EXIT_TIMEOUT:
+            outcome = StepFailed(
+                EXIT_TIMEOUT,
+                f"{where} of {args.notebook.name} ran longer than CELL_TIMEOUT="
+                f"{args.timeout} s: make it faster or raise CELL_TIMEOUT",
+            )
+        else:
+            outcome = StepFailed(EXIT_STOPPED, f"{outcome} (in {where})")
+    if args.output_nb.exists():
+        try:
+            write_html(args.output_nb, args.html)
+        except Exception as exc:  # noqa: BLE001 -- a report that cannot render must not hide the outcome
+            log.warning("could not render the HTML report: %s", exc)
+    if outcome is not None:
+        raise outcome
+
+
+# --- publish -------------------------------------------------------------------------------------
+
+
+def count_rows(loc: Location) -> int | None:
+    """Rows in the Parquet files of a partition, read from their footers; None if not Parquet."""
+    try:
+        import pyarrow.dataset as ds
+        import pyarrow.fs as pafs
+    except ImportError:
+        return None
+    try:
+        if loc.is_s3:
+            fs, path = pafs.FileSystem.from_uri(loc.uri)
+        else:
+            fs, path = pafs.LocalFileSystem(), str(loc.path)
+        return ds.dataset(path, filesystem=fs, format="parquet").count_rows()
+    except Exception as exc:  # noqa: BLE001 -- the count is informative only
+        log.info("rows not counted (%s)", exc)
+        return None
+
+
+def publish_local(staged: Path, target: Path, run_id: str) -> None:
+    """Swap the staged partition in with two renames on one file system; restore the old one on failure."""
+    if not staged.is_dir() or not any(staged.iterdir()):
+        raise StepFailed(
+            EXIT_PUBLISH,
+            f"the notebook wrote nothing under {staged}: write the output "
+            "partitioned by date (output_uri/date=YYYY-MM-DD/)",
+        )
+    previous = target.with_name(f".{target.name}.replaced-{run_id}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            target.rename(previous)
+        try:
+            staged.rename(target)
+        except OSError:
+            if previous.exists():
+                previous.rename(target)
+            raise
+    except OSError as exc:
+        raise StepFailed(
+            EXIT_PUBLISH,
+            f"could not move the checked output into {target} ({exc.strerror}: "
+            f"{exc.filename}): make OUTPUT_URI writable by the container user; "
+            "the previous partition is unchanged",
+        ) from exc
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def publish_s3(staged: Location, target: Location) -> None:
+    """Copy the new objects in, then delete the partition's objects that the new run did not write."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = s3_client()
+    try:
+        new = [k for k in list_keys(s3, staged.bucket, staged.prefix()) if not k.endswith("/")]
+        if not new:
+            raise StepFailed(
+                EXIT_PUBLISH,
+                f"the notebook wrote nothing under {staged.uri}/: write the output "
+                "partitioned by date (output_uri/date=YYYY-MM-DD/)",
+            )
+        old = set(list_keys(s3, target.bucket, target.prefix()))
+        written = set()
+        for key in new:
+            dest = target.prefix() + key[len(staged.prefix()) :]
+            s3.copy({"Bucket": staged.bucket, "Key": key}, target.bucket, dest)
+            written.add(dest)
+        delete_keys(s3, target.bucket, sorted(old - written))
+    except (BotoCoreError, ClientError) as exc:
+        raise StepFailed(
+            EXIT_PUBLISH,
+            f"could not publish to {target.uri}/ ({aws_problem(exc)}): check the "
+            "role's s3:PutObject/DeleteObject on the output prefix, then rerun the day",
+        ) from exc
+
+
+def delete_keys(s3: Any, bucket: str, keys: list[str]) -> None:
+    for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+
+
+def remove_staging(staging: Location) -> None:
+    """Once published, the staging copy (and anything else the notebook left there) goes."""
+    try:
+        if staging.is_s3:
+            s3 = s3_client()
+            delete_keys(s3, staging.bucket, list(list_keys(s3, staging.bucket, staging.prefix())))
+        else:
+            shutil.rmtree(staging.path)
+    except Exception as exc:  # noqa: BLE001 -- the data is published; leftovers only cost storage
+        log.warning("could not remove the staging copy %s (%s)", staging.uri, aws_problem(exc))
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    # Publishing is short and must not stop halfway: run_notebook.sh defers SIGTERM until it ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    partition = f"date={args.date}"
+    staged, target = Location(args.staging).child(partition), Location(args.output).child(partition)
+    rows = count_rows(staged)
+    if staged.is_s3:
+        publish_s3(staged, target)
+    else:
+        publish_local(staged.path, target.path, args.run_id)
+    args.rows_file.write_text("" if rows is None else str(rows))
+    remove_staging(Location(args.staging))
+    log.info("published %s rows to %s/", "an unknown number of" if rows is None else f"{rows:,}", target.uri)
+
+
+# --- finish: manifest, report files, notification -------------------------------------------------
+
+
+def store_reports(report_dir: Path, dest: Location) -> None:
+    files = sorted(p for p in report_dir.iterdir() if p.is_file())
+    if dest.is_s3:
+        s3 = s3_client()
+        types = {
+            ".html": "text/html",
+            ".json": "application/json",
+            ".ipynb": "application/x-ipynb+json",
+            ".txt": "text/plain",
+        }
+        for path in files:
+            extra = {"ContentType": types.get(path.suffix, "application/octet-stream")}
+            s3.upload_file(str(path), dest.bucket, dest.prefix() + path.name, ExtraArgs=extra)
+    else:
+        dest.path.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            shutil.copyfile(path, dest.path / path.name)
+
+
+def console_link(loc: Location) -> str:
+    if not loc.is_s3:
+        return loc.uri
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return f"https://s3.console.aws.amazon.com/s3/buckets/{loc.bucket}?region={region}&prefix={loc.prefix()}"
+
+
+def notify(topic_arn: str, manifest: dict[str, Any]) -> None:
+    status = manifest["status"].upper()
+    subject = (
+        f"[notebook-runner] {status}: {manifest['notebook']} for {manifest['date']} "
+        f"(exit {manifest['exit_code']})"
+    )
+    lines = [
+        (
+            f"Run {manifest['run_id']} of {manifest['notebook']} for {manifest['date']} {manifest['status']}"
+            f" with exit code {manifest['exit_code']} ({manifest['meaning']})."
+        ),
+        "",
+        manifest["message"],
+        "",
+        f"Image:    {manifest['image']}",
+        f"Step:     {manifest['failed_step'] or '-'}",
+        f"Rows:     {manifest['rows'] if manifest['rows'] is not None else '-'}",
+        f"Duration: {manifest['duration_seconds']} s",
+        f"Output:   {manifest['output_uri'] if manifest['status'] == 'succeeded' else 'nothing published'}",
+        f"Report:   {manifest['report']}",
+        f"Browse:   {console_link(Location(manifest['report_uri']))}",
+    ]
+    region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else None
+    s3_client("sns", region=region).publish(
+        TopicArn=topic_arn, Subject=subject[:100], Message="\n".join(lines)
+    )
+
+
+MEANINGS = {
+    0: "success",
+    1: "internal runner error",
+    EXIT_CONFIG: "bad configuration or input",
+    EXIT_NOTEBOOK: "the notebook failed",
+    EXIT_TIMEOUT: "a cell timed out",
+    20: "the check failed",
+    EXIT_PUBLISH: "publishing failed",
+    EXIT_STOPPED: "stopped by SIGTERM",
+}
+
+
+def cmd_finish(args: argparse.Namespace) -> None:
+    report_dir: Path = args.report_dir
+    rows = args.rows_file.read_text().strip() if args.rows_file and args.rows_file.exists() else ""
+    manifest = {
+        "run_id": args.run_id,
+        "date": args.date,
+        "image": os.environ.get("RUNNER_IMAGE", "unknown"),
+        "notebook": args.notebook,
+        "status": args.status,
+        "exit_code": args.exit_code,
+        "meaning": MEANINGS.get(args.exit_code, "unknown"),
+        "failed_step": args.failed_step or None,
+        "message": args.message,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(args.started)),
+        "duration_seconds": round(time.time() - args.started, 2),
+        "rows": int(rows) if rows else None,
+        "output_uri": args.output_uri,
+        "report_uri": args.report_uri,
+        "report": args.report,
+    }
+    (report_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    problems = []
+    if args.report_uri:
+        try:
+            store_reports(report_dir, Location(args.report_uri))
+        except Exception as exc:  # noqa: BLE001 -- losing the report must not change the run's exit code
+            problems.append(f"could not store the report in {args.report_uri} ({aws_problem(exc)})")
+    topic = os.environ.get("SNS_TOPIC_ARN", "")
+    wanted = args.status != "succeeded" or os.environ.get("NOTIFY_ON_SUCCESS", "false").lower() == "true"
+    if topic and wanted:
+        try:
+            notify(topic, manifest)
+            log.info("notified %s", topic)
+        except Exception as exc:  # noqa: BLE001 -- a failed notification must not hide the run's exit code
+            problems.append(f"could not notify {topic} ({aws_problem(exc)}): check the role's sns:Publish")
+    for problem in problems:
+        log.warning("%s", problem)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nbrun", description=__doc__.splitlines()[0])
+    p.add_argument("--message-file", type=Path, required=True, help="where a failing step writes its reason")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pre = sub.add_parser("preflight")
+    pre.add_argument("--notebook", type=Path, required=True)
+    pre.add_argument("--data-uri", required=True)
+    pre.add_argument("--output-uri", required=True)
+    pre.add_argument("--params-out", type=Path, required=True)
+    pre.set_defaults(func=cmd_preflight)
+
+    ex = sub.add_parser("execute")
+    for name in ("--date", "--data-uri", "--output-uri"):
+        ex.add_argument(name, required=True)
+    ex.add_argument("--notebook", type=Path, required=True)
+    ex.add_argument("--params", type=Path, required=True)
+    ex.add_argument("--output-nb", type=Path, required=True)
+    ex.add_argument("--html", type=Path, required=True)
+    ex.add_argument("--timeout", type=int, required=True)
+    ex.set_defaults(func=cmd_execute)
+
+    pub = sub.add_parser("publish")
+    for name in ("--date", "--staging", "--output", "--run-id"):
+        pub.add_argument(name, required=True)
+    pub.add_argument("--rows-file", type=Path, required=True)
+    pub.set_defaults(func=cmd_publish)
+
+    fin = sub.add_parser("finish")
+    for name in (
+        "--run-id",
+        "--date",
+        "--notebook",
+        "--status",
+        "--failed-step",
+        "--message",
+        "--output-uri",
+        "--report-uri",
+        "--report",
+    ):
+        fin.add_argument(name, default="")
+    fin.add_argument("--exit-code", type=int, required=True)
+    fin.add_argument("--started", type=float, required=True)
+    fin.add_argument("--report-dir", type=Path, required=True)
+    fin.add_argument("--rows-file", type=Path)
+    fin.set_defaults(func=cmd_finish)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[runner] %(message)s", stream=sys.stderr)
+    logging.getLogger("papermill").setLevel(logging.INFO)
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except StepFailed as exc:
+        args.message_file.write_text(str(exc))
+        return exc.code
+    except Exception as exc:  # an unforeseen failure still gets a one-line reason on the run's last line
+        log.exception("nbrun %s failed", args.command)
+        args.message_file.write_text(f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

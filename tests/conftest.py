@@ -1,0 +1,109 @@
+"""Session fixtures: the runner image (a real docker build), a moto server over HTTP, the data lakes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import REPO, SHARED_DATA, writable_dir
+
+RUNNER_IMAGE = "notebook-runner:test"
+
+
+def docker_answers() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    """The image to build on: BASE_IMAGE (make test sets it), else what scripts/base-image.sh picks."""
+    if not docker_answers():
+        pytest.fail("no Docker engine answers: run `make test`, which installs and starts one")
+    if os.environ.get("BASE_IMAGE"):
+        return os.environ["BASE_IMAGE"]
+    done = subprocess.run(["scripts/base-image.sh"], cwd=REPO, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def build_image(context: Path, tag: str, base: str, *build_args: str) -> None:
+    args = [arg for pair in (("--build-arg", a) for a in build_args) for arg in pair]
+    cmd = ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", *args, "-t", tag, str(context)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"docker build of {context} failed:\n{done.stderr[-4000:]}"
+
+
+@pytest.fixture(scope="session")
+def runner_image(base_image: str) -> str:
+    """The usp runner image, built from this repository with its Dockerfile."""
+    build_image(REPO, RUNNER_IMAGE, base_image, "GIT_COMMIT=test")
+    return RUNNER_IMAGE
+
+
+@pytest.fixture(scope="session")
+def build(base_image: str):
+    """Build another context with the same base: build(context, tag, *build_args)."""
+
+    def _build(context: Path, tag: str, *build_args: str) -> str:
+        build_image(context, tag, base_image, *build_args)
+        return tag
+
+    return _build
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """A local OUTPUT_URI the container may write, mounted at /output."""
+    return writable_dir(tmp_path / "out")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server on 127.0.0.1, standing in for S3, SNS and SQS over real HTTP."""
+    port = free_port()
+    server = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)  # noqa: S310 -- our own loopback server
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"moto server did not start on {endpoint}")
+            time.sleep(0.2)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def full_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The team's full 2019-08-01 snapshot laid out as the data lake (only where ../shared has it)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the full snapshot is not on this machine ({SHARED_DATA})")
+    lake = tmp_path_factory.mktemp("full-lake")
+    for table in ("accommodation", "unique_selling_points"):
+        part = lake / table / "date=2019-08-01"
+        part.mkdir(parents=True)
+        shutil.copyfile(SHARED_DATA / f"{table}.json", part / f"{table}.json")
+    return lake

@@ -1,0 +1,231 @@
+"""The runner contract, end to end in the container: each failure class, its exit code, its last line,
+and nothing published (a partition published before stays as it was)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from support import (
+    SAMPLE_DATE,
+    SAMPLE_LAKE,
+    docker_run,
+    make_notebook,
+    manifest,
+    published,
+    run_dirs,
+    write_rows_cell,
+)
+
+pytestmark = pytest.mark.docker
+
+GOOD_ROWS = write_rows_cell()
+
+
+def run_notebook(image: str, out: Path, nb_dir: Path, notebook: str, **env: str):
+    base = {
+        "DATA_URI": "/data/lake",
+        "OUTPUT_URI": "/output",
+        "RUN_DATE": SAMPLE_DATE,
+        "NOTEBOOK": f"/nb/{notebook}",
+    }
+    volumes = {SAMPLE_LAKE: "/data/lake:ro", out: "/output", nb_dir: "/nb:ro"}
+    return docker_run(image, {**base, **env}, volumes)
+
+
+def seed_partition(image: str, out: Path, nb_dir: Path) -> bytes:
+    """Publish a good partition first, so a failing run can be seen to leave it untouched."""
+    make_notebook(nb_dir / "good.ipynb", GOOD_ROWS)
+    assert run_notebook(image, out, nb_dir, "good.ipynb").code == 0
+    (part,) = published(out)
+    return part.read_bytes()
+
+
+def assert_failed(out: Path, run, code: int, step: str, *words: str) -> dict:
+    assert run.code == code, run.stderr
+    assert f"(exit {code}, {step})" in run.last_line
+    assert "nothing was published" in run.last_line
+    for word in words:
+        assert word in run.last_line
+    facts = manifest(out) if len(run_dirs(out)) == 1 else {}
+    if facts:
+        assert facts["exit_code"] == code
+        assert facts["failed_step"] == step
+        assert run.last_line.endswith(facts["report"])
+    return facts
+
+
+CONFIG_ERRORS = {
+    "impossible date": ({"RUN_DATE": "2019-02-30"}, "RUN_DATE=2019-02-30 is not a calendar date"),
+    "date in another format": ({"RUN_DATE": "01/08/2019"}, "use YYYY-MM-DD"),
+    "timeout not a number": ({"CELL_TIMEOUT": "10m"}, "CELL_TIMEOUT=10m is not a whole number"),
+    "no data uri": ({"DATA_URI": ""}, "DATA_URI is not set"),
+    "data folder missing": ({"DATA_URI": "/nowhere"}, "DATA_URI /nowhere is not a folder"),
+    "unsupported scheme": ({"DATA_URI": "hdfs://cluster/lake"}, "unsupported scheme"),
+    "malformed bucket": ({"OUTPUT_URI": "s3://Bad_Bucket/x"}, "not a valid S3 URI"),
+    "notebook missing": ({"NOTEBOOK": "/nb/missing.ipynb"}, "NOTEBOOK=/nb/missing.ipynb is not a notebook"),
+    "params not a mapping": ({"NOTEBOOK_PARAMS": "[1, 2]"}, "NOTEBOOK_PARAMS must be a mapping"),
+    "params not yaml": ({"NOTEBOOK_PARAMS": "{a: [}"}, "NOTEBOOK_PARAMS is not valid JSON or YAML"),
+    "params set the date": ({"NOTEBOOK_PARAMS": '{"date": "2020-01-01"}'}, "NOTEBOOK_PARAMS sets date"),
+    "bad topic arn": ({"SNS_TOPIC_ARN": "my-topic"}, "SNS_TOPIC_ARN=my-topic is not an SNS topic ARN"),
+    "check missing": ({"CHECK_SCRIPT": "nope.py"}, "CHECK_SCRIPT=/app/nope.py does not exist"),
+}
+
+
+@pytest.mark.parametrize("env, message", CONFIG_ERRORS.values(), ids=CONFIG_ERRORS.keys())
+def test_bad_configuration_exits_2_before_anything_runs(
+    runner_image: str, out: Path, tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    nb_dir = tmp_path / "nb"
+    make_notebook(nb_dir / "good.ipynb", GOOD_ROWS)
+
+    run = run_notebook(runner_image, out, nb_dir, "good.ipynb", **env)
+
+    assert_failed(out, run, 2, "config", message)
+    assert "Executing Cell" not in run.stderr
+    assert not list(out.glob("date=*"))
+
+
+def test_notebook_without_a_parameters_cell_is_refused(runner_image: str, out: Path, tmp_path: Path) -> None:
+    make_notebook(tmp_path / "nb" / "untagged.ipynb", GOOD_ROWS, tagged=False)
+
+    run = run_notebook(runner_image, out, tmp_path / "nb", "untagged.ipynb")
+
+    facts = assert_failed(out, run, 2, "config", "has no cell tagged 'parameters'")
+    assert facts["status"] == "failed"
+    assert "Executing Cell" not in run.stderr
+
+
+NOTEBOOK_FAILURES = {
+    "exception": ("raise ValueError('bad input row')", 10, "raised ValueError in cell [3]: bad input row"),
+    "non-zero sys.exit": ("import sys\nsys.exit(3)", 10, "raised SystemExit"),
+    "failing magic": ("%%bash\necho partial\nexit 4", 10, "raised CalledProcessError"),
+    "dead kernel": ("import os\nos._exit(1)", 10, "the kernel died"),
+    "cell timeout": (
+        "import time\ntime.sleep(30)",
+        11,
+        "cell [3] ('import time') of broken.ipynb ran longer than CELL_TIMEOUT=3 s",
+    ),
+}
+
+
+@pytest.mark.parametrize("source, code, message", NOTEBOOK_FAILURES.values(), ids=NOTEBOOK_FAILURES.keys())
+def test_failing_notebook_publishes_nothing_and_keeps_its_report(
+    runner_image: str, out: Path, tmp_path: Path, source: str, code: int, message: str
+) -> None:
+    nb_dir = tmp_path / "nb"
+    before = seed_partition(runner_image, out, nb_dir)
+    make_notebook(nb_dir / "broken.ipynb", source, GOOD_ROWS)
+
+    run = run_notebook(runner_image, out, nb_dir, "broken.ipynb", CELL_TIMEOUT="3", RUN_DATE=SAMPLE_DATE)
+
+    assert run.code == code, run.stderr
+    assert f"(exit {code}, notebook)" in run.last_line
+    assert message in run.last_line
+    assert published(out)[0].read_bytes() == before
+    failed_run = [d for d in run_dirs(out) if (d / "broken.ipynb").exists()]
+    assert len(failed_run) == 1
+    assert (failed_run[0] / "broken.html").exists()
+    assert run.last_line.endswith(f"{failed_run[0].name}/broken.html")
+
+
+CHECK_FAILURES = {
+    "duplicate pairs": (write_rows_cell("[(1, 100, 'spa', 7), (1, 100, 'spa', 7)]"), "1 duplicated pairs"),
+    "foreign namespace": (write_rows_cell("[(1, 101, 'spa', 7)]"), "accommodation_ns: 1 rows not in {100}"),
+    "float destination": (
+        write_rows_cell("[(1, 100, 'spa', 7.0)]", "pa.float64()"),
+        "destination_id is double",
+    ),
+    "empty output": (write_rows_cell("[]"), "not empty: 0 rows"),
+    "nothing written": ("print('forgot to write')", "no partition"),
+}
+
+
+@pytest.mark.parametrize("cell, verdict", CHECK_FAILURES.values(), ids=CHECK_FAILURES.keys())
+def test_output_failing_its_check_is_never_published(
+    runner_image: str, out: Path, tmp_path: Path, cell: str, verdict: str
+) -> None:
+    nb_dir = tmp_path / "nb"
+    before = seed_partition(runner_image, out, nb_dir)
+    make_notebook(nb_dir / "bad_output.ipynb", cell)
+
+    run = run_notebook(runner_image, out, nb_dir, "bad_output.ipynb")
+
+    assert run.code == 20, run.stderr
+    assert "(exit 20, check)" in run.last_line
+    assert "check.py rejected the output" in run.last_line
+    assert verdict in run.last_line
+    assert published(out)[0].read_bytes() == before
+    (failed_run,) = [d for d in run_dirs(out) if (d / "bad_output.ipynb").exists()]
+    assert "VALIDATION FAILED" in (failed_run / "check.txt").read_text()
+
+
+def test_publish_failure_exits_30_and_keeps_the_previous_partition(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    nb_dir = tmp_path / "nb"
+    make_notebook(nb_dir / "good.ipynb", GOOD_ROWS)
+    previous = out / f"date={SAMPLE_DATE}"
+    previous.mkdir()
+    (previous / "part-0.parquet").write_bytes(b"yesterday's data")
+    out.chmod(0o1777)  # sticky: the container's user may not rename a partition it does not own
+
+    run = run_notebook(runner_image, out, nb_dir, "good.ipynb")
+
+    facts = assert_failed(out, run, 30, "publish", "could not move the checked output", "unchanged")
+    assert facts["rows"] is None
+    assert (previous / "part-0.parquet").read_bytes() == b"yesterday's data"
+
+
+def test_sigterm_shuts_the_kernel_down_and_exits_143(runner_image: str, out: Path, tmp_path: Path) -> None:
+    nb_dir = tmp_path / "nb"
+    make_notebook(
+        nb_dir / "slow.ipynb", "import time\nprint('sleeping', flush=True)\ntime.sleep(300)", GOOD_ROWS
+    )
+    name = f"runner-sigterm-{time.monotonic_ns()}"
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "-v", f"{SAMPLE_LAKE}:/data/lake:ro", "-v", f"{out}:/output",
+         "-v", f"{nb_dir}:/nb:ro", "-e", "DATA_URI=/data/lake", "-e", "OUTPUT_URI=/output",
+         "-e", f"RUN_DATE={SAMPLE_DATE}", "-e", "NOTEBOOK=/nb/slow.ipynb", runner_image],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            "sleeping" not in subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr
+        ):
+            assert time.monotonic() < deadline, "the notebook never started its slow cell"
+            time.sleep(0.3)
+        # A stop that took the whole grace period would end in SIGKILL (137), not 143.
+        subprocess.run(["docker", "stop", "--time", "20", name], check=True, capture_output=True)
+        code = subprocess.run(
+            ["docker", "inspect", "--format", "{{.State.ExitCode}}", name], capture_output=True, text=True
+        ).stdout.strip()
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+    assert code == "143"
+    last = [line for line in logs.splitlines() if line.strip()][-1]
+    assert "STOPPED (exit 143, stopped): stopped by SIGTERM while running slow.ipynb" in last
+    assert "nothing was published" in last
+    assert not published(out)
+    facts = manifest(out)
+    assert facts["status"] == "stopped"
+    assert (run_dirs(out)[0] / "slow.ipynb").exists()
+
+
+def test_check_output_shares_null_destinations_without_failing(runner_image: str, out: Path) -> None:
+    run = docker_run(
+        runner_image,
+        {"DATA_URI": "/data/lake", "OUTPUT_URI": "/output", "RUN_DATE": SAMPLE_DATE},
+        {SAMPLE_LAKE: "/data/lake:ro", out: "/output"},
+    )
+
+    assert run.code == 0
+    (part,) = published(out)
+    nulls = pq.read_table(part).column("destination_id").null_count
+    assert f"destination_id null in {nulls:,} of 3,000 rows" in run.stderr

@@ -1,0 +1,107 @@
+"""Helpers shared by the tests: running the runner image, writing notebooks, reading what a run left."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "challenge"
+SAMPLE_LAKE = REPO / "sample" / "lake"
+SAMPLE_DATE = "2019-08-01"
+CONTAINER_UID = 10001
+PARAMETERS = 'date = "2019-08-01"\ndata_uri = ""\noutput_uri = ""'
+OUTPUT_COLUMNS = ["accommodation_id", "accommodation_ns", "usp", "destination_id"]
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def last_line(self) -> str:
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+
+def docker_run(
+    image: str,
+    env: dict[str, str],
+    volumes: dict[Path, str] | None = None,
+    *,
+    network_host: bool = False,
+    extra: tuple[str, ...] = (),
+    timeout: int = 900,
+) -> Run:
+    """docker run --rm IMAGE with -e and -v options; returns the exit code and both streams."""
+    cmd = ["docker", "run", "--rm", *extra]
+    if network_host:
+        cmd += ["--network", "host"]
+    for host, container in (volumes or {}).items():
+        cmd += ["-v", f"{host}:{container}"]
+    for key, value in env.items():
+        cmd += ["-e", f"{key}={value}"]
+    done = subprocess.run([*cmd, image], capture_output=True, text=True, timeout=timeout, check=False)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def writable_dir(path: Path) -> Path:
+    """A folder the container's user may write into, as a bind mount."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+    return path
+
+
+def make_notebook(path: Path, *sources: str, kernel: str = "some-conda-env", tagged: bool = True) -> Path:
+    """A notebook with a parameters cell and the given code cells, saved with a foreign kernel name."""
+    nb = nbformat.v4.new_notebook()
+    meta = {"tags": ["parameters"]} if tagged else {}
+    nb.cells = [nbformat.v4.new_code_cell(PARAMETERS, metadata=meta)]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    nb.metadata = {"kernelspec": {"name": kernel, "display_name": kernel, "language": "python"}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def write_rows_cell(rows: str = "[(1, 100, 'spa', 7), (2, 100, 'spa', None)]", types: str = "") -> str:
+    """A notebook cell writing usp-shaped rows (tuples in OUTPUT_COLUMNS order) to output_uri/date=D/."""
+    return f"""
+from pathlib import Path
+import pyarrow as pa
+import pyarrow.parquet as pq
+rows = {rows}
+schema = pa.schema([("accommodation_id", pa.int64()), ("accommodation_ns", pa.int64()),
+                    ("usp", pa.string()), ("destination_id", {types or "pa.int64()"})])
+table = pa.Table.from_pylist([dict(zip(schema.names, r)) for r in rows], schema=schema)
+part = Path(output_uri) / f"date={{date}}"
+part.mkdir(parents=True, exist_ok=True)
+pq.write_table(table, part / "part-0.parquet")
+print(f"wrote {{table.num_rows}} rows")
+"""
+
+
+def run_dirs(out: Path, date: str = SAMPLE_DATE) -> list[Path]:
+    return sorted((out / "_runs" / f"date={date}").glob("*"))
+
+
+def manifest(out: Path, date: str = SAMPLE_DATE) -> dict:
+    """The manifest of the only run under a local OUTPUT_URI."""
+    (run,) = run_dirs(out, date)
+    return json.loads((run / "manifest.json").read_text())
+
+
+def published(out: Path, date: str = SAMPLE_DATE) -> list[Path]:
+    return sorted((out / f"date={date}").glob("*"))
+
+
+def env_with(**overrides: str) -> dict[str, str]:
+    """This process's environment plus overrides, for subprocesses that need PATH and friends."""
+    return {**os.environ, **overrides}
