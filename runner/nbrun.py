@@ -557,7 +557,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[runner] %(message)s", stream=sys.stderr)
-    logging.getLogger("papermill").setLevel(logging.INFO)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     try:
         args.func(args)

@@ -60,9 +60,10 @@ def generate(lake: Path, date: str, seed: int = 20190801) -> list[Path]:
     pairs: set[tuple[int, str]] = set()
     while len(pairs) < USP_ROWS:
         pairs.add((rng.randint(1, USP_IDS_UP_TO), rng.choice(USPS)))
+    ordered = sorted(pairs)  # a set's order varies between processes; a sorted list does not
+    rng.shuffle(ordered)
     usps = [
-        {"accommodation_id": i, "usp": u, "accommodation_ns": NAMESPACE, "date": date}
-        for i, u in sorted(pairs, key=lambda p: rng.random())
+        {"accommodation_id": i, "usp": u, "accommodation_ns": NAMESPACE, "date": date} for i, u in ordered
     ]
     return [
         write_table(lake, "accommodation", date, accommodations),

@@ -106,4 +106,6 @@ def full_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
         part = lake / table / "date=2019-08-01"
         part.mkdir(parents=True)
         shutil.copyfile(SHARED_DATA / f"{table}.json", part / f"{table}.json")
+    for path in [lake, *lake.rglob("*")]:  # readable by the container's user
+        path.chmod(0o755 if path.is_dir() else 0o644)
     return lake

@@ -72,18 +72,19 @@ def make_notebook(path: Path, *sources: str, kernel: str = "some-conda-env", tag
 
 
 def write_rows_cell(rows: str = "[(1, 100, 'spa', 7), (2, 100, 'spa', None)]", types: str = "") -> str:
-    """A notebook cell writing usp-shaped rows (tuples in OUTPUT_COLUMNS order) to output_uri/date=D/."""
+    """A notebook cell writing usp-shaped rows (tuples in OUTPUT_COLUMNS order) to output_uri/date=D/,
+    on S3 or in a folder."""
     return f"""
-from pathlib import Path
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 rows = {rows}
 schema = pa.schema([("accommodation_id", pa.int64()), ("accommodation_ns", pa.int64()),
                     ("usp", pa.string()), ("destination_id", {types or "pa.int64()"})])
 table = pa.Table.from_pylist([dict(zip(schema.names, r)) for r in rows], schema=schema)
-part = Path(output_uri) / f"date={{date}}"
-part.mkdir(parents=True, exist_ok=True)
-pq.write_table(table, part / "part-0.parquet")
+fs, root = pafs.FileSystem.from_uri(output_uri if "://" in output_uri else "file://" + output_uri)
+fs.create_dir(f"{{root}}/date={{date}}")
+pq.write_table(table, f"{{root}}/date={{date}}/part-0.parquet", filesystem=fs)
 print(f"wrote {{table.num_rows}} rows")
 """
 

@@ -1,0 +1,78 @@
+"""The image is generic: another project (its own notebook, check and requirements) builds with the same
+Dockerfile and run_notebook.sh, unchanged, and gets the same contract."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from support import REPO, SAMPLE_DATE, docker_run, manifest, published, writable_dir
+
+pytestmark = pytest.mark.docker
+
+OTHER_PROJECT = REPO / "tests" / "fixtures" / "other_project"
+PLATFORM_FILES = ("Dockerfile", "run_notebook.sh", "runner")
+
+
+@pytest.fixture(scope="module")
+def counts_image(build, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The other project's repository: its own files plus the platform's, copied as they are."""
+    context = tmp_path_factory.mktemp("other-repo")
+    shutil.copytree(OTHER_PROJECT, context, dirs_exist_ok=True, ignore=shutil.ignore_patterns("lake"))
+    for name in PLATFORM_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, context / name)
+    return build(context, "notebook-runner-counts:test", "NOTEBOOK=counts.ipynb")
+
+
+def run_counts(image: str, out: Path, **env: str):
+    base = {"DATA_URI": "/data/lake", "OUTPUT_URI": "/output", "RUN_DATE": SAMPLE_DATE}
+    return docker_run(image, {**base, **env}, {OTHER_PROJECT / "lake": "/data/lake:ro", out: "/output"})
+
+
+def test_another_project_builds_and_runs_with_the_same_runner(counts_image: str, tmp_path: Path) -> None:
+    out = writable_dir(tmp_path / "out")
+
+    run = run_counts(counts_image, out)
+
+    assert run.code == 0, run.stderr
+    (counts,) = published(out)
+    assert list(csv.reader(counts.open())) == [
+        ["user", "event", "count"],
+        ["ana", "click", "2"],
+        ["bo", "click", "2"],
+    ]
+    assert "COUNTS CHECK PASSED: 2 rows" in run.stderr
+    facts = manifest(out)
+    assert facts["notebook"] == "counts"
+    assert facts["rows"] is None  # not Parquet: the runner does not guess
+    assert run.last_line.endswith("counts.html")
+
+
+def test_another_projects_check_failure_is_exit_20(counts_image: str, tmp_path: Path) -> None:
+    out = writable_dir(tmp_path / "out")
+
+    run = run_counts(counts_image, out, RUN_DATE="2019-07-31")  # no events that day: an empty counts.csv
+
+    assert run.code == 20, run.stderr
+    assert "COUNTS CHECK FAILED: 0 rows" in run.last_line
+    assert not published(out, "2019-07-31")
+
+
+def test_each_project_image_has_only_its_own_requirements(counts_image: str) -> None:
+    probe = "import tabulate\ntry:\n import pyarrow\nexcept ImportError:\n print('no pyarrow')"
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", counts_image, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "no pyarrow"

@@ -1,0 +1,162 @@
+"""The runner against S3 and SNS, through moto server over HTTP: read the lake from S3, publish to S3,
+keep reports in S3, announce failures (and successes when asked) on the topic."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+from support import SAMPLE_DATE, SAMPLE_LAKE, docker_run, make_notebook, write_rows_cell
+
+pytestmark = pytest.mark.docker
+
+REGION = "eu-west-1"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
+
+
+class Aws:
+    """boto3 clients on the moto server, and the buckets, topic and queue of one test."""
+
+    def __init__(self, endpoint: str) -> None:
+        session = boto3.Session(
+            region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        self.endpoint = endpoint
+        self.s3 = session.client("s3", endpoint_url=endpoint)
+        self.sns = session.client("sns", endpoint_url=endpoint)
+        self.sqs = session.client("sqs", endpoint_url=endpoint)
+        suffix = uuid4().hex[:8]
+        self.lake, self.output = f"lake-{suffix}", f"output-{suffix}"
+        for bucket in (self.lake, self.output):
+            self.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        for path in SAMPLE_LAKE.rglob("*.json"):
+            self.s3.upload_file(str(path), self.lake, f"snapshots/{path.relative_to(SAMPLE_LAKE)}")
+        self.topic = self.sns.create_topic(Name=f"runs-{suffix}")["TopicArn"]
+        self.queue = self.sqs.create_queue(QueueName=f"mail-{suffix}")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn)
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        # Keys ending in / are the empty "folder" markers pyarrow creates as it writes: not data.
+        return sorted(
+            o["Key"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")
+        )
+
+    def notifications(self, wait: float = 10) -> list[dict]:
+        deadline, found = time.monotonic() + wait, []
+        while time.monotonic() < deadline and not found:
+            reply = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            found = [json.loads(m["Body"]) for m in reply.get("Messages", [])]
+        return found
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "DATA_URI": f"s3://{self.lake}/snapshots",
+            "OUTPUT_URI": f"s3://{self.output}/usp/output",
+            "RUN_DATE": SAMPLE_DATE,
+            **extra,
+        }
+
+
+@pytest.fixture
+def aws(moto_endpoint: str) -> Iterator[Aws]:
+    yield Aws(moto_endpoint)
+
+
+def test_reads_the_lake_from_s3_and_publishes_to_s3(runner_image: str, aws: Aws) -> None:
+    run = docker_run(runner_image, aws.env(), network_host=True)
+
+    assert run.code == 0, run.stderr
+    partition = f"usp/output/date={SAMPLE_DATE}/"
+    (key,) = aws.keys(aws.output, partition)
+    body = aws.s3.get_object(Bucket=aws.output, Key=key)["Body"].read()
+    assert pq.read_table(io.BytesIO(body)).num_rows == 3000
+    reports = aws.keys(aws.output, f"usp/output/_runs/date={SAMPLE_DATE}/")
+    names = sorted(k.rsplit("/", 1)[1] for k in reports)
+    assert names == ["check.txt", "manifest.json", "usp.html", "usp.ipynb"]  # and no staging copy left
+    manifest_key = next(k for k in reports if k.endswith("manifest.json"))
+    facts = json.loads(aws.s3.get_object(Bucket=aws.output, Key=manifest_key)["Body"].read())
+    assert facts["status"] == "succeeded"
+    assert facts["rows"] == 3000
+    assert facts["output_uri"] == f"s3://{aws.output}/{partition}"
+    assert run.last_line.endswith(f"s3://{aws.output}/{manifest_key.rsplit('/', 1)[0]}/usp.html")
+    assert aws.notifications(wait=2) == []  # successes are quiet unless asked for
+
+
+def test_rerun_on_s3_replaces_the_partition_objects(runner_image: str, aws: Aws) -> None:
+    stale = f"usp/output/date={SAMPLE_DATE}/part-from-an-old-layout.parquet"
+    aws.s3.put_object(Bucket=aws.output, Key=stale, Body=b"old")
+
+    run = docker_run(runner_image, aws.env(), network_host=True)
+
+    assert run.code == 0, run.stderr
+    assert aws.keys(aws.output, f"usp/output/date={SAMPLE_DATE}/") == [
+        f"usp/output/date={SAMPLE_DATE}/part-0.parquet"
+    ]
+
+
+def test_failure_is_announced_on_the_topic_and_nothing_is_published(
+    runner_image: str, aws: Aws, tmp_path: Path
+) -> None:
+    make_notebook(tmp_path / "nb" / "dupes.ipynb", write_rows_cell("[(1, 100, 'spa', 7)] * 2"))
+    env = aws.env(SNS_TOPIC_ARN=aws.topic, NOTEBOOK="/nb/dupes.ipynb")
+
+    run = docker_run(runner_image, env, {tmp_path / "nb": "/nb:ro"}, network_host=True)
+
+    assert run.code == 20, run.stderr
+    assert aws.keys(aws.output, "usp/output/date=") == []
+    staged = aws.keys(aws.output, "usp/output/_runs/")
+    assert any("/staging/date=2019-08-01/part-0.parquet" in k for k in staged)  # kept for the post-mortem
+    (note,) = aws.notifications()
+    assert note["Subject"] == f"[notebook-runner] FAILED: dupes for {SAMPLE_DATE} (exit 20)"
+    assert "with exit code 20 (the check failed)" in note["Message"]
+    assert "duplicated pairs" in note["Message"]
+    assert f"Report:   s3://{aws.output}/usp/output/_runs/date={SAMPLE_DATE}/" in note["Message"]
+    assert "Output:   nothing published" in note["Message"]
+
+
+def test_success_is_announced_when_asked(runner_image: str, aws: Aws) -> None:
+    run = docker_run(
+        runner_image, aws.env(SNS_TOPIC_ARN=aws.topic, NOTIFY_ON_SUCCESS="true"), network_host=True
+    )
+
+    assert run.code == 0, run.stderr
+    (note,) = aws.notifications()
+    assert note["Subject"] == f"[notebook-runner] SUCCEEDED: usp for {SAMPLE_DATE} (exit 0)"
+    assert "Rows:     3000" in note["Message"]
+
+
+def test_a_failed_notification_never_hides_the_exit_code(runner_image: str, aws: Aws) -> None:
+    missing_topic = aws.topic + "-deleted"
+    run = docker_run(
+        runner_image,
+        aws.env(SNS_TOPIC_ARN=missing_topic, RUN_DATE="2019-08-02"),  # no such partition: the notebook fails
+        network_host=True,
+    )
+
+    assert run.code == 10
+    assert f"could not notify {missing_topic}" in run.stderr
+    assert "FAILED (exit 10, notebook)" in run.last_line
+
+
+def test_empty_s3_data_location_is_a_configuration_error(runner_image: str, aws: Aws) -> None:
+    run = docker_run(runner_image, aws.env(DATA_URI=f"s3://{aws.lake}/nothing-here"), network_host=True)
+
+    assert run.code == 2
+    assert f"DATA_URI s3://{aws.lake}/nothing-here holds no objects" in run.last_line
