@@ -40,6 +40,8 @@ CHILD=''
 STOP_SIGNAL=''
 SIGNALS=0
 IN_PUBLISH=''
+REPORT_JOB=''
+STAGE='starting'
 REPORT_URI_RUN=''
 NB_NAME=''
 FINISHED=''
@@ -94,6 +96,7 @@ finish() {
 	local status=$1 code=$2 step=$3 message=$4 report='none (the run stopped before it started)' sentence
 	FINISHED=1
 	trap - ERR
+	wait_report
 	if [[ -n "$REPORT_URI_RUN" ]]; then
 		if [[ -f "${WORK}/report/${NB_NAME}.html" ]]; then
 			report="${REPORT_URI_RUN}/${NB_NAME}.html"
@@ -121,7 +124,7 @@ fail_config() { finish failed "$EXIT_CONFIG" config "$1"; }
 
 stopped() {
 	local where=${1:-}
-	finish stopped "$EXIT_STOPPED" stopped "${where:-stopped by SIG${STOP_SIGNAL} before the notebook ran}"
+	finish stopped "$EXIT_STOPPED" stopped "${where:-stopped by SIG${STOP_SIGNAL} while ${STAGE}}"
 }
 
 # --- configuration ------------------------------------------------------------------------------
@@ -185,7 +188,8 @@ load_config() {
 
 # --- the steps ----------------------------------------------------------------------------------
 
-preflight() {
+# The local folders the run writes must be creatable by the container's user.
+prepare_locations() {
 	if [[ "$OUTPUT_URI" != s3://* ]] && ! mkdir -p -- "$OUTPUT_URI" 2>/dev/null; then
 		REPORT_URI_RUN=''
 		fail_config "OUTPUT_URI folder ${OUTPUT_URI} cannot be created: mount a folder the container user ($(id -u)) may write"
@@ -194,38 +198,53 @@ preflight() {
 		REPORT_URI_RUN=''
 		fail_config "REPORT_URI folder ${REPORT_URI} is not writable by the container user ($(id -u)): mount a writable folder"
 	fi
-	run_child "${NBRUN_CMD[@]}" preflight --notebook "$NOTEBOOK" --data-uri "$DATA_URI" --output-uri "$OUTPUT_URI" \
-		--params-out "${WORK}/params.json" || {
-		local rc=$?
-		[[ -n "$STOP_SIGNAL" ]] && stopped
-		[[ $rc -eq $EXIT_CONFIG ]] || return "$rc"
-		fail_config "$(step_message)"
-	}
 }
 
+# nbrun execute checks the notebook, NOTEBOOK_PARAMS and the data and output locations (exit 2) before
+# it starts the kernel, then runs the notebook into the staging location.
 execute() {
+	local rc=0
+	STAGE='running the notebook'
 	log "running ${NOTEBOOK} (cell timeout ${CELL_TIMEOUT} s) into ${STAGING_URI}"
 	run_child "${NBRUN_CMD[@]}" execute --notebook "$NOTEBOOK" --date "$RUN_DATE" --data-uri "$DATA_URI" \
-		--output-uri "$STAGING_URI" --params "${WORK}/params.json" --timeout "$CELL_TIMEOUT" \
-		--output-nb "${WORK}/report/${NB_NAME}.ipynb" --html "${WORK}/report/${NB_NAME}.html" || {
-		local rc=$?
-		case $rc in
-		10 | 11) finish failed "$rc" notebook "$(step_message)" ;;
-		143) stopped "$(step_message)" ;;
-		*) finish failed 10 notebook "the notebook step ended with exit code ${rc}: $(step_message)" ;;
-		esac
-	}
-	[[ -z "$STOP_SIGNAL" ]] || stopped "stopped by SIG${STOP_SIGNAL} after the notebook ran"
+		--output-uri "$OUTPUT_URI" --staging-uri "$STAGING_URI" --timeout "$CELL_TIMEOUT" \
+		--output-nb "${WORK}/report/${NB_NAME}.ipynb" || rc=$?
+	start_report
+	if [[ -n "$STOP_SIGNAL" ]]; then
+		[[ $rc -eq $EXIT_STOPPED ]] || : >"${WORK}/message" # its own reason is the signal's doing
+		stopped "$(step_message)"
+	fi
+	case $rc in
+	0) ;;
+	"$EXIT_CONFIG") fail_config "$(step_message)" ;;
+	10 | 11) finish failed "$rc" notebook "$(step_message)" ;;
+	*) finish failed 10 notebook "the notebook step ended with exit code ${rc}: $(step_message)" ;;
+	esac
+}
+
+# The HTML report renders in the background while the check runs; finish waits for it.
+start_report() {
+	[[ -f "${WORK}/report/${NB_NAME}.ipynb" ]] || return 0
+	"${NBRUN_CMD[@]}" report --executed "${WORK}/report/${NB_NAME}.ipynb" \
+		--html "${WORK}/report/${NB_NAME}.html" &
+	REPORT_JOB=$!
+}
+
+wait_report() {
+	[[ -n "$REPORT_JOB" ]] || return 0
+	wait "$REPORT_JOB" || log "warning: the HTML report could not be rendered; the executed notebook is kept"
+	REPORT_JOB=''
 }
 
 check() {
 	local check_name rc=0 verdict
 	check_name=$(basename -- "$CHECK_SCRIPT")
+	STAGE='checking the output'
 	log "checking the output with ${check_name}"
 	run_child env -C "$PROJECT_DIR" "$PYTHON" "$CHECK_SCRIPT" --date "$RUN_DATE" --output "$STAGING_URI" \
 		>"${WORK}/report/check.txt" 2>&1 || rc=$?
 	cat "${WORK}/report/check.txt" >&2
-	[[ -z "$STOP_SIGNAL" ]] || stopped "stopped by SIG${STOP_SIGNAL} while checking the output"
+	[[ -z "$STOP_SIGNAL" ]] || stopped
 	if [[ $rc -ne 0 ]]; then
 		verdict=$(grep -v '^[[:space:]]*$' "${WORK}/report/check.txt" | tail -n 1 || true)
 		finish failed "$EXIT_CHECK" check "${check_name} rejected the output (exit ${rc}): ${verdict:-no output}; the rejected data is kept in ${STAGING_URI}"
@@ -257,7 +276,7 @@ main() {
 	[[ -w "$HOME" ]] || export HOME="$WORK" # an arbitrary --user has no home of its own
 	load_config "$@"
 	log "run ${RUN_ID}: ${NOTEBOOK} for ${RUN_DATE}; data ${DATA_URI}; output ${OUTPUT_URI}; report ${REPORT_URI_RUN}"
-	preflight
+	prepare_locations
 	execute
 	check
 	publish

@@ -1,7 +1,8 @@
 """The runner's Python steps, called by run_notebook.sh (one subcommand per step).
 
-    nbrun.py preflight  -- checks the notebook, its parameters and the data/output locations (exit 2)
-    nbrun.py execute    -- runs the notebook with papermill and writes its HTML report (exit 10, 11, 143)
+    nbrun.py execute    -- checks the notebook, its parameters and the data/output locations (exit 2),
+                           then runs the notebook with papermill (exit 10, 11, 143)
+    nbrun.py report     -- renders the executed notebook as HTML (run beside the check)
     nbrun.py publish    -- moves the checked partition from staging to the output location (exit 30)
     nbrun.py finish     -- writes the manifest, stores the report files, notifies SNS (never changes the exit)
 
@@ -184,42 +185,59 @@ def check_location(name: str, loc: Location, must_hold_data: bool) -> None:
         ) from exc
 
 
-def cmd_preflight(args: argparse.Namespace) -> None:
+def preflight(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything that can be found wrong before the notebook runs (exit 2); returns its parameters."""
     check_notebook(args.notebook)
     params = load_params(os.environ.get("NOTEBOOK_PARAMS", ""))
     check_location("DATA_URI", Location(args.data_uri), must_hold_data=True)
     check_location("OUTPUT_URI", Location(args.output_uri), must_hold_data=False)
-    args.params_out.write_text(json.dumps(params))
+    return {**params, "date": args.date, "data_uri": args.data_uri, "output_uri": args.staging_uri}
 
 
 # --- execute -------------------------------------------------------------------------------------
 
 
 def failing_cell(nb: Any) -> str:
-    """The cell papermill left running or failed, named as the report shows it: cell [N] ('first line')."""
+    """The cell that failed, or else the last one started (a timeout or a stop), named as the report
+    shows it: cell [N] ('first line'); '' if no cell started."""
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    for number, cell in enumerate(code_cells, start=1):
-        status = cell.get("metadata", {}).get("papermill", {}).get("status")
-        if status in ("running", "failed") or any(
-            o.get("output_type") == "error" for o in cell.get("outputs", [])
-        ):
-            first = next((line for line in cell.source.splitlines() if line.strip()), "")
-            return f"cell [{cell.get('execution_count') or number}] ({first[:80]!r})"
-    return "a cell"
+
+    def state(cell: Any) -> dict:
+        return cell.get("metadata", {}).get("papermill", {})
+
+    failed = [c for c in code_cells if state(c).get("status") == "failed" or state(c).get("exception")]
+    started = [c for c in code_cells if state(c).get("start_time")]
+    cell = (failed or started or [None])[-1 if not failed else 0]
+    if cell is None:
+        return ""
+    first = next((line for line in cell.source.splitlines() if line.strip()), "")
+    return f"cell [{cell.get('execution_count') or code_cells.index(cell) + 1}] ({first[:80]!r})"
 
 
-def write_html(executed: Path, html: Path) -> None:
-    import nbformat
-    from nbconvert import HTMLExporter
+def start_kernel(cwd: Path) -> Any:
+    """Start the image's kernel now, so that it boots while papermill is imported."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    html.write_text(body, encoding="utf-8")
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME)
+    run_sync(km.start_kernel)(cwd=str(cwd))
+    return km
+
+
+def stop_kernel(km: Any) -> None:
+    """The notebook is done (or given up on): the kernel goes at once, even if a cell still runs."""
+    from jupyter_core.utils import run_sync
+
+    try:
+        run_sync(km.shutdown_kernel)(now=True)
+    except Exception as exc:  # noqa: BLE001 -- an interrupted event loop: kill the process itself
+        log.info("kernel shutdown fell back to kill (%s)", exc)
+        process = getattr(km.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
 
 
 def cmd_execute(args: argparse.Namespace) -> None:
-    import papermill as pm
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
     def stop(signum: int, _frame: Any) -> NoReturn:
         raise Stopped(signal.Signals(signum).name)
 
@@ -227,61 +245,81 @@ def cmd_execute(args: argparse.Namespace) -> None:
     # and the cell ends with DeadKernelError; run_notebook.sh knows it sent the signal.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    params = {
-        **json.loads(args.params.read_text()),
-        "date": args.date,
-        "data_uri": args.data_uri,
-        "output_uri": args.output_uri,
-    }
+    params = preflight(args)
     outcome: StepFailed | None = None
+    km = None
     try:
+        km = start_kernel(args.notebook.parent)
+        import papermill as pm
+
         pm.execute_notebook(
             str(args.notebook),
             str(args.output_nb),
             parameters=params,
             kernel_name=KERNEL_NAME,
+            km=km,
             cwd=str(args.notebook.parent),
             execution_timeout=args.timeout,
             log_output=True,
             progress_bar=False,
         )
-    except pm.PapermillExecutionError as exc:
-        outcome = StepFailed(
-            EXIT_NOTEBOOK,
-            f"{args.notebook.name} raised {exc.ename} in cell "
-            f"[{exc.exec_count}]: {str(exc.evalue).strip()[:300]}",
-        )
-    except CellTimeoutError:
-        outcome = StepFailed(EXIT_TIMEOUT, "")  # the cell is read from the saved notebook below
-    except DeadKernelError as exc:
-        outcome = StepFailed(
-            EXIT_NOTEBOOK,
-            f"the kernel died while running {args.notebook.name} ({exc}): "
-            "the notebook probably ran out of memory or called os._exit",
-        )
     except Stopped as exc:
-        outcome = StepFailed(EXIT_STOPPED, f"stopped by {exc} while running {args.notebook.name}")
+        outcome = StepFailed(
+            EXIT_STOPPED, f"stopped by {exc} while running {args.notebook.name}{where_in(args)}"
+        )
+    except Exception as exc:  # noqa: BLE001 -- classified there; anything unforeseen is raised again
+        outcome = notebook_failure(args, exc)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if outcome is not None and outcome.code in (EXIT_TIMEOUT, EXIT_STOPPED) and args.output_nb.exists():
-        import nbformat
-
-        where = failing_cell(nbformat.read(args.output_nb, as_version=4))
-        if outcome.code == EXIT_TIMEOUT:
-            outcome = StepFailed(
-                EXIT_TIMEOUT,
-                f"{where} of {args.notebook.name} ran longer than CELL_TIMEOUT="
-                f"{args.timeout} s: make it faster or raise CELL_TIMEOUT",
-            )
-        else:
-            outcome = StepFailed(EXIT_STOPPED, f"{outcome} (in {where})")
-    if args.output_nb.exists():
-        try:
-            write_html(args.output_nb, args.html)
-        except Exception as exc:  # noqa: BLE001 -- a report that cannot render must not hide the outcome
-            log.warning("could not render the HTML report: %s", exc)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if km is not None:
+            stop_kernel(km)
     if outcome is not None:
         raise outcome
+
+
+def notebook_failure(args: argparse.Namespace, exc: Exception) -> StepFailed:
+    """Classify what papermill raised: a cell's error, a cell timeout, a dead kernel."""
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    name = args.notebook.name
+    if isinstance(exc, pm.PapermillExecutionError):
+        reason = str(exc.evalue).strip()[:300]
+        return StepFailed(EXIT_NOTEBOOK, f"{name} raised {exc.ename} in cell [{exc.exec_count}]: {reason}")
+    if isinstance(exc, CellTimeoutError):
+        where = where_in(args).removeprefix(" in ") or "a cell"
+        return StepFailed(
+            EXIT_TIMEOUT,
+            f"{where} of {name} ran longer than CELL_TIMEOUT={args.timeout} s: "
+            "make it faster or raise CELL_TIMEOUT",
+        )
+    if isinstance(exc, DeadKernelError):
+        return StepFailed(
+            EXIT_NOTEBOOK,
+            f"the kernel died while running {name} ({exc}): "
+            "the notebook probably ran out of memory or called os._exit",
+        )
+    raise exc
+
+
+def where_in(args: argparse.Namespace) -> str:
+    """' in cell [N] (...)' for the cell the saved notebook shows running or failed, else ''."""
+    if not args.output_nb.exists():
+        return ""
+    import nbformat
+
+    where = failing_cell(nbformat.read(args.output_nb, as_version=4))
+    return f" in {where}" if where else ""
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """The executed notebook as HTML; rendered while the check runs."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(args.executed, as_version=4))
+    args.html.write_text(body, encoding="utf-8")
 
 
 # --- publish -------------------------------------------------------------------------------------
@@ -511,22 +549,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--message-file", type=Path, required=True, help="where a failing step writes its reason")
     sub = p.add_subparsers(dest="command", required=True)
 
-    pre = sub.add_parser("preflight")
-    pre.add_argument("--notebook", type=Path, required=True)
-    pre.add_argument("--data-uri", required=True)
-    pre.add_argument("--output-uri", required=True)
-    pre.add_argument("--params-out", type=Path, required=True)
-    pre.set_defaults(func=cmd_preflight)
-
-    ex = sub.add_parser("execute")
-    for name in ("--date", "--data-uri", "--output-uri"):
+    ex = sub.add_parser("execute", help="check the configuration (exit 2), then run the notebook")
+    for name in ("--date", "--data-uri", "--output-uri", "--staging-uri"):
         ex.add_argument(name, required=True)
     ex.add_argument("--notebook", type=Path, required=True)
-    ex.add_argument("--params", type=Path, required=True)
     ex.add_argument("--output-nb", type=Path, required=True)
-    ex.add_argument("--html", type=Path, required=True)
     ex.add_argument("--timeout", type=int, required=True)
     ex.set_defaults(func=cmd_execute)
+
+    rep = sub.add_parser("report", help="render the executed notebook as HTML")
+    rep.add_argument("--executed", type=Path, required=True)
+    rep.add_argument("--html", type=Path, required=True)
+    rep.set_defaults(func=cmd_report)
 
     pub = sub.add_parser("publish")
     for name in ("--date", "--staging", "--output", "--run-id"):
