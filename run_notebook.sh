@@ -206,10 +206,11 @@ execute() {
 	local rc=0
 	STAGE='running the notebook'
 	log "running ${NOTEBOOK} (cell timeout ${CELL_TIMEOUT} s) into ${STAGING_URI}"
+	start_report
 	run_child "${NBRUN_CMD[@]}" execute --notebook "$NOTEBOOK" --date "$RUN_DATE" --data-uri "$DATA_URI" \
 		--output-uri "$OUTPUT_URI" --staging-uri "$STAGING_URI" --timeout "$CELL_TIMEOUT" \
 		--output-nb "${WORK}/report/${NB_NAME}.ipynb" || rc=$?
-	start_report
+	report_ready
 	if [[ -n "$STOP_SIGNAL" ]]; then
 		[[ $rc -eq $EXIT_STOPPED ]] || : >"${WORK}/message" # its own reason is the signal's doing
 		stopped "$(step_message)"
@@ -222,16 +223,21 @@ execute() {
 	esac
 }
 
-# The HTML report renders in the background while the check runs; finish waits for it.
+# The report job (HTML of the executed notebook, rows of the staged partition) starts beside the
+# notebook, imports its libraries while the notebook runs, and renders once report_ready is called:
+# while the check runs. finish waits for it.
 start_report() {
-	[[ -f "${WORK}/report/${NB_NAME}.ipynb" ]] || return 0
-	"${NBRUN_CMD[@]}" report --executed "${WORK}/report/${NB_NAME}.ipynb" \
-		--html "${WORK}/report/${NB_NAME}.html" &
+	"${NBRUN_CMD[@]}" report --executed "${WORK}/report/${NB_NAME}.ipynb" --html "${WORK}/report/${NB_NAME}.html" \
+		--ready-file "${WORK}/executed" --staged-partition "${STAGING_URI}/date=${RUN_DATE}" \
+		--rows-file "${WORK}/rows" &
 	REPORT_JOB=$!
 }
 
+report_ready() { [[ -z "$WORK" ]] || : >"${WORK}/executed"; }
+
 wait_report() {
 	[[ -n "$REPORT_JOB" ]] || return 0
+	report_ready
 	wait "$REPORT_JOB" || log "warning: the HTML report could not be rendered; the executed notebook is kept"
 	REPORT_JOB=''
 }
@@ -254,7 +260,7 @@ check() {
 publish() {
 	IN_PUBLISH=1
 	run_child "${NBRUN_CMD[@]}" publish --date "$RUN_DATE" --staging "$STAGING_URI" --output "$OUTPUT_URI" \
-		--run-id "$RUN_ID" --rows-file "${WORK}/rows" ||
+		--run-id "$RUN_ID" ||
 		finish failed 30 publish "$(step_message)"
 	IN_PUBLISH=''
 	[[ -z "$STOP_SIGNAL" ]] || log "SIG${STOP_SIGNAL} arrived while publishing: the publish was completed first"
@@ -281,6 +287,7 @@ main() {
 	check
 	publish
 	local rows
+	wait_report
 	rows=$(cat "${WORK}/rows" 2>/dev/null || true)
 	finish succeeded 0 '' "published ${rows:-an unknown number of} rows to ${OUTPUT_URI}/date=${RUN_DATE}/"
 }

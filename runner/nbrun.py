@@ -2,7 +2,7 @@
 
     nbrun.py execute    -- checks the notebook, its parameters and the data/output locations (exit 2),
                            then runs the notebook with papermill (exit 10, 11, 143)
-    nbrun.py report     -- renders the executed notebook as HTML (run beside the check)
+    nbrun.py report     -- renders the executed notebook as HTML, counts the staged rows (beside the check)
     nbrun.py publish    -- moves the checked partition from staging to the output location (exit 30)
     nbrun.py finish     -- writes the manifest, stores the report files, notifies SNS (never changes the exit)
 
@@ -245,11 +245,13 @@ def cmd_execute(args: argparse.Namespace) -> None:
     # and the cell ends with DeadKernelError; run_notebook.sh knows it sent the signal.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    params = preflight(args)
     outcome: StepFailed | None = None
     km = None
     try:
+        # The kernel boots in its own process while the configuration is checked and papermill imported;
+        # a bad configuration shuts it down before any cell runs.
         km = start_kernel(args.notebook.parent)
+        params = preflight(args)
         import papermill as pm
 
         pm.execute_notebook(
@@ -263,6 +265,8 @@ def cmd_execute(args: argparse.Namespace) -> None:
             log_output=True,
             progress_bar=False,
         )
+    except StepFailed as exc:
+        outcome = exc
     except Stopped as exc:
         outcome = StepFailed(
             EXIT_STOPPED, f"stopped by {exc} while running {args.notebook.name}{where_in(args)}"
@@ -314,12 +318,25 @@ def where_in(args: argparse.Namespace) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    """The executed notebook as HTML; rendered while the check runs."""
+    """The run's report: the executed notebook as HTML, and the rows of the staged partition.
+
+    Started beside the notebook, it imports its libraries while the notebook runs, then waits for
+    run_notebook.sh to create --ready-file, and renders while the check runs: off the critical path.
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(args.executed, as_version=4))
-    args.html.write_text(body, encoding="utf-8")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a stopped run still gets its report
+    parent = os.getppid()
+    while not args.ready_file.exists():
+        if os.getppid() != parent:  # run_notebook.sh is gone: nobody will read the report
+            return
+        time.sleep(0.02)
+    rows = count_rows(Location(args.staged_partition))
+    args.rows_file.write_text("" if rows is None else str(rows))
+    if args.executed.exists():
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(args.executed, as_version=4))
+        args.html.write_text(body, encoding="utf-8")
 
 
 # --- publish -------------------------------------------------------------------------------------
@@ -423,14 +440,12 @@ def cmd_publish(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     partition = f"date={args.date}"
     staged, target = Location(args.staging).child(partition), Location(args.output).child(partition)
-    rows = count_rows(staged)
     if staged.is_s3:
         publish_s3(staged, target)
     else:
         publish_local(staged.path, target.path, args.run_id)
-    args.rows_file.write_text("" if rows is None else str(rows))
     remove_staging(Location(args.staging))
-    log.info("published %s rows to %s/", "an unknown number of" if rows is None else f"{rows:,}", target.uri)
+    log.info("published %s/ to %s/", staged.uri, target.uri)
 
 
 # --- finish: manifest, report files, notification -------------------------------------------------
@@ -560,12 +575,14 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="render the executed notebook as HTML")
     rep.add_argument("--executed", type=Path, required=True)
     rep.add_argument("--html", type=Path, required=True)
+    rep.add_argument("--ready-file", type=Path, required=True)
+    rep.add_argument("--staged-partition", required=True)
+    rep.add_argument("--rows-file", type=Path, required=True)
     rep.set_defaults(func=cmd_report)
 
     pub = sub.add_parser("publish")
     for name in ("--date", "--staging", "--output", "--run-id"):
         pub.add_argument(name, required=True)
-    pub.add_argument("--rows-file", type=Path, required=True)
     pub.set_defaults(func=cmd_publish)
 
     fin = sub.add_parser("finish")

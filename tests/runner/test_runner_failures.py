@@ -176,7 +176,7 @@ def test_publish_failure_exits_30_and_keeps_the_previous_partition(
     run = run_notebook(runner_image, out, nb_dir, "good.ipynb")
 
     facts = assert_failed(out, run, 30, "publish", "could not move the checked output", "unchanged")
-    assert facts["rows"] is None
+    assert facts["rows"] == 2  # what the notebook wrote, though it was not published
     assert (previous / "part-0.parquet").read_bytes() == b"yesterday's data"
 
 
