@@ -27,11 +27,14 @@ RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin run
 # venv's Python, so the notebook runs here whatever kernel it was saved with.
 COPY runner/requirements.txt /opt/notebook-runner/runner/requirements.txt
 RUN pip install --no-cache-dir -r /opt/notebook-runner/runner/requirements.txt \
-    && python -m ipykernel install --prefix /opt/venv --name python3 --display-name "Python 3 (runner)"
+    && python -m ipykernel install --prefix /opt/venv --name python3 --display-name "Python 3 (runner)" \
+    && find /opt/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) -exec rm -rf {} +
 
 # The notebook's own requirements: rebuilt only when requirements.txt changes.
+# Test suites that wheels ship are never imported by a run: they go in the same layer.
 COPY requirements.txt /app/requirements.txt
-RUN pip install --no-cache-dir -r /app/requirements.txt
+RUN pip install --no-cache-dir -r /app/requirements.txt \
+    && find /opt/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) -exec rm -rf {} +
 
 COPY run_notebook.sh /opt/notebook-runner/run_notebook.sh
 COPY runner/nbrun.py /opt/notebook-runner/runner/nbrun.py

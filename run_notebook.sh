@@ -225,9 +225,9 @@ execute() {
 
 # The report job (HTML of the executed notebook, rows of the staged partition) starts beside the
 # notebook, imports its libraries while the notebook runs, and renders once report_ready is called:
-# while the check runs. finish waits for it.
+# while the check runs, at a lower priority than the notebook and the check. finish waits for it.
 start_report() {
-	"${NBRUN_CMD[@]}" report --executed "${WORK}/report/${NB_NAME}.ipynb" --html "${WORK}/report/${NB_NAME}.html" \
+	nice -n 10 "${NBRUN_CMD[@]}" report --executed "${WORK}/report/${NB_NAME}.ipynb" --html "${WORK}/report/${NB_NAME}.html" \
 		--ready-file "${WORK}/executed" --staged-partition "${STAGING_URI}/date=${RUN_DATE}" \
 		--rows-file "${WORK}/rows" &
 	REPORT_JOB=$!

@@ -3,11 +3,12 @@
 #
 # The real base (the Dockerfile's BASE_IMAGE default) when it is present or can be pulled. On a machine
 # with no registry access, a stand-in of the same Debian release and Python minor version, built from
-# Debian packages with mmdebstrap; the host's CA bundle goes into the stand-in (and only there) so pip
-# inside `docker build` trusts the same certificates as the host.
+# Debian packages with mmdebstrap and slimmed as Debian's -slim images are (no docs, man pages or
+# locales); the host's CA bundle goes into the stand-in (and only there) so pip inside `docker build`
+# trusts the same certificates as the host.
 set -Eeuo pipefail
 
-readonly STANDIN=${STANDIN_IMAGE:-notebook-runner-standin:bookworm}
+readonly STANDIN=${STANDIN_IMAGE:-notebook-runner-standin:bookworm-slim}
 REAL=$(sed -n 's/^ARG BASE_IMAGE=//p' "$(dirname "${BASH_SOURCE[0]}")/../Dockerfile")
 readonly REAL
 
@@ -29,7 +30,12 @@ build_standin() {
 	TMP=$(mktemp -d)
 	trap cleanup EXIT
 	log "building the stand-in ${STANDIN} from Debian bookworm packages (about 30 s)"
+	# shellcheck disable=SC2016 # "$1" is the root the hooks get from mmdebstrap, not ours
 	mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
+		--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+		--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+		--dpkgopt='path-exclude=/usr/share/info/*' \
+		--customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
 		--customize-hook="cp ${ca} \"\$1/usr/local/share/host-ca-bundle.crt\"" \
 		bookworm "${TMP}/rootfs.tar" >&2
 	docker import --change 'ENV PIP_CERT=/usr/local/share/host-ca-bundle.crt' \
