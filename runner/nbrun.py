@@ -152,7 +152,8 @@ def check_notebook(notebook: Path) -> None:
             EXIT_CONFIG,
             f"{notebook.name} has no cell tagged 'parameters', so the run's date, "
             "data_uri and output_uri would be overridden by the notebook's defaults: "
-            "tag the cell that defines them (Jupyter: View > Cell Toolbar > Tags)",
+            "tag the cell that defines them (JupyterLab: Property Inspector > Cell Tags; "
+            "classic Notebook: View > Cell Toolbar > Tags)",
         )
 
 
