@@ -15,14 +15,35 @@ install_engine() {
 	fi
 }
 
+# A dockerd killed with its machine's session leaves its pid file, and a new one refuses to start.
+remove_stale_pidfile() {
+	local pidfile=/var/run/docker.pid pid
+	[[ -f "$pidfile" ]] || return 0
+	pid=$(<"$pidfile")
+	# A live dockerd has that pid, that name, and a state other than zombie (Z) or dead (X).
+	if [[ -z "$pid" ]] || ! grep -qs '^dockerd$' "/proc/${pid}/comm" ||
+		grep -qs '^State:[[:space:]]*[ZX]' "/proc/${pid}/status"; then
+		log "removing the stale ${pidfile} (pid ${pid:-?} is not a running dockerd)"
+		rm -f -- "$pidfile"
+	fi
+}
+
+# start_engine: start dockerd and wait until it answers; 0 when it does, 1 when it exits or times out.
 start_engine() {
-	local logfile=${DOCKERD_LOG:-/tmp/dockerd.log} waited=0
+	local logfile=${DOCKERD_LOG:-/tmp/dockerd.log} waited=0 pid
+	remove_stale_pidfile
 	log "starting dockerd in the background (log: ${logfile})"
 	nohup dockerd >"$logfile" 2>&1 &
+	pid=$!
 	until engine_answers; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			log "dockerd exited at start: $(tail -n 1 "$logfile")"
+			return 1
+		fi
 		if ((waited >= 60)); then
 			log "dockerd did not answer within 60 s: see ${logfile}"
-			exit 1
+			kill "$pid" 2>/dev/null || true
+			return 1
 		fi
 		sleep 1
 		waited=$((waited + 1))
@@ -36,9 +57,9 @@ main() {
 			"start Docker (Docker Desktop, or 'sudo systemctl start docker') and try again"
 		exit 1
 	fi
-	command -v docker >/dev/null 2>&1 || install_engine
 	install_engine
-	start_engine
+	# Its managed containerd can be slow to come back after a kill: one more try before giving up.
+	start_engine || { sleep 2 && start_engine; } || exit 1
 	log "Docker engine is up"
 }
 
