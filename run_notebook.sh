@@ -39,7 +39,7 @@ WORK=''
 CHILD=''
 STOP_SIGNAL=''
 SIGNALS=0
-IN_PUBLISH=''
+COMMITTED=''
 REPORT_JOB=''
 STAGE='starting'
 REPORT_URI_RUN=''
@@ -52,15 +52,21 @@ cleanup() {
 }
 
 # SIGTERM/SIGINT: forward to the running step, which shuts the kernel down; nothing is published.
-# A publish in progress is let finish (it is short), so a partition is never left half-written.
+# Once publishing has begun the run is committed: it completes (publishing is short), so a partition
+# is never left half-written and a published run never reports "nothing was published".
 # shellcheck disable=SC2329 # invoked by a trap
 on_signal() {
 	SIGNALS=$((SIGNALS + 1))
 	[[ -z "$FINISHED" ]] || return 0
 	STOP_SIGNAL=$1
 	log "received SIG${STOP_SIGNAL}: stopping the run"
-	if [[ -n "$CHILD" && -z "$IN_PUBLISH" ]]; then kill "-${STOP_SIGNAL}" "$CHILD" 2>/dev/null || true; fi
-	if [[ -z "$CHILD" ]]; then stopped; fi
+	if [[ -n "$COMMITTED" ]]; then
+		log "the output is being published: completing the run first"
+	elif [[ -n "$CHILD" ]]; then
+		kill "-${STOP_SIGNAL}" "$CHILD" 2>/dev/null || true
+	else
+		stopped
+	fi
 }
 
 # shellcheck disable=SC2329 # invoked by a trap
@@ -87,7 +93,6 @@ run_child() {
 	CHILD=''
 	return "$rc"
 }
-
 
 step_message() { cat "${WORK}/message" 2>/dev/null || true; }
 
@@ -200,8 +205,8 @@ prepare_locations() {
 	fi
 }
 
-# nbrun execute checks the notebook, NOTEBOOK_PARAMS and the data and output locations (exit 2) before
-# it starts the kernel, then runs the notebook into the staging location.
+# nbrun execute checks the notebook, NOTEBOOK_PARAMS and the data and output locations (exit 2) while
+# the kernel boots, before any cell runs; then it runs the notebook into the staging location.
 execute() {
 	local rc=0
 	STAGE='running the notebook'
@@ -258,12 +263,10 @@ check() {
 }
 
 publish() {
-	IN_PUBLISH=1
+	COMMITTED=1
 	run_child "${NBRUN_CMD[@]}" publish --date "$RUN_DATE" --staging "$STAGING_URI" --output "$OUTPUT_URI" \
 		--run-id "$RUN_ID" ||
 		finish failed 30 publish "$(step_message)"
-	IN_PUBLISH=''
-	[[ -z "$STOP_SIGNAL" ]] || log "SIG${STOP_SIGNAL} arrived while publishing: the publish was completed first"
 }
 
 main() {

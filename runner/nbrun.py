@@ -242,8 +242,8 @@ def cmd_execute(args: argparse.Namespace) -> None:
     def stop(signum: int, _frame: Any) -> NoReturn:
         raise Stopped(signal.Signals(signum).name)
 
-    # While a cell runs, nbclient's own handlers take over: they shut the kernel down on SIGTERM/SIGINT
-    # and the cell ends with DeadKernelError; run_notebook.sh knows it sent the signal.
+    # SIGTERM/SIGINT (run_notebook.sh forwards them) raise Stopped wherever the run is; papermill saves
+    # the notebook as far as it got and the finally below shuts the kernel down.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     outcome: StepFailed | None = None
