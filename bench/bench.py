@@ -65,7 +65,7 @@ def build(context: Path, base: str, *extra: str) -> None:
 def touch_notebook(context: Path, n: int) -> None:
     notebook = context / "usp.ipynb"
     nb = json.loads(notebook.read_text())
-    nb["cells"][0]["source"] = [*nb["cells"][0]["source"][:1], f"\n\nEdit {n}."]
+    nb["metadata"]["bench_edit"] = n  # a notebook-only change, as a data scientist's commit would be
     notebook.write_text(json.dumps(nb, indent=1))
 
 
