@@ -84,6 +84,23 @@ lock: docker ## re-pin runner/requirements.txt from runner/requirements.in, in t
 		| { sed -n 1p runner/requirements.txt; cat; } > runner/requirements.txt.new
 	@mv runner/requirements.txt.new runner/requirements.txt && echo "runner/requirements.txt re-pinned"
 
+# --- the CI/CD pipeline in AWS (template/pipeline.yaml) ---------------------------------------------
+.PHONY: deploy
+deploy: ## deploy or update the pipeline: GITHUB_REPO=owner/name DATA_LAKE_BUCKET= OUTPUT_BUCKET= [GITHUB_BRANCH= CONNECTION_ARN= STACK_NAME= AWS_REGION=]
+	@scripts/pipeline.sh deploy
+
+.PHONY: deploy-plan
+deploy-plan: ## the change set `make deploy` would execute, created but not executed (same variables)
+	@scripts/pipeline.sh plan
+
+.PHONY: status
+status: ## the stack's status and the pipeline's last execution (GITHUB_REPO= or STACK_NAME=)
+	@scripts/pipeline.sh status
+
+.PHONY: delete
+delete: ## delete the pipeline stack (GITHUB_REPO= or STACK_NAME=); the artifact bucket is kept
+	@scripts/pipeline.sh delete
+
 .PHONY: clean
 clean: ## remove the output folder, the venv and the local image
 	rm -rf $(OUTPUT_DIR) $(VENV) .pytest_cache .ruff_cache

@@ -170,14 +170,10 @@ def check_location(name: str, loc: Location, must_hold_data: bool) -> None:
 
     s3 = s3_client()
     try:
-        if must_hold_data:
-            found = s3.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix(), MaxKeys=1).get("KeyCount", 0)
-            if not found:
-                raise StepFailed(
-                    EXIT_CONFIG, f"{name} {loc.uri} holds no objects: check the bucket and prefix"
-                )
-        else:
-            s3.head_bucket(Bucket=loc.bucket)
+        # A listing of the prefix itself: it needs no more than a role scoped to that prefix.
+        found = s3.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix(), MaxKeys=1).get("KeyCount", 0)
+        if must_hold_data and not found:
+            raise StepFailed(EXIT_CONFIG, f"{name} {loc.uri} holds no objects: check the bucket and prefix")
     except (BotoCoreError, ClientError) as exc:
         raise StepFailed(
             EXIT_CONFIG,

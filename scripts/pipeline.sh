@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# pipeline.sh -- deploy, inspect and delete the CI/CD pipeline stack (template/pipeline.yaml).
+#
+#   scripts/pipeline.sh deploy|plan|status|delete     (the Makefile's deploy, deploy-plan, status, delete)
+#
+# Configuration comes from the environment, as `make deploy GITHUB_REPO=owner/name ...` passes it:
+#   GITHUB_REPO        owner/name, or a bare name with GITHUB_OWNER set           (required for deploy/plan)
+#   DATA_LAKE_BUCKET   the bucket the notebook reads                              (required for deploy/plan)
+#   OUTPUT_BUCKET      the bucket the notebook publishes to                       (required for deploy/plan)
+#   GITHUB_BRANCH      the branch that triggers the pipeline                      (default: main)
+#   CONNECTION_ARN     an existing GitHub connection (default: the stack creates one)
+#   NOTEBOOK           the notebook baked into the image                          (default: usp.ipynb)
+#   STACK_NAME         the stack's name (default: notebook-pipeline-<repository name>)
+#   AWS_REGION         the region (default: the AWS CLI's)
+# Every value is checked before any AWS call; a bad one stops with a one-line message.
+set -Eeuo pipefail
+
+TEMPLATE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/template/pipeline.yaml"
+readonly TEMPLATE
+AWS=${AWS_CLI:-aws}
+
+die() {
+	printf 'pipeline: %s\n' "$*" >&2
+	exit 2
+}
+
+# check NAME VALUE REGEX HINT: VALUE must match REGEX, else stop with HINT.
+check() {
+	[[ "$2" =~ $3 ]] || die "$1=$2 is not valid: $4"
+}
+
+load_repository() {
+	[[ -n "${GITHUB_REPO:-}" ]] || die "GITHUB_REPO is not set: make deploy GITHUB_REPO=owner/name DATA_LAKE_BUCKET=... OUTPUT_BUCKET=..."
+	if [[ "$GITHUB_REPO" != */* ]]; then
+		[[ -n "${GITHUB_OWNER:-}" ]] || die "GITHUB_REPO=${GITHUB_REPO} has no owner: use GITHUB_REPO=owner/${GITHUB_REPO} or set GITHUB_OWNER"
+		GITHUB_REPO="${GITHUB_OWNER}/${GITHUB_REPO}"
+	fi
+	check GITHUB_REPO "$GITHUB_REPO" '^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$' \
+		"use owner/name, e.g. hotel-profiling/usp-model"
+}
+
+# The stack's name: STACK_NAME, or notebook-pipeline-<repository name>.
+load_stack_name() {
+	if [[ -z "${STACK_NAME:-}" ]]; then
+		load_repository
+		STACK_NAME="notebook-pipeline-${GITHUB_REPO#*/}"
+		STACK_NAME=${STACK_NAME//[._]/-}
+	fi
+	check STACK_NAME "$STACK_NAME" '^[A-Za-z][A-Za-z0-9-]{0,127}$' "letters, digits and '-', starting with a letter"
+}
+
+load_config() {
+	load_repository
+	load_stack_name
+	GITHUB_BRANCH=${GITHUB_BRANCH:-main}
+	CONNECTION_ARN=${CONNECTION_ARN:-}
+	NOTEBOOK=${NOTEBOOK:-usp.ipynb}
+	check GITHUB_BRANCH "$GITHUB_BRANCH" '^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$' "a branch name such as main"
+	check NOTEBOOK "$NOTEBOOK" '^([A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-z0-9._-]*\.ipynb$' "a relative path ending in .ipynb"
+	[[ -z "$CONNECTION_ARN" ]] ||
+		check CONNECTION_ARN "$CONNECTION_ARN" \
+			'^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:[0-9]{12}:connection/[0-9a-f-]{36}$' \
+			"an arn:aws:codeconnections:REGION:ACCOUNT:connection/UUID, or leave it empty to create one"
+	[[ -n "${DATA_LAKE_BUCKET:-}" ]] || die "DATA_LAKE_BUCKET is not set: the bucket the notebook reads"
+	[[ -n "${OUTPUT_BUCKET:-}" ]] || die "OUTPUT_BUCKET is not set: the bucket the notebook publishes to"
+	check DATA_LAKE_BUCKET "$DATA_LAKE_BUCKET" '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' "an S3 bucket name"
+	check OUTPUT_BUCKET "$OUTPUT_BUCKET" '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' "an S3 bucket name"
+	load_region
+}
+
+load_stack() {
+	load_stack_name
+	load_region
+}
+
+load_region() {
+	REGION_ARGS=()
+	if [[ -n "${AWS_REGION:-}" ]]; then
+		check AWS_REGION "$AWS_REGION" '^[a-z]{2}(-[a-z]+)+-[0-9]$' "a region such as eu-west-1"
+		REGION_ARGS=(--region "$AWS_REGION")
+	fi
+}
+
+deploy() {
+	local mode=$1
+	load_config
+	local args=(
+		cloudformation deploy "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" --template-file "$TEMPLATE"
+		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset
+		--parameter-overrides "GitHubRepository=${GITHUB_REPO}" "GitHubBranch=${GITHUB_BRANCH}"
+		"ConnectionArn=${CONNECTION_ARN}" "NotebookPath=${NOTEBOOK}"
+		"DataLakeBucket=${DATA_LAKE_BUCKET}" "OutputBucket=${OUTPUT_BUCKET}"
+	)
+	[[ "$mode" == plan ]] && args+=(--no-execute-changeset)
+	printf 'pipeline: %s stack %s for %s (branch %s)\n' "$mode" "$STACK_NAME" "$GITHUB_REPO" "$GITHUB_BRANCH" >&2
+	"$AWS" "${args[@]}"
+	[[ "$mode" == plan ]] && return 0
+	"$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
+		--query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output table
+	next_step
+}
+
+next_step() {
+	local status
+	status=$("$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
+		--query "Stacks[0].Outputs[?OutputKey=='ConnectionStatus'].OutputValue" --output text)
+	if [[ "$status" == PENDING ]]; then
+		cat >&2 <<-EOF
+			Next step: authorize the GitHub connection once (it is PENDING until then):
+			  AWS console > Developer Tools > Settings > Connections > the connection named notebook-pipeline-...
+			  > Update pending connection > install or choose the GitHub App for ${GITHUB_REPO%%/*} > Connect.
+			Then push to ${GITHUB_BRANCH} (or press Release change on the pipeline) to start the first run.
+		EOF
+	else
+		printf 'Next step: push to %s; the pipeline starts on every push.\n' "$GITHUB_BRANCH" >&2
+	fi
+}
+
+status() {
+	load_stack
+	"$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
+		--query 'Stacks[0].[StackName,StackStatus,LastUpdatedTime]' --output table
+	"$AWS" codepipeline list-pipeline-executions "${REGION_ARGS[@]}" --pipeline-name "$STACK_NAME" --max-items 1 \
+		--query 'pipelineExecutionSummaries[0].[pipelineExecutionId,status,startTime,sourceRevisions[0].revisionId]' \
+		--output table
+}
+
+delete() {
+	load_stack
+	printf 'pipeline: deleting stack %s (the artifact bucket is kept: empty and delete it by hand)\n' "$STACK_NAME" >&2
+	"$AWS" cloudformation delete-stack "${REGION_ARGS[@]}" --stack-name "$STACK_NAME"
+	"$AWS" cloudformation wait stack-delete-complete "${REGION_ARGS[@]}" --stack-name "$STACK_NAME"
+}
+
+main() {
+	case "${1:-}" in
+	deploy) deploy deploy ;;
+	plan) deploy plan ;;
+	status) status ;;
+	delete) delete ;;
+	*) die "usage: pipeline.sh deploy|plan|status|delete (configured by environment variables, see the header)" ;;
+	esac
+}
+
+main "$@"

@@ -1,0 +1,195 @@
+"""template/pipeline.yaml, read as CloudFormation would: lint-clean, stages in order, each CodeBuild
+project given exactly the variables its buildspec reads, roles granting what the buildspecs' commands
+call, and parameter patterns that accept good values and refuse bad ones."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cfn import BUILDSPECS, TEMPLATE, load
+
+TEMPLATE_DOC = load()
+RESOURCES = TEMPLATE_DOC["Resources"]
+# What CodeBuild itself sets in every build; buildspecs may read these without the project setting them.
+CODEBUILD_SETS = {
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "CODEBUILD_BUILD_NUMBER",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+}
+# The IAM actions each kind of command in a buildspec needs.
+COMMAND_ACTIONS = {
+    "aws ecr get-login-password": {"ecr:GetAuthorizationToken"},
+    "docker pull": {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"},
+    "docker push": {
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:InitiateLayerUpload",
+        "ecr:UploadLayerPart",
+        "ecr:CompleteLayerUpload",
+        "ecr:PutImage",
+    },
+    "aws ecr batch-get-image": {"ecr:BatchGetImage"},
+    "aws ecr put-image": {"ecr:PutImage"},
+    "aws ssm put-parameter": {"ssm:PutParameter"},
+}
+ROLE_OF = {"BuildProject": "BuildRole", "ValidateProject": "ValidateRole"}
+
+
+def commands(buildspec: Path) -> list[str]:
+    spec = yaml.safe_load(buildspec.read_text())
+    return [c for phase in spec["phases"].values() for c in phase.get("commands", [])]
+
+
+def variables_read(buildspec: Path) -> set[str]:
+    """Upper-case variables the buildspec reads ($X, ${X...}, or the names it checks in a `for name in`
+    loop), less those it assigns itself at the start of a command."""
+    text = "\n".join(commands(buildspec))
+    read = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text))
+    for names in re.findall(r"for name in ([A-Z0-9_ ]+);", text):
+        read |= set(names.split())
+    assigned = set(re.findall(r"^\s*([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
+    return read - assigned
+
+
+def project_variables(project: str) -> set[str]:
+    env = RESOURCES[project]["Properties"]["Environment"]["EnvironmentVariables"]
+    return {v["Name"] for v in env}
+
+
+def action_variables(project: str) -> set[str]:
+    for stage in RESOURCES["Pipeline"]["Properties"]["Stages"]:
+        for action in stage["Actions"]:
+            if action["Configuration"].get("ProjectName") == {"Ref": project}:
+                return {v["name"] for v in json.loads(action["Configuration"]["EnvironmentVariables"])}
+    raise AssertionError(f"no pipeline action runs {project}")
+
+
+def granted(role: str) -> set[str]:
+    actions: set[str] = set()
+    for policy in RESOURCES[role]["Properties"]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            listed = statement["Action"]
+            actions |= {listed} if isinstance(listed, str) else set(listed)
+    return actions
+
+
+def test_cfn_lint_is_clean() -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    done = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True, check=False)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_pipeline_is_v2_queued_and_runs_source_build_validate_in_order() -> None:
+    pipeline = RESOURCES["Pipeline"]["Properties"]
+
+    assert pipeline["PipelineType"] == "V2"
+    assert pipeline["ExecutionMode"] == "QUEUED"
+    assert [s["Name"] for s in pipeline["Stages"]] == ["Source", "Build", "Validate"]
+    source = pipeline["Stages"][0]["Actions"][0]
+    assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
+    assert source["Configuration"]["FullRepositoryId"] == {"Ref": "GitHubRepository"}
+    (trigger,) = pipeline["Triggers"]
+    assert trigger["GitConfiguration"]["SourceActionName"] == source["Name"]
+    assert trigger["GitConfiguration"]["Push"] == [{"Branches": {"Includes": [{"Ref": "GitHubBranch"}]}}]
+    projects = [s["Actions"][0]["Configuration"]["ProjectName"] for s in pipeline["Stages"][1:]]
+    assert projects == [{"Ref": "BuildProject"}, {"Ref": "ValidateProject"}]
+
+
+@pytest.mark.parametrize("project", sorted(BUILDSPECS))
+def test_each_project_sets_exactly_what_its_buildspec_reads(project: str) -> None:
+    buildspec = BUILDSPECS[project]
+    given = project_variables(project) | action_variables(project)
+
+    assert RESOURCES[project]["Properties"]["Source"]["BuildSpec"] == buildspec.name
+    assert variables_read(buildspec) - CODEBUILD_SETS == given
+
+
+@pytest.mark.parametrize("project", sorted(BUILDSPECS))
+def test_each_role_grants_the_ecr_and_ssm_actions_its_buildspec_calls_and_no_more(project: str) -> None:
+    text = "\n".join(commands(BUILDSPECS[project]))
+    needed = set().union(*(actions for command, actions in COMMAND_ACTIONS.items() if command in text))
+
+    role = granted(ROLE_OF[project])
+
+    assert {a for a in role if a.startswith(("ecr:", "ssm:"))} == needed
+
+
+def test_validation_writes_only_under_the_validation_prefix() -> None:
+    statements = RESOURCES["ValidateRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    writes = [s for s in statements if {"s3:PutObject", "s3:DeleteObject"} & set(s["Action"])]
+
+    assert [s["Resource"] for s in writes] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:s3:::${OutputBucket}/${ValidationPrefix}/*"}
+    ]
+
+
+def test_build_exports_the_digest_the_validation_runs() -> None:
+    spec = yaml.safe_load(BUILDSPECS["BuildProject"].read_text())
+    validate = "\n".join(commands(BUILDSPECS["ValidateProject"]))
+
+    assert spec["env"]["exported-variables"] == ["IMAGE_DIGEST"]
+    assert "IMAGE_DIGEST" in action_variables("ValidateProject")
+    assert 'docker pull "$IMAGE_DIGEST"' in validate
+    assert '"$IMAGE_DIGEST"' in validate.split("docker run", 1)[1]
+
+
+PATTERNS: dict[str, tuple[list[str], list[str]]] = {
+    "GitHubRepository": (
+        ["hotel-profiling/usp-model", "a/b", "Owner1/repo.name_2"],
+        ["usp-model", "-owner/repo", "owner/repo/extra", "owner/", "own er/repo"],
+    ),
+    "GitHubBranch": (["main", "release/2024.1", "feature_x"], ["", "-x", "/main", "has space"]),
+    "ConnectionArn": (
+        [
+            "",
+            "arn:aws:codeconnections:eu-west-1:123456789012:connection/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f",
+        ],
+        ["arn:aws:s3:::bucket", "arn:aws:codeconnections:eu-west-1:1234:connection/x", "my-connection"],
+    ),
+    "DataLakeBucket": (["hotel-data-lake", "a.b-c"], ["Hotel_Data", "ab", "-bucket", "bucket-"]),
+    "OutputBucket": (["hotel-output"], ["s3://hotel-output", "UPPER"]),
+    "DataLakePrefix": (["snapshots", "a/b/c"], ["/snapshots", "snapshots/", "a//b"]),
+    "ValidationDate": (["2019-08-01", "2024-12-31"], ["2019-13-01", "2019-8-1", "20190801"]),
+    "NotebookPath": (["usp.ipynb", "models/usp.ipynb"], ["usp.py", "/abs/usp.ipynb", "../up.ipynb"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_parameter_patterns_accept_good_values_and_refuse_bad_ones(name: str) -> None:
+    parameter: dict[str, Any] = TEMPLATE_DOC["Parameters"][name]
+    good, bad = PATTERNS[name]
+
+    assert parameter["ConstraintDescription"]
+    for value in good:
+        assert re.fullmatch(parameter["AllowedPattern"], value), f"{name} refused {value!r}"
+    for value in bad:
+        assert not re.fullmatch(parameter["AllowedPattern"], value), f"{name} accepted {value!r}"
+
+
+def test_every_parameter_is_described_grouped_and_constrained() -> None:
+    interface = TEMPLATE_DOC["Metadata"]["AWS::CloudFormation::Interface"]
+    grouped = {p for group in interface["ParameterGroups"] for p in group["Parameters"]}
+
+    for name, parameter in TEMPLATE_DOC["Parameters"].items():
+        assert parameter["Description"], name
+        assert {"AllowedPattern", "AllowedValues", "MinValue"} & set(parameter), name
+        assert parameter["ConstraintDescription"], name
+        assert name in interface["ParameterLabels"], name
+    assert grouped == set(TEMPLATE_DOC["Parameters"])
+
+
+def test_outputs_are_exported_under_the_stack_name() -> None:
+    outputs = TEMPLATE_DOC["Outputs"]
+
+    assert {"PipelineConsoleUrl", "ImageRepositoryUri", "ConnectionArn", "ConnectionStatus"} <= set(outputs)
+    for name, output in outputs.items():
+        if "Export" in output:
+            assert output["Export"]["Name"] == {"Fn::Sub": f"${{AWS::StackName}}-{name}"}
