@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = REPO.parent / "shared" / "data" / "challenge"
 TAG = "notebook-runner:bench"
-REPEAT = 3
+REPEAT = 5
 
 
 def sh(*cmd: str, **kw: object) -> subprocess.CompletedProcess[str]:

@@ -222,16 +222,13 @@ def start_kernel(cwd: Path) -> Any:
 
 
 def stop_kernel(km: Any) -> None:
-    """The notebook is done (or given up on): the kernel goes at once, even if a cell still runs."""
-    from jupyter_core.utils import run_sync
-
-    try:
-        run_sync(km.shutdown_kernel)(now=True)
-    except Exception as exc:  # noqa: BLE001 -- an interrupted event loop: kill the process itself
-        log.info("kernel shutdown fell back to kill (%s)", exc)
-        process = getattr(km.provisioner, "process", None)
-        if process is not None and process.poll() is None:
-            process.kill()
+    """The notebook is done (or given up on): kill the kernel process at once and wait for it, which is
+    what shutdown_kernel(now=True) does too, without its 0.1 s polling; then remove its connection file."""
+    process = getattr(km.provisioner, "process", None)
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    km.cleanup_connection_file()
 
 
 def cmd_execute(args: argparse.Namespace) -> None:
