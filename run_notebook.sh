@@ -114,7 +114,11 @@ finish() {
 			--notebook "${NB_NAME:-${NOTEBOOK:-}}" --status "$status" --exit-code "$code" --failed-step "$step" \
 			--message "$message" --started "$STARTED" --report-dir "${WORK}/report" --rows-file "${WORK}/rows" \
 			--output-uri "${OUTPUT_URI:+${OUTPUT_URI}/date=${RUN_DATE}/}" --report-uri "$REPORT_URI_RUN" \
-			--report "$report" || log "warning: could not write the manifest or send the notification"
+			--report "$report" || {
+			local rc=$?
+			# 3: the report could not be stored (the warning above says why); anything else is a runner bug.
+			if [[ $rc -eq 3 ]]; then report=$(step_message); else log "warning: could not write the manifest (exit ${rc})"; fi
+		}
 	fi
 	if [[ "$status" == succeeded ]]; then
 		sentence="notebook-runner: run ${RUN_ID} of ${NB_NAME} for ${RUN_DATE} succeeded: ${message}; report: ${report}"

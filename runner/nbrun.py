@@ -26,8 +26,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_CONFIG = 2
+EXIT_REPORT_LOST = (
+    3  # finish only: the run's exit code is unchanged, its last line says where the report is not
+)
 EXIT_NOTEBOOK = 10
 EXIT_TIMEOUT = 11
+EXIT_CHECK = 20
 EXIT_PUBLISH = 30
 EXIT_STOPPED = 143
 RESERVED_PARAMS = ("date", "data_uri", "output_uri")
@@ -505,7 +509,7 @@ MEANINGS = {
     EXIT_CONFIG: "bad configuration or input",
     EXIT_NOTEBOOK: "the notebook failed",
     EXIT_TIMEOUT: "a cell timed out",
-    20: "the check failed",
+    EXIT_CHECK: "the check failed",
     EXIT_PUBLISH: "publishing failed",
     EXIT_STOPPED: "stopped by SIGTERM",
 }
@@ -532,12 +536,14 @@ def cmd_finish(args: argparse.Namespace) -> None:
         "report": args.report,
     }
     (report_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    problems = []
+    lost = ""
     if args.report_uri:
         try:
             store_reports(report_dir, Location(args.report_uri))
         except Exception as exc:  # noqa: BLE001 -- losing the report must not change the run's exit code
-            problems.append(f"could not store the report in {args.report_uri} ({aws_problem(exc)})")
+            lost = f"not stored: writing {args.report_uri} failed ({aws_problem(exc)})"
+            log.warning("could not store the report in %s (%s)", args.report_uri, aws_problem(exc))
+            manifest["report"] = lost  # what the notification says
     topic = os.environ.get("SNS_TOPIC_ARN", "")
     wanted = args.status != "succeeded" or os.environ.get("NOTIFY_ON_SUCCESS", "false").lower() == "true"
     if topic and wanted:
@@ -545,9 +551,9 @@ def cmd_finish(args: argparse.Namespace) -> None:
             notify(topic, manifest)
             log.info("notified %s", topic)
         except Exception as exc:  # noqa: BLE001 -- a failed notification must not hide the run's exit code
-            problems.append(f"could not notify {topic} ({aws_problem(exc)}): check the role's sns:Publish")
-    for problem in problems:
-        log.warning("%s", problem)
+            log.warning("could not notify %s (%s): check the role's sns:Publish", topic, aws_problem(exc))
+    if lost:
+        raise StepFailed(EXIT_REPORT_LOST, lost)  # run_notebook.sh says so on the last line
 
 
 # --- command line --------------------------------------------------------------------------------

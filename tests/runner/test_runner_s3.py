@@ -160,3 +160,16 @@ def test_empty_s3_data_location_is_a_configuration_error(runner_image: str, aws:
 
     assert run.code == 2
     assert f"DATA_URI s3://{aws.lake}/nothing-here holds no objects" in run.last_line
+
+
+def test_a_report_that_cannot_be_stored_is_said_so_on_the_last_line(runner_image: str, aws: Aws) -> None:
+    missing = f"s3://{aws.output}-gone/reports"
+    run = docker_run(
+        runner_image, aws.env(REPORT_URI=missing, SNS_TOPIC_ARN=aws.topic), network_host=True
+    )  # the notebook cannot write its staging copy there either: it fails, and so does storing its report
+
+    assert run.code == 10, run.stderr
+    assert f"report: not stored: writing {missing}/date={SAMPLE_DATE}/" in run.last_line
+    assert "NoSuchBucket" in run.last_line
+    (note,) = aws.notifications()
+    assert "Report:   not stored: writing" in note["Message"]
