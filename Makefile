@@ -58,7 +58,7 @@ test: venv docker ## run the test suite (builds the image, starts moto; needs Do
 	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/pytest
 
 .PHONY: lint
-lint: lint-hadolint lint-shellcheck lint-ruff ## run every linter
+lint: lint-hadolint lint-shellcheck lint-ruff lint-cfn ## run every linter
 
 .PHONY: lint-hadolint
 lint-hadolint: venv ## lint the Dockerfile
@@ -67,6 +67,10 @@ lint-hadolint: venv ## lint the Dockerfile
 .PHONY: lint-shellcheck
 lint-shellcheck: venv ## lint the shell scripts
 	$(BIN)/shellcheck run_notebook.sh scripts/*.sh .ci/run
+
+.PHONY: lint-cfn
+lint-cfn: venv ## lint the CloudFormation templates (settings in .cfnlintrc)
+	$(BIN)/cfn-lint
 
 .PHONY: lint-ruff
 lint-ruff: venv ## lint the Python code
