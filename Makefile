@@ -54,7 +54,8 @@ $(BIN)/.installed: requirements-dev.txt requirements.txt
 venv: $(BIN)/.installed ## create .venv with the pinned test and lint tools
 
 .PHONY: test
-test: venv docker ## run the test suite (builds the image, starts moto; needs Docker)
+test: venv ## run the test suite (builds the image, starts moto and a local registry; needs Docker)
+	@scripts/ensure-docker.sh --registry
 	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/pytest
 
 .PHONY: lint

@@ -23,6 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from support import copy_repository  # noqa: E402 -- the tests' helper: a clone's files
+
 SNAPSHOT = REPO.parent / "shared" / "data" / "challenge"
 TAG = "notebook-runner:bench"
 REPEAT = 5
@@ -46,16 +49,6 @@ def timed(action: Callable[[], object], repeat: int = REPEAT) -> tuple[float, li
 
 def image_size(image: str) -> int:
     return int(sh("docker", "image", "inspect", "--format", "{{.Size}}", image).stdout)
-
-
-def copy_context(dest: Path) -> Path:
-    """The repository's tracked and untracked-but-not-ignored files, as a build context to modify."""
-    files = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.split("\n")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    return dest
 
 
 def build(context: Path, base: str, *extra: str) -> None:
@@ -113,7 +106,7 @@ def main() -> int:
     base = os.environ.get("BASE_IMAGE") or sh(str(REPO / "scripts" / "base-image.sh")).stdout.strip()
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        context = copy_context(Path(tmp) / "context")
+        context = copy_repository(Path(tmp) / "context")
         start = time.perf_counter()
         build(context, base, "--no-cache")
         cold = time.perf_counter() - start

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ensure-docker.sh -- make sure a Docker engine answers; on a fresh Debian machine, as root, install and
-# start one. Used by `make build`, `make run` and `make test`.
+# start one. Used by `make build`, `make run` and `make test`. With `--registry`, also make sure Debian's
+# docker-registry is installed: the buildspec tests run it as their stand-in for ECR.
 set -Eeuo pipefail
 
 log() { printf 'ensure-docker: %s\n' "$*" >&2; }
@@ -50,7 +51,19 @@ start_engine() {
 	done
 }
 
+install_registry() {
+	command -v docker-registry >/dev/null 2>&1 && return 0
+	if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+		log "docker-registry is missing: install Debian's docker-registry package (the tests' stand-in for ECR)"
+		exit 1
+	fi
+	log "installing Debian's docker-registry"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null
+}
+
 main() {
+	if [[ "${1:-}" == --registry ]]; then install_registry; fi
 	if engine_answers; then return 0; fi
 	if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
 		log "no Docker engine answers and this is not a Debian machine where I am root:" \

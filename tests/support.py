@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,20 @@ def docker_run(
         cmd += ["-e", f"{key}={value}"]
     done = subprocess.run([*cmd, image], capture_output=True, text=True, timeout=timeout, check=False)
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+def copy_repository(dest: Path) -> Path:
+    """The repository's tracked and untracked-but-not-ignored files: what a fresh clone (or CodePipeline's
+    source artifact) holds."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    for name in listed:
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest
 
 
 def writable_dir(path: Path) -> Path:
