@@ -7,6 +7,7 @@
 #
 # BASE_IMAGE: ECR Public's mirror of the official image avoids Docker Hub's pull limits in CodeBuild.
 ARG BASE_IMAGE=public.ecr.aws/docker/library/python:3.11-slim-bookworm
+# checkov:skip=CKV_DOCKER_7: the base is BASE_IMAGE, whose default above is a versioned tag, not latest
 FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="notebook-runner" \

@@ -59,7 +59,7 @@ test: venv ## run the test suite (builds the image, starts moto and a local regi
 	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/pytest
 
 .PHONY: lint
-lint: lint-hadolint lint-shellcheck lint-ruff lint-cfn ## run every linter
+lint: lint-hadolint lint-shellcheck lint-ruff lint-cfn lint-checkov lint-taskcat ## run every linter
 
 .PHONY: lint-hadolint
 lint-hadolint: venv ## lint the Dockerfile
@@ -72,6 +72,25 @@ lint-shellcheck: venv ## lint the shell scripts
 .PHONY: lint-cfn
 lint-cfn: venv ## lint the CloudFormation templates (settings in .cfnlintrc)
 	$(BIN)/cfn-lint
+
+# checkov and taskcat each get a venv of their own: their pins clash with the test tools'.
+.venv-%/.installed: scripts/requirements-%.txt
+	@test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	@.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+.PHONY: lint-checkov
+lint-checkov: .venv-checkov/.installed ## scan the template and the Dockerfile (skips are on their resources)
+	BC_SKIP_MAPPING=TRUE .venv-checkov/bin/checkov --quiet --compact --framework cloudformation dockerfile \
+		-f template/pipeline.yaml -f Dockerfile
+
+.PHONY: lint-taskcat
+lint-taskcat: .venv-taskcat/.installed ## taskcat's lint of the templates .taskcat.yml names
+	.venv-taskcat/bin/taskcat lint
+
+.PHONY: test-aws
+test-aws: .venv-taskcat/.installed ## deploy the template in your AWS account with taskcat, then delete it
+	.venv-taskcat/bin/taskcat test run
 
 .PHONY: lint-ruff
 lint-ruff: venv ## lint the Python code
@@ -108,5 +127,5 @@ delete: ## delete the pipeline stack (GITHUB_REPO= or STACK_NAME=); the artifact
 
 .PHONY: clean
 clean: ## remove the output folder, the venv and the local image
-	rm -rf $(OUTPUT_DIR) $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(OUTPUT_DIR) $(VENV) .venv-checkov .venv-taskcat .pytest_cache .ruff_cache
 	-docker image rm $(IMAGE) 2>/dev/null

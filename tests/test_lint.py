@@ -8,7 +8,9 @@ import pytest
 from support import REPO
 
 
-@pytest.mark.parametrize("target", ["lint-hadolint", "lint-shellcheck", "lint-ruff", "lint-cfn"])
+@pytest.mark.parametrize(
+    "target", ["lint-hadolint", "lint-shellcheck", "lint-ruff", "lint-cfn", "lint-checkov", "lint-taskcat"]
+)
 def test_linter_is_clean(target: str) -> None:
     done = subprocess.run(["make", "-s", target], cwd=REPO, capture_output=True, text=True, check=False)
 
