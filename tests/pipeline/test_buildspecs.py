@@ -87,6 +87,8 @@ class Aws:
     lake: str
     output: str
     parameter: str
+    topic: str = ""
+    queue: str = ""  # subscribed to the topic: what the engineers' mailbox would get
 
     def env(self) -> dict[str, str]:
         return {
@@ -101,6 +103,17 @@ class Aws:
     def keys(self, bucket: str) -> list[str]:
         listed = self.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])
         return sorted(o["Key"] for o in listed if not o["Key"].endswith("/"))
+
+    def announcements(self) -> list[dict]:
+        sqs, found = self.client("sqs"), []
+        for _ in range(5):
+            reply = sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            found += [json.loads(m["Body"]) for m in reply.get("Messages", [])]
+            for message in reply.get("Messages", []):
+                sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+            if found:
+                break
+        return found
 
     def validated_image(self) -> str:
         return self.client("ssm").get_parameter(Name=self.parameter)["Parameter"]["Value"]
@@ -120,6 +133,12 @@ def aws(moto_endpoint: str) -> Aws:
     for path in SAMPLE_LAKE.rglob("*.json"):
         s3.upload_file(str(path), stack.lake, f"snapshots/{path.relative_to(SAMPLE_LAKE)}")
     stack.client("ssm").put_parameter(Name=stack.parameter, Value="none", Type="String")
+    stack.topic = stack.client("sns").create_topic(Name=f"alerts-{suffix}")["TopicArn"]
+    stack.queue = stack.client("sqs").create_queue(QueueName=f"mailbox-{suffix}")["QueueUrl"]
+    queue_arn = stack.client("sqs").get_queue_attributes(QueueUrl=stack.queue, AttributeNames=["QueueArn"])
+    stack.client("sns").subscribe(
+        TopicArn=stack.topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"]
+    )
     return stack
 
 
@@ -147,6 +166,7 @@ def validate(source: Path, registry: str, aws: Aws, commit: str, digest: str) ->
             "VALIDATION_URI": f"s3://{aws.output}/validation",
             "VALIDATION_DATE": "2019-08-01",
             "IMAGE_PARAMETER": aws.parameter,
+            "SNS_TOPIC_ARN": aws.topic,
         },
     )
     extra = {"COMMIT_ID": commit, "IMAGE_DIGEST": digest, "HARNESS_REGISTRY": registry, **aws.env()}
@@ -199,6 +219,7 @@ def test_validation_runs_the_digest_and_promotes_exactly_it(
     assert f"validation/{promoted.commit}/date=2019-08-01/part-0.parquet" in keys
     assert all(k.startswith(f"validation/{promoted.commit}/") for k in keys)  # never the consumers' prefix
     assert "succeeded: published 3000 rows" in promoted.validation.log
+    assert aws.announcements() == []  # successes are quiet
 
 
 def broken_source(root: Path, how: str) -> Path:
@@ -234,6 +255,9 @@ def test_failed_validation_promotes_nothing(
     assert (tag_digest(registry, "validated"), tag_digest(registry, "latest")) == (good, good)
     assert aws.validated_image() == promoted.digest
     assert not [k for k in aws.keys(aws.output) if k.startswith(f"validation/{commit}/date=")]
+    (announcement,) = aws.announcements()
+    assert announcement["Subject"] == f"[notebook-runner] FAILED: usp for 2019-08-01 (exit {exit_code})"
+    assert f"validate-7-{commit[:12]}" in announcement["Message"]
 
 
 def test_rebuild_reuses_the_validated_image_layers(

@@ -150,6 +150,10 @@ PATTERNS: dict[str, tuple[list[str], list[str]]] = {
     "DataLakePrefix": (["snapshots", "a/b/c"], ["/snapshots", "snapshots/", "a//b"]),
     "ValidationDate": (["2019-08-01", "2024-12-31"], ["2019-13-01", "2019-8-1", "20190801"]),
     "NotebookPath": (["usp.ipynb", "models/usp.ipynb"], ["usp.py", "/abs/usp.ipynb", "../up.ipynb"]),
+    "NotificationEmail": (
+        ["", "data-eng@example.com"],
+        ["data-eng", "a@b", "a b@example.com", "a@b.c,d@e.f"],
+    ),
 }
 
 
@@ -184,3 +188,28 @@ def test_outputs_are_exported_under_the_stack_name() -> None:
     for name, output in outputs.items():
         if "Export" in output:
             assert output["Export"]["Name"] == {"Fn::Sub": f"${{AWS::StackName}}-{name}"}
+
+
+def test_alert_topic_is_encrypted_with_a_key_eventbridge_and_cloudwatch_may_use() -> None:
+    key_policy = RESOURCES["AlertKey"]["Properties"]["KeyPolicy"]["Statement"]
+    topic_policy = RESOURCES["AlertTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    services = ["events.amazonaws.com", "cloudwatch.amazonaws.com"]
+
+    assert RESOURCES["AlertTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertKey"}
+    (for_services,) = [s for s in key_policy if "Service" in s["Principal"]]
+    assert for_services["Principal"]["Service"] == services
+    assert set(for_services["Action"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
+    (publish,) = topic_policy
+    assert (publish["Principal"]["Service"], publish["Action"]) == (services, "sns:Publish")
+    assert publish["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_validation_may_announce_its_failures_on_the_topic() -> None:
+    statements = RESOURCES["ValidateRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    by_sid = {s["Sid"]: s for s in statements}
+
+    assert by_sid["AnnounceFailures"]["Resource"] == {"Ref": "AlertTopic"}
+    assert by_sid["EncryptAnnouncements"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
+    assert {"Name": "SNS_TOPIC_ARN", "Value": {"Ref": "AlertTopic"}} in RESOURCES["ValidateProject"][
+        "Properties"
+    ]["Environment"]["EnvironmentVariables"]
