@@ -12,6 +12,7 @@ Prints a Markdown table and writes it to bench/results/latest.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import statistics
@@ -23,8 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from support import copy_repository  # noqa: E402 -- the tests' helper: a clone's files
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "pipeline")]
+from codebuild import run as run_buildspec  # noqa: E402 -- the tests' CodeBuild stand-in
+from support import SAMPLE_LAKE, copy_repository, local_registry, moto_server  # noqa: E402
+
+CODEBUILD_PER_MINUTE = 0.005  # USD, BUILD_GENERAL1_SMALL on Linux, us-east-1 (first 100 minutes a month free)
+PROVISIONING = 60  # seconds CodeBuild takes to provision a build, before the buildspec starts
 
 SNAPSHOT = REPO.parent / "shared" / "data" / "challenge"
 TAG = "notebook-runner:bench"
@@ -56,9 +61,10 @@ def build(context: Path, base: str, *extra: str) -> None:
 
 
 def touch_notebook(context: Path, n: int) -> None:
+    """A notebook-only change, as a data scientist's commit would be."""
     notebook = context / "usp.ipynb"
     nb = json.loads(notebook.read_text())
-    nb["metadata"]["bench_edit"] = n  # a notebook-only change, as a data scientist's commit would be
+    nb["metadata"]["bench_edit"] = n
     notebook.write_text(json.dumps(nb, indent=1))
 
 
@@ -102,6 +108,61 @@ def overhead(work: Path) -> tuple[float, float, list[float], list[float]]:
     return with_runner, as_script, runner_runs, script_runs
 
 
+def pipeline_stages(work: Path, base: str) -> list[tuple[str, str, str]]:
+    """The buildspecs in the CodeBuild stand-in: a rebuild after a notebook-only change, with the previous
+    image in the registry and the layer cache, and the validation of its image on the sample."""
+    import boto3
+
+    source = copy_repository(work / "pipeline" / "src")
+    with local_registry(work) as registry, moto_server() as endpoint:
+        aws = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_ENDPOINT_URL": endpoint}
+        session = boto3.Session(
+            aws_access_key_id="bench", aws_secret_access_key="bench", region_name="eu-west-1"
+        )
+        clients = {n: session.client(n, endpoint_url=endpoint) for n in ("s3", "ssm", "sns")}
+        for bucket in ("lake", "output"):
+            clients["s3"].create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+            )
+        for path in SAMPLE_LAKE.rglob("*.json"):
+            clients["s3"].upload_file(str(path), "lake", f"snapshots/{path.relative_to(SAMPLE_LAKE)}")
+        clients["ssm"].put_parameter(Name="/bench/validated-image", Value="none", Type="String")
+        topic = clients["sns"].create_topic(Name="bench")["TopicArn"]
+        build_env = {"IMAGE_REPO_URI": f"{registry}/bench", "NOTEBOOK": "usp.ipynb", "BASE_IMAGE": base}
+        validate_env = {
+            "IMAGE_REPO_URI": f"{registry}/bench", "DATA_URI": "s3://lake/snapshots",
+            "VALIDATION_URI": "s3://output/validation", "VALIDATION_DATE": "2019-08-01",
+            "IMAGE_PARAMETER": "/bench/validated-image", "SNS_TOPIC_ARN": topic,
+            "HARNESS_REGISTRY": registry, **aws,
+        }  # fmt: skip
+        timings = []
+        for commit in ("a" * 40, "b" * 40):  # the first push is promoted, and is the second's cache
+            touch_notebook(source, len(timings))
+            start = time.perf_counter()
+            built = run_buildspec(REPO / "buildspec.yml", source, {**build_env, "COMMIT_ID": commit})
+            middle = time.perf_counter()
+            digest = built.exported.get("IMAGE_DIGEST", "")
+            checked = run_buildspec(
+                REPO / "buildspec-validate.yml",
+                source,
+                {**validate_env, "COMMIT_ID": commit, "IMAGE_DIGEST": digest},
+            )
+            assert built.succeeded and checked.succeeded, (built.log + checked.log)[-3000:]
+            timings.append((middle - start, time.perf_counter() - middle))
+        rebuild, validate = timings[-1]
+    minutes = [(PROVISIONING + seconds) / 60 for seconds in (rebuild, validate)]
+    cost = sum(math.ceil(m) for m in minutes) * CODEBUILD_PER_MINUTE
+    wall = sum(minutes)
+    return [
+        ("pipeline: build stage, notebook-only change", f"{rebuild:.1f} s", "goal < 10 s; build + push"),
+        ("pipeline: validate stage", f"{validate:.1f} s", "pull by digest, run on the sample, promote"),
+        ("pipeline: expected wall time per push in AWS", f"about {wall:.1f} min",
+         f"+{PROVISIONING} s provisioning per CodeBuild stage"),
+        ("pipeline: CodeBuild cost per push", f"about ${cost:.3f}",
+         f"{sum(math.ceil(m) for m in minutes)} billed minutes at ${CODEBUILD_PER_MINUTE}/min"),
+    ]  # fmt: skip
+
+
 def main() -> int:
     base = os.environ.get("BASE_IMAGE") or sh(str(REPO / "scripts" / "base-image.sh")).stdout.strip()
     rows: list[tuple[str, str, str]] = []
@@ -135,6 +196,7 @@ def main() -> int:
             ]
         else:
             rows.append(("runner overhead", "not measured", f"no snapshot at {SNAPSHOT}"))
+        rows += pipeline_stages(Path(tmp), base)
     table = "\n".join(
         ["| measure | value | note |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
     )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,3 +127,57 @@ def published(out: Path, date: str = SAMPLE_DATE) -> list[Path]:
 def env_with(**overrides: str) -> dict[str, str]:
     """This process's environment plus overrides, for subprocesses that need PATH and friends."""
     return {**os.environ, **overrides}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(cmd: list[str], ready_url: str, name: str) -> Iterator[None]:
+    """Run a loopback server for the duration of the block, once ready_url answers."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(ready_url, timeout=1)  # noqa: S310 -- our own loopback server
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{name} did not start: {ready_url} does not answer") from exc
+                time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto on 127.0.0.1, standing in for S3, SNS, SQS and SSM over real HTTP; yields its endpoint."""
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    server = Path(sys.executable).with_name("moto_server")
+    with serving(
+        [str(server), "-H", "127.0.0.1", "-p", endpoint.rsplit(":", 1)[1]], f"{endpoint}/moto-api/", "moto"
+    ):
+        yield endpoint
+
+
+@contextmanager
+def local_registry(root: Path) -> Iterator[str]:
+    """Debian's docker-registry on 127.0.0.1, standing in for ECR; yields host:port."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise RuntimeError("docker-registry is not installed: run `make test`, which installs it")
+    address = f"127.0.0.1:{free_port()}"
+    config = root / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'registry'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: {address}}}\n"
+    )
+    with serving([binary, "serve", str(config)], f"http://{address}/v2/", "docker-registry"):
+        yield address

@@ -6,10 +6,7 @@ validations that fail and promote nothing."""
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +18,7 @@ import nbformat
 import pytest
 from cfn import BUILDSPECS, load
 from codebuild import Build, run
-from support import REPO, SAMPLE_LAKE, copy_repository
+from support import REPO, SAMPLE_LAKE, copy_repository, local_registry
 
 pytestmark = pytest.mark.docker
 
@@ -30,42 +27,11 @@ REPOSITORY = "notebook-runner-ci"
 REGION = "eu-west-1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Debian's docker-registry on 127.0.0.1, standing in for ECR (Docker treats loopback as insecure-OK)."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.fail("docker-registry is not installed: run `make test`, which installs it")
-    root = tmp_path_factory.mktemp("registry")
-    address = f"127.0.0.1:{free_port()}"
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog: {level: error}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: {address}}}\n"
-    )
-    proc = subprocess.Popen(
-        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{address}/v2/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"docker-registry did not start on {address}")
-            time.sleep(0.2)
-    yield address
-    proc.terminate()
-    proc.wait(timeout=10)
+    with local_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
 
 
 def tag_digest(registry: str, tag: str) -> str | None:
@@ -203,7 +169,7 @@ def test_build_pushes_the_commit_tagged_image_and_exports_its_digest(
 
     assert repository == f"{registry}/{REPOSITORY}"
     assert tag_digest(registry, promoted.commit) == digest
-    assert "no validated image yet, this build starts cold" in promoted.build.log
+    assert "no validated image yet, this build starts from the local layer cache only" in promoted.build.log
 
 
 def test_validation_runs_the_digest_and_promotes_exactly_it(
@@ -272,8 +238,9 @@ def test_rebuild_reuses_the_validated_image_layers(
     built = build(source, registry, base_image, commit_id())
 
     assert built.succeeded, built.log[-4000:]
-    assert "Using cache" in built.log  # the dependency layers came from the cache
-    assert built.log.count("Using cache") >= 6
+    assert f"--cache-from {registry}/{REPOSITORY}:latest" not in built.log  # (commands are not echoed)
+    assert "no validated image yet" not in built.log  # the promoted image was pulled as the cache
+    assert built.log.count("Using cache") >= 6  # the dependency layers came from it
 
 
 @pytest.mark.parametrize("project", ["BuildProject", "ValidateProject"])
