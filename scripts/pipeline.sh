@@ -95,13 +95,30 @@ deploy() {
 		"ConnectionArn=${CONNECTION_ARN}" "NotebookPath=${NOTEBOOK}"
 		"DataLakeBucket=${DATA_LAKE_BUCKET}" "OutputBucket=${OUTPUT_BUCKET}" "NotificationEmail=${NOTIFICATION_EMAIL}"
 	)
-	[[ "$mode" == plan ]] && args+=(--no-execute-changeset)
 	printf 'pipeline: %s stack %s for %s (branch %s)\n' "$mode" "$STACK_NAME" "$GITHUB_REPO" "$GITHUB_BRANCH" >&2
+	if [[ "$mode" == plan ]]; then
+		show_plan "${args[@]}" --no-execute-changeset
+		return 0
+	fi
 	"$AWS" "${args[@]}"
-	[[ "$mode" == plan ]] && return 0
 	"$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
 		--query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output table
 	next_step
+}
+
+# show_plan DEPLOY-ARGS...: create the change set without executing it, then list what it would change.
+show_plan() {
+	local out change_set
+	out=$("$AWS" "$@")
+	printf '%s\n' "$out"
+	change_set=$(grep -oE 'arn:aws[a-z-]*:cloudformation:[^ ]+:changeSet/[^ ]+' <<<"$out" | head -n 1 || true)
+	if [[ -z "$change_set" ]]; then
+		printf 'pipeline: no change set to show (no changes, or see the output above)\n' >&2
+		return 0
+	fi
+	"$AWS" cloudformation describe-change-set "${REGION_ARGS[@]}" --change-set-name "$change_set" \
+		--query 'Changes[].ResourceChange.[Action,LogicalResourceId,ResourceType,Replacement]' --output table
+	printf 'pipeline: not executed; make deploy with the same variables applies it\n' >&2
 }
 
 next_step() {

@@ -18,6 +18,10 @@ with open(os.environ["AWS_CALLS"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
 if "--query" in sys.argv and "ConnectionStatus" in sys.argv[sys.argv.index("--query") + 1]:
     print(os.environ.get("FAKE_CONNECTION_STATUS", "AVAILABLE"))
+if "--no-execute-changeset" in sys.argv:  # what `aws cloudformation deploy` prints then
+    print("Changeset created successfully. Run the following command to review changes:")
+    print("aws cloudformation describe-change-set --change-set-name "
+          "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/awscli-cloudformation-package-deploy-1/abc")
 """
 
 
@@ -75,13 +79,18 @@ def test_bare_repository_name_takes_the_owner_from_github_owner(tmp_path: Path) 
     assert "Next step: push to release/1" in done.stderr
 
 
-def test_plan_creates_the_change_set_without_executing_it(tmp_path: Path) -> None:
+def test_plan_creates_the_change_set_and_shows_it_without_executing_it(tmp_path: Path) -> None:
     done, calls = make(tmp_path, "deploy-plan", **GOOD, STACK_NAME="usp-ci")
 
     assert done.returncode == 0, done.stderr
-    assert len(calls) == 1
     assert calls[0][-1] == "--no-execute-changeset"
     assert calls[0][calls[0].index("--stack-name") + 1] == "usp-ci"
+    assert calls[1][:4] == [
+        "cloudformation", "describe-change-set", "--change-set-name",
+        "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/awscli-cloudformation-package-deploy-1/abc",
+    ]  # fmt: skip
+    assert len(calls) == 2  # nothing executed
+    assert "not executed" in done.stderr
 
 
 BAD = {
