@@ -110,7 +110,7 @@ lock: docker ## re-pin runner/requirements.txt from runner/requirements.in, in t
 
 # --- the CI/CD pipeline in AWS (template/pipeline.yaml) ---------------------------------------------
 .PHONY: deploy
-deploy: ## deploy or update the pipeline: GITHUB_REPO=owner/name DATA_LAKE_BUCKET= OUTPUT_BUCKET= [GITHUB_BRANCH= NOTIFICATION_EMAIL= CONNECTION_ARN= STACK_NAME= AWS_REGION=]
+deploy: ## deploy or update the pipeline: GITHUB_REPO=owner/name DATA_LAKE_BUCKET= OUTPUT_BUCKET= [GITHUB_BRANCH= NOTIFICATION_EMAILS= CONNECTION_ARN= STACK_NAME= AWS_REGION=]
 	@scripts/pipeline.sh deploy
 
 .PHONY: deploy-plan

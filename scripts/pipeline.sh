@@ -10,7 +10,7 @@
 #   GITHUB_BRANCH      the branch that triggers the pipeline                      (default: main)
 #   CONNECTION_ARN     an existing GitHub connection (default: the stack creates one)
 #   NOTEBOOK           the notebook baked into the image                          (default: usp.ipynb)
-#   NOTIFICATION_EMAIL an address told of failures (it confirms the subscription from the first mail)
+#   NOTIFICATION_EMAILS up to 3 addresses, comma-separated, told of every outcome (each confirms from its first mail)
 #   STACK_NAME         the stack's name (default: notebook-pipeline-<repository name>)
 #   AWS_REGION         the region (default: the AWS CLI's)
 # Every value is checked before any AWS call; a bad one stops with a one-line message.
@@ -56,9 +56,11 @@ load_config() {
 	GITHUB_BRANCH=${GITHUB_BRANCH:-main}
 	CONNECTION_ARN=${CONNECTION_ARN:-}
 	NOTEBOOK=${NOTEBOOK:-usp.ipynb}
-	NOTIFICATION_EMAIL=${NOTIFICATION_EMAIL:-}
-	[[ -z "$NOTIFICATION_EMAIL" ]] ||
-		check NOTIFICATION_EMAIL "$NOTIFICATION_EMAIL" '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' "one email address"
+	NOTIFICATION_EMAILS=${NOTIFICATION_EMAILS:-}
+	[[ -z "$NOTIFICATION_EMAILS" ]] ||
+		check NOTIFICATION_EMAILS "$NOTIFICATION_EMAILS" \
+			'^[^@[:space:],]+@[^@[:space:],]+\.[^@[:space:],]+(,[^@[:space:],]+@[^@[:space:],]+\.[^@[:space:],]+){0,2}$' \
+			"1 to 3 email addresses separated by commas, without spaces"
 	check GITHUB_BRANCH "$GITHUB_BRANCH" '^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$' "a branch name such as main"
 	check NOTEBOOK "$NOTEBOOK" '^([A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-z0-9._-]*\.ipynb$' "a relative path ending in .ipynb"
 	[[ -z "$CONNECTION_ARN" ]] ||
@@ -93,7 +95,7 @@ deploy() {
 		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset
 		--parameter-overrides "GitHubRepository=${GITHUB_REPO}" "GitHubBranch=${GITHUB_BRANCH}"
 		"ConnectionArn=${CONNECTION_ARN}" "NotebookPath=${NOTEBOOK}"
-		"DataLakeBucket=${DATA_LAKE_BUCKET}" "OutputBucket=${OUTPUT_BUCKET}" "NotificationEmail=${NOTIFICATION_EMAIL}"
+		"DataLakeBucket=${DATA_LAKE_BUCKET}" "OutputBucket=${OUTPUT_BUCKET}" "NotificationEmails=${NOTIFICATION_EMAILS}"
 	)
 	printf 'pipeline: %s stack %s for %s (branch %s)\n' "$mode" "$STACK_NAME" "$GITHUB_REPO" "$GITHUB_BRANCH" >&2
 	if [[ "$mode" == plan ]]; then

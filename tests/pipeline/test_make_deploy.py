@@ -58,7 +58,7 @@ def test_deploy_makes_the_cloudformation_deploy_call_then_shows_outputs(tmp_path
         "--capabilities", "CAPABILITY_IAM", "--no-fail-on-empty-changeset",
         "--parameter-overrides", "GitHubRepository=hotel-profiling/usp-model", "GitHubBranch=main",
         "ConnectionArn=", "NotebookPath=usp.ipynb", "DataLakeBucket=hotel-lake", "OutputBucket=hotel-out",
-        "NotificationEmail=",
+        "NotificationEmails=",
     ]  # fmt: skip
     assert calls[1][:2] == ["cloudformation", "describe-stacks"]
     assert "authorize the GitHub connection" in done.stderr
@@ -68,14 +68,14 @@ def test_bare_repository_name_takes_the_owner_from_github_owner(tmp_path: Path) 
     variables = {**GOOD, "GITHUB_REPO": "usp-model", "GITHUB_OWNER": "hotel-profiling"}
     done, calls = make(
         tmp_path, "deploy", **variables, CONNECTION_ARN=CONNECTION, GITHUB_BRANCH="release/1",
-        NOTIFICATION_EMAIL="data-eng@example.com",
+        NOTIFICATION_EMAILS="data-eng@example.com,oncall@example.com",
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr
     assert "GitHubRepository=hotel-profiling/usp-model" in calls[0]
     assert f"ConnectionArn={CONNECTION}" in calls[0]
     assert "GitHubBranch=release/1" in calls[0]
-    assert "NotificationEmail=data-eng@example.com" in calls[0]
+    assert "NotificationEmails=data-eng@example.com,oncall@example.com" in calls[0]
     assert "Next step: push to release/1" in done.stderr
 
 
@@ -106,7 +106,8 @@ BAD = {
     ),
     "malformed region": ({"AWS_REGION": "Europe"}, "AWS_REGION=Europe is not valid"),
     "malformed stack": ({"STACK_NAME": "1stack"}, "STACK_NAME=1stack is not valid"),
-    "malformed email": ({"NOTIFICATION_EMAIL": "data-eng"}, "NOTIFICATION_EMAIL=data-eng is not valid"),
+    "malformed email": ({"NOTIFICATION_EMAILS": "data-eng"}, "NOTIFICATION_EMAILS=data-eng is not valid"),
+    "four emails": ({"NOTIFICATION_EMAILS": "a@x.io,b@x.io,c@x.io,d@x.io"}, "NOTIFICATION_EMAILS=a@x.io"),
 }
 
 

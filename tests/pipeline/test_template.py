@@ -150,9 +150,9 @@ PATTERNS: dict[str, tuple[list[str], list[str]]] = {
     "DataLakePrefix": (["snapshots", "a/b/c"], ["/snapshots", "snapshots/", "a//b"]),
     "ValidationDate": (["2019-08-01", "2024-12-31"], ["2019-13-01", "2019-8-1", "20190801"]),
     "NotebookPath": (["usp.ipynb", "models/usp.ipynb"], ["usp.py", "/abs/usp.ipynb", "../up.ipynb"]),
-    "NotificationEmail": (
-        ["", "data-eng@example.com"],
-        ["data-eng", "a@b", "a b@example.com", "a@b.c,d@e.f"],
+    "NotificationEmails": (
+        ["", "data-eng@example.com", "a@x.io,b@y.io", "a@x.io,b@y.io,c@z.io"],
+        ["data-eng", "a@b", "a b@example.com", "a@x.io, b@y.io", "a@x.io,", "a@x.io,b@y.io,c@z.io,d@w.io"],
     ),
 }
 

@@ -1,0 +1,206 @@
+"""The alerts in template/pipeline.yaml: each EventBridge rule's pattern, loaded from the template, run
+through a real EventBridge pattern matcher (moto's) against AWS's documented sample events; each input
+transformer rendered from those events; and the wiring of key, topic, subscriptions and alarms."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+import pytest
+from cfn import load
+from moto.events.models import EventPattern
+from support import REPO
+
+TEMPLATE = load()
+RESOURCES = TEMPLATE["Resources"]
+EVENTS = REPO / "tests" / "fixtures" / "events"
+# What CloudFormation resolves the rules' references to, for a stack named notebook-pipeline-usp.
+REFS = {"Pipeline": "notebook-pipeline-usp", "BuildProject": "notebook-pipeline-usp-build",
+        "ValidateProject": "notebook-pipeline-usp-validate"}  # fmt: skip
+
+
+def resolve(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return REFS[value["Ref"]]
+    if isinstance(value, dict):
+        return {k: resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v) for v in value]
+    return value
+
+
+def pattern(rule: str) -> EventPattern:
+    return EventPattern.load(json.dumps(resolve(RESOURCES[rule]["Properties"]["EventPattern"])))
+
+
+def sample(name: str, **detail: Any) -> dict[str, Any]:
+    """An AWS documented sample event, with some of its detail fields changed."""
+    event = json.loads((EVENTS / f"{name}.json").read_text())
+    event = copy.deepcopy(event)
+    event["detail"].update(detail)
+    return event
+
+
+def pipeline_event(state: str, pipeline: str = REFS["Pipeline"]) -> dict[str, Any]:
+    return sample("codepipeline-pipeline-execution-state-change", state=state, pipeline=pipeline)
+
+
+def phase_event(project: str, phase: str, status: str) -> dict[str, Any]:
+    return sample("codebuild-build-phase-change", **{
+        "project-name": project, "completed-phase": phase, "completed-phase-status": status,
+    })  # fmt: skip
+
+
+def path_value(event: dict[str, Any], path: str) -> Any:
+    assert path.startswith("$."), path
+    value: Any = event
+    for key in path[2:].split("."):
+        assert isinstance(value, dict) and key in value, f"{path} is not in the sample event"
+        value = value[key]
+    return value
+
+
+def render(rule: str, event: dict[str, Any]) -> str:
+    """What EventBridge sends the topic: the template with each <name> replaced by its path's value."""
+    (target,) = RESOURCES[rule]["Properties"]["Targets"]
+    transformer = target["InputTransformer"]
+    values = {name: path_value(event, path) for name, path in transformer["InputPathsMap"].items()}
+    used = set(re.findall(r"<([A-Za-z0-9_-]+)>", transformer["InputTemplate"]))
+    assert used == set(values), "every path is used, and every placeholder has a path"
+    return re.sub(r"<([A-Za-z0-9_-]+)>", lambda m: str(values[m.group(1)]), transformer["InputTemplate"])
+
+
+@pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED", "STOPPED", "SUPERSEDED"])
+def test_every_ended_execution_of_this_pipeline_mails(state: str) -> None:
+    assert pattern("PipelineEndedRule").matches_event(pipeline_event(state))
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pipeline_event("STARTED"),  # the documented sample as it is
+        pipeline_event("RESUMED"),
+        pipeline_event("FAILED", pipeline="someone-elses-pipeline"),
+        sample("codebuild-build-state-change"),
+    ],
+    ids=["started", "resumed", "other pipeline", "a build event"],
+)
+def test_started_executions_and_other_pipelines_do_not_mail(event: dict[str, Any]) -> None:
+    assert not pattern("PipelineEndedRule").matches_event(event)
+
+
+def test_pipeline_mail_reads_as_a_sentence_with_a_console_link() -> None:
+    message = render("PipelineEndedRule", pipeline_event("FAILED"))
+
+    assert message == (
+        "Pipeline notebook-pipeline-usp ended FAILED at 2017-04-22T03:31:47Z (UTC). Execution "
+        "01234567-0123-0123-0123-012345678901; its commit and stages: https://us-east-1.console.aws.amazon.com/"
+        "codesuite/codepipeline/pipelines/notebook-pipeline-usp/executions/01234567-0123-0123-0123-012345678901/"
+        "timeline?region=us-east-1"
+    )
+
+
+@pytest.mark.parametrize("project", ["BuildProject", "ValidateProject"])
+@pytest.mark.parametrize("status", ["FAILED", "FAULT", "TIMED_OUT", "STOPPED", "CLIENT_ERROR"])
+def test_a_failed_or_stopped_phase_of_either_project_mails(project: str, status: str) -> None:
+    assert pattern("BuildFailedRule").matches_event(phase_event(REFS[project], "BUILD", status))
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        sample(
+            "codebuild-build-phase-change"
+        ),  # the documented sample: another project, a phase that succeeded
+        phase_event(REFS["BuildProject"], "BUILD", "SUCCEEDED"),
+        phase_event("someone-elses-project", "BUILD", "FAILED"),
+        sample(
+            "codebuild-build-state-change",
+            **{"project-name": REFS["BuildProject"], "build-status": "IN_PROGRESS"},
+        ),
+        sample(
+            "codebuild-build-state-change", **{"project-name": REFS["BuildProject"], "build-status": "FAILED"}
+        ),
+    ],
+    ids=["documented sample", "succeeded phase", "other project", "in-progress build", "build state event"],
+)
+def test_succeeding_phases_in_progress_builds_and_other_projects_do_not_mail(event: dict[str, Any]) -> None:
+    assert not pattern("BuildFailedRule").matches_event(event)
+
+
+def test_build_mail_names_the_project_the_phase_and_links_the_logs() -> None:
+    message = render("BuildFailedRule", phase_event(REFS["ValidateProject"], "BUILD", "FAILED"))
+
+    assert message == (
+        "CodeBuild project notebook-pipeline-usp-validate: its BUILD phase ended FAILED "
+        "at 2017-09-01T16:14:21Z (UTC). Logs: https://console.aws.amazon.com/cloudwatch/home?region=us-west-2#logEvent:"
+        "group=/aws/codebuild/my-sample-project;stream=8745a7a9-c340-456a-9166-edf953571bEX "
+        "(build arn:aws:codebuild:us-west-2:"
+        "123456789012:build/my-sample-project:8745a7a9-c340-456a-9166-edf953571bEX)"
+    )
+
+
+def test_rules_target_the_alert_topic_which_eventbridge_may_publish_to() -> None:
+    topic_policy = RESOURCES["AlertTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+
+    for rule in ("PipelineEndedRule", "BuildFailedRule"):
+        (target,) = RESOURCES[rule]["Properties"]["Targets"]
+        assert target["Arn"] == {"Ref": "AlertTopic"}
+    assert "events.amazonaws.com" in topic_policy["Principal"]["Service"]
+
+
+ALARMS = {
+    "BuildFailuresAlarm": ("AWS/CodeBuild", "FailedBuilds", "ProjectName", {"Ref": "BuildProject"}),
+    "ValidateFailuresAlarm": ("AWS/CodeBuild", "FailedBuilds", "ProjectName", {"Ref": "ValidateProject"}),
+    "PipelineRuleFailuresAlarm": (
+        "AWS/Events", "FailedInvocations", "RuleName", {"Ref": "PipelineEndedRule"},
+    ),
+    "BuildRuleFailuresAlarm": ("AWS/Events", "FailedInvocations", "RuleName", {"Ref": "BuildFailedRule"}),
+    "AlertDeliveryFailuresAlarm": (
+        "AWS/SNS", "NumberOfNotificationsFailed", "TopicName", {"Fn::GetAtt": ["AlertTopic", "TopicName"]},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("alarm", sorted(ALARMS))
+def test_each_alarm_watches_this_stacks_resource_and_notifies_the_topic(alarm: str) -> None:
+    properties = RESOURCES[alarm]["Properties"]
+    namespace, metric, dimension, value = ALARMS[alarm]
+
+    assert (properties["Namespace"], properties["MetricName"]) == (namespace, metric)
+    assert properties["Dimensions"] == [{"Name": dimension, "Value": value}]
+    assert properties["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    assert properties["TreatMissingData"] == "notBreaching"  # quiet weeks are not alarms
+
+
+def test_every_alarm_in_the_template_is_one_of_those() -> None:
+    alarms = {name for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+    assert alarms == set(ALARMS)
+
+
+@pytest.mark.parametrize(
+    "emails, subscribed",
+    [
+        ("", []),
+        ("a@example.com", ["a@example.com"]),
+        ("a@x.io,b@y.io,c@z.io", ["a@x.io", "b@y.io", "c@z.io"]),
+    ],
+)
+def test_each_address_of_the_list_gets_its_own_subscription(emails: str, subscribed: list[str]) -> None:
+    """The HasEmailN conditions, evaluated as CloudFormation would for a given NotificationEmails."""
+    padded = (emails + ",,").split(",")
+    created = [
+        padded[n]
+        for n in range(3)
+        if RESOURCES[f"AlertEmail{n + 1}"]["Condition"] == f"HasEmail{n + 1}" and padded[n]
+    ]
+
+    assert created == subscribed
+    assert TEMPLATE["Conditions"]["HasEmail2"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Select": [1, {"Fn::Split": [",", {"Fn::Join": ["", [
+            {"Ref": "NotificationEmails"}, ",,"]]}]}]}, ""]}]
+    }  # fmt: skip
