@@ -98,7 +98,7 @@ lint-ruff: venv ## lint the Python code
 	$(BIN)/ruff format --check .
 
 .PHONY: bench
-bench: venv build ## measure image size, build times and the runner's overhead (figures for README)
+bench: venv build ## measure image size, build times, the runner's overhead and the pipeline stages (figures for README)
 	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/python bench/bench.py
 
 .PHONY: lock
