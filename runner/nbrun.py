@@ -198,18 +198,25 @@ def preflight(args: argparse.Namespace) -> dict[str, Any]:
 # --- execute -------------------------------------------------------------------------------------
 
 
-def failing_cell(nb: Any) -> str:
-    """The cell that failed, or else the last one started (a timeout or a stop), named as the report
-    shows it: cell [N] ('first line'); '' if no cell started."""
-    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+def failing_cell(executed: Path) -> str:
+    """In the executed notebook, the cell that failed, or else the last one started (a timeout or a stop),
+    named as the report shows it: cell [N] ('first line'); '' if there is no notebook or no cell started."""
+    if not executed.exists():
+        return ""
+    import nbformat
+
+    code_cells = [c for c in nbformat.read(executed, as_version=4).cells if c.cell_type == "code"]
 
     def state(cell: Any) -> dict:
         return cell.get("metadata", {}).get("papermill", {})
 
     failed = [c for c in code_cells if state(c).get("status") == "failed" or state(c).get("exception")]
     started = [c for c in code_cells if state(c).get("start_time")]
-    cell = (failed or started or [None])[-1 if not failed else 0]
-    if cell is None:
+    if failed:
+        cell = failed[0]
+    elif started:
+        cell = started[-1]
+    else:
         return ""
     first = next((line for line in cell.source.splitlines() if line.strip()), "")
     return f"cell [{cell.get('execution_count') or code_cells.index(cell) + 1}] ({first[:80]!r})"
@@ -266,8 +273,10 @@ def cmd_execute(args: argparse.Namespace) -> None:
     except StepFailed as exc:
         outcome = exc
     except Stopped as exc:
+        where = failing_cell(args.output_nb)
         outcome = StepFailed(
-            EXIT_STOPPED, f"stopped by {exc} while running {args.notebook.name}{where_in(args)}"
+            EXIT_STOPPED,
+            f"stopped by {exc} while running {args.notebook.name}" + (f" in {where}" if where else ""),
         )
     except Exception as exc:  # noqa: BLE001 -- classified there; anything unforeseen is raised again
         outcome = notebook_failure(args, exc)
@@ -290,7 +299,7 @@ def notebook_failure(args: argparse.Namespace, exc: Exception) -> StepFailed:
         reason = str(exc.evalue).strip()[:300]
         return StepFailed(EXIT_NOTEBOOK, f"{name} raised {exc.ename} in cell [{exc.exec_count}]: {reason}")
     if isinstance(exc, CellTimeoutError):
-        where = where_in(args).removeprefix(" in ") or "a cell"
+        where = failing_cell(args.output_nb) or "a cell"
         return StepFailed(
             EXIT_TIMEOUT,
             f"{where} of {name} ran longer than CELL_TIMEOUT={args.timeout} s: "
@@ -305,14 +314,7 @@ def notebook_failure(args: argparse.Namespace, exc: Exception) -> StepFailed:
     raise exc
 
 
-def where_in(args: argparse.Namespace) -> str:
-    """' in cell [N] (...)' for the cell the saved notebook shows running or failed, else ''."""
-    if not args.output_nb.exists():
-        return ""
-    import nbformat
-
-    where = failing_cell(nbformat.read(args.output_nb, as_version=4))
-    return f" in {where}" if where else ""
+# --- report ------------------------------------------------------------------------------------
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -337,9 +339,6 @@ def cmd_report(args: argparse.Namespace) -> None:
         args.html.write_text(body, encoding="utf-8")
 
 
-# --- publish -------------------------------------------------------------------------------------
-
-
 def count_rows(loc: Location) -> int | None:
     """Rows in the Parquet files of a partition, read from their footers; None if not Parquet."""
     try:
@@ -356,6 +355,9 @@ def count_rows(loc: Location) -> int | None:
     except Exception as exc:  # noqa: BLE001 -- the count is informative only
         log.info("rows not counted (%s)", exc)
         return None
+
+
+# --- publish -------------------------------------------------------------------------------------
 
 
 def publish_local(staged: Path, target: Path, run_id: str) -> None:
