@@ -7,10 +7,14 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
+import stepfunctions
 from cfn import load
+from moto.codepipeline.models import PipelineExecution
 from moto.events.models import EventPattern
 from support import REPO
 
@@ -92,15 +96,150 @@ def test_started_executions_and_other_pipelines_do_not_mail(event: dict[str, Any
     assert not pattern("PipelineEndedRule").matches_event(event)
 
 
-def test_pipeline_mail_reads_as_a_sentence_with_a_console_link() -> None:
-    message = render("PipelineEndedRule", pipeline_event("FAILED"))
+def mailer_input(state: str) -> dict[str, Any]:
+    """What PipelineEndedRule hands the mailer for a sample event: its input transformer, rendered."""
+    return json.loads(render("PipelineEndedRule", pipeline_event(state)))
 
-    assert message == (
-        "Pipeline notebook-pipeline-usp ended FAILED at 2017-04-22T03:31:47Z (UTC). Execution "
-        "01234567-0123-0123-0123-012345678901; its commit and stages: https://us-east-1.console.aws.amazon.com/"
-        "codesuite/codepipeline/pipelines/notebook-pipeline-usp/executions/01234567-0123-0123-0123-012345678901/"
-        "timeline?region=us-east-1"
+
+def test_pipeline_rule_hands_the_mailer_the_pipeline_state_execution_time_and_region() -> None:
+    assert mailer_input("FAILED") == {
+        "pipeline": "notebook-pipeline-usp", "state": "FAILED",
+        "execution": "01234567-0123-0123-0123-012345678901",
+        "time": "2017-04-22T03:31:47Z", "region": "us-east-1",
+    }  # fmt: skip
+
+
+COMMIT = "4c0ffee0d15ea5e0000000000000000000000b0b"
+
+
+@pytest.fixture
+def aws_with_a_pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """moto executing state machines, with this stack's pipeline, its alert topic read through a queue, and
+    executions whose source revision is COMMIT (the shape GetPipelineExecution documents)."""
+    original = PipelineExecution.to_dict
+
+    def with_revision(execution: PipelineExecution) -> dict[str, Any]:
+        answer = original(execution)
+        if execution.variables != [{"name": "no-source", "value": "yes"}]:
+            answer["artifactRevisions"] = [{
+                "name": "SourceArtifact", "revisionId": COMMIT,
+                "revisionSummary": '{"ProviderType":"GitHub","CommitMessage":"Rename the USP column"}',
+            }]  # fmt: skip
+        return answer
+
+    monkeypatch.setattr(PipelineExecution, "to_dict", with_revision)
+    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                        "AWS_DEFAULT_REGION": stepfunctions.REGION}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    with stepfunctions.executing_aws():
+        sns, sqs, iam = boto3.client("sns"), boto3.client("sqs"), boto3.client("iam")
+        topic = sns.create_topic(Name="alerts")["TopicArn"]
+        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "codepipeline.amazonaws.com"},
+                                "Action": "sts:AssumeRole"}]}  # fmt: skip
+        role = iam.create_role(RoleName="pipeline", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        action = {"name": "a", "actionTypeId": {"category": "Build", "owner": "AWS", "provider": "CodeBuild",
+                                                 "version": "1"}}  # fmt: skip
+        boto3.client("codepipeline").create_pipeline(pipeline={
+            "name": REFS["Pipeline"], "roleArn": role,
+            "artifactStore": {"type": "S3", "location": "artifacts"},
+            "stages": [{"name": "Source", "actions": [action]}, {"name": "Build", "actions": [action]}],
+        })  # fmt: skip
+        yield {"topic": topic, "queue": queue}
+
+
+def mails(queue: str) -> list[tuple[str, str]]:
+    messages = boto3.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    return [(json.loads(m["Body"])["Subject"], json.loads(m["Body"])["Message"]) for m in messages]
+
+
+def mail_pipeline_outcome(aws: dict[str, Any], state: str, execution: str) -> dict[str, Any]:
+    mailer = RESOURCES["PipelineMailer"]["Properties"]
+    assert set(mailer["DefinitionSubstitutions"]) == {"TopicArn", "Repository"}
+    payload = mailer_input(state) | {"execution": execution}
+    return stepfunctions.run(
+        mailer["Definition"], {"TopicArn": aws["topic"], "Repository": "acme/usp-model"}, payload
     )
+
+
+def start_execution(variables: list[dict[str, str]] | None = None) -> str:
+    codepipeline = boto3.client("codepipeline")
+    extra = {"variables": variables} if variables else {}
+    return codepipeline.start_pipeline_execution(name=REFS["Pipeline"], **extra)["pipelineExecutionId"]
+
+
+@pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED"])
+def test_pipeline_mail_names_the_pipeline_result_commit_and_execution_with_links(
+    aws_with_a_pipeline: dict[str, Any], state: str
+) -> None:
+    execution = start_execution()
+
+    assert mail_pipeline_outcome(aws_with_a_pipeline, state, execution)["status"] == "SUCCEEDED"
+
+    assert mails(aws_with_a_pipeline["queue"]) == [(
+        f"Pipeline notebook-pipeline-usp {state}",
+        (f"Pipeline notebook-pipeline-usp ended {state} at 2017-04-22T03:31:47Z (UTC), on commit {COMMIT} "
+         f"(https://github.com/acme/usp-model/commit/{COMMIT}). Execution {execution}, its stages and logs: "
+         "https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/notebook-pipeline-usp/"
+         f"executions/{execution}/timeline?region=us-east-1"),
+    )]  # fmt: skip
+
+
+def test_an_execution_without_a_source_revision_still_mails_with_its_link(
+    aws_with_a_pipeline: dict[str, Any],
+) -> None:
+    execution = start_execution([{"name": "no-source", "value": "yes"}])
+
+    assert mail_pipeline_outcome(aws_with_a_pipeline, "STOPPED", execution)["status"] == "SUCCEEDED"
+
+    assert mails(aws_with_a_pipeline["queue"]) == [(
+        "Pipeline notebook-pipeline-usp STOPPED",
+        (f"Pipeline notebook-pipeline-usp ended STOPPED at 2017-04-22T03:31:47Z (UTC). "
+         f"Execution {execution}; its commit, stages and logs: https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/"
+         f"notebook-pipeline-usp/executions/{execution}/timeline?region=us-east-1"),
+    )]  # fmt: skip
+
+
+def test_a_failed_commit_lookup_never_costs_the_mail(aws_with_a_pipeline: dict[str, Any]) -> None:
+    """An execution the API does not know (or a lookup denied): retried, then mailed without the commit."""
+    unknown = "99999999-0000-0000-0000-000000000000"
+
+    assert mail_pipeline_outcome(aws_with_a_pipeline, "SUPERSEDED", unknown)["status"] == "SUCCEEDED"
+
+    ((subject, message),) = mails(aws_with_a_pipeline["queue"])
+    assert subject == "Pipeline notebook-pipeline-usp SUPERSEDED"
+    assert message.startswith(
+        f"Pipeline notebook-pipeline-usp ended SUPERSEDED at 2017-04-22T03:31:47Z (UTC). "
+        f"Execution {unknown}; its commit, stages and logs: https://"
+    )
+
+
+def test_the_mailer_may_look_up_this_pipeline_and_publish_to_the_encrypted_topic_only() -> None:
+    statements = {
+        s["Sid"]: s
+        for s in RESOURCES["MailerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    }
+    definition = json.dumps(RESOURCES["PipelineMailer"]["Properties"]["Definition"])
+    (invoke,) = RESOURCES["MailerInvokeRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (target,) = RESOURCES["PipelineEndedRule"]["Properties"]["Targets"]
+
+    assert statements["FindCommit"]["Action"] == "codepipeline:GetPipelineExecution"
+    assert "${Pipeline}" in statements["FindCommit"]["Resource"]["Fn::Sub"]
+    assert "aws-sdk:codepipeline:getPipelineExecution" in definition
+    assert (statements["Mail"]["Action"], statements["Mail"]["Resource"]) == (
+        "sns:Publish",
+        {"Ref": "AlertTopic"},
+    )
+    assert statements["EncryptMail"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
+    assert (target["Arn"], target["RoleArn"]) == (
+        {"Ref": "PipelineMailer"},
+        {"Fn::GetAtt": ["MailerInvokeRole", "Arn"]},
+    )
+    assert (invoke["Action"], invoke["Resource"]) == ("states:StartExecution", {"Ref": "PipelineMailer"})
 
 
 @pytest.mark.parametrize("project", ["BuildProject", "ValidateProject"])
@@ -143,12 +282,11 @@ def test_build_mail_names_the_project_the_phase_and_links_the_logs() -> None:
     )
 
 
-def test_rules_target_the_alert_topic_which_eventbridge_may_publish_to() -> None:
+def test_build_rule_targets_the_alert_topic_which_eventbridge_may_publish_to() -> None:
     topic_policy = RESOURCES["AlertTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
 
-    for rule in ("PipelineEndedRule", "BuildFailedRule"):
-        (target,) = RESOURCES[rule]["Properties"]["Targets"]
-        assert target["Arn"] == {"Ref": "AlertTopic"}
+    (target,) = RESOURCES["BuildFailedRule"]["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": "AlertTopic"}
     assert "events.amazonaws.com" in topic_policy["Principal"]["Service"]
 
 
@@ -158,6 +296,7 @@ ALARMS = {
     "PipelineRuleFailuresAlarm": (
         "AWS/Events", "FailedInvocations", "RuleName", {"Ref": "PipelineEndedRule"},
     ),
+    "MailerFailuresAlarm": ("AWS/States", "ExecutionsFailed", "StateMachineArn", {"Ref": "PipelineMailer"}),
     "BuildRuleFailuresAlarm": ("AWS/Events", "FailedInvocations", "RuleName", {"Ref": "BuildFailedRule"}),
     "AlertDeliveryFailuresAlarm": (
         "AWS/SNS", "NumberOfNotificationsFailed", "TopicName", {"Fn::GetAtt": ["AlertTopic", "TopicName"]},

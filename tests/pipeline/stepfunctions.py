@@ -1,0 +1,87 @@
+"""Runs the template's Step Functions workflows on moto's ASL interpreter (moto executes state machines
+when asked to), with the one thing it leaves out of AWS SDK integrations put back: Step Functions speaks
+PascalCase to every service ("Parameters in Step Functions are expressed in PascalCase, even if the native
+service API is in camelCase", AWS's SDK-integration guide), so its parameters are matched to the API's own
+member names and its results come back capitalised, e.g. $.PipelineExecution.ArtifactRevisions."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from moto import mock_aws
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk as aws_sdk,
+)
+
+REGION = "us-east-1"
+
+
+def _pascal(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key[:1].upper() + key[1:]: _pascal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_pascal(item) for item in value]
+    return value
+
+
+class _PascalCaseClient:
+    """A boto3 client as a Step Functions SDK integration sees it."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, action: str) -> Any:
+        call = getattr(self._client, action)
+        operation = self._client.meta.method_to_api_mapping[action]
+        members = self._client.meta.service_model.operation_model(operation).input_shape.members
+
+        def invoke(**parameters: Any) -> Any:
+            by_lower = {name.lower(): name for name in members}
+            named = {by_lower.get(key.lower(), key): value for key, value in parameters.items()}
+            response = call(**named)
+            response.pop("ResponseMetadata", None)
+            return _pascal(response)
+
+        return invoke
+
+
+_original_client_for = aws_sdk.boto_client_for
+
+
+def _client_for(*args: Any, **kwargs: Any) -> _PascalCaseClient:
+    return _PascalCaseClient(_original_client_for(*args, **kwargs))
+
+
+@contextmanager
+def executing_aws() -> Iterator[None]:
+    """moto, in process, with state machines executed."""
+    aws_sdk.boto_client_for = _client_for
+    try:
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+            yield
+    finally:
+        aws_sdk.boto_client_for = _original_client_for
+
+
+def run(definition: dict[str, Any], substitutions: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:
+    """Creates the state machine (its DefinitionSubstitutions applied), runs it on payload: the execution."""
+    text = json.dumps(definition)
+    for name, value in substitutions.items():
+        text = text.replace("${%s}" % name, value)  # noqa: UP031 -- ${Name} is CloudFormation's syntax
+    assert "${" not in text, "every DefinitionSubstitution has a value"
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machine = sfn.create_state_machine(
+        name=f"machine-{time.monotonic_ns()}", definition=text, type="EXPRESS",
+        roleArn="arn:aws:iam::123456789012:role/mailer",
+    )["stateMachineArn"]  # fmt: skip
+    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))["executionArn"]
+    deadline = time.monotonic() + 60
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the state machine did not finish within 60 s"
+        time.sleep(0.05)
+    return described
