@@ -110,7 +110,7 @@ lock: docker ## re-pin runner/requirements.txt from runner/requirements.in, in t
 
 # --- the CI/CD pipeline in AWS (template/pipeline.yaml) ---------------------------------------------
 .PHONY: deploy
-deploy: ## deploy or update the pipeline: GITHUB_REPO=owner/name DATA_LAKE_BUCKET= OUTPUT_BUCKET= [GITHUB_BRANCH= NOTIFICATION_EMAILS= CONNECTION_ARN= STACK_NAME= AWS_REGION=]
+deploy: ## deploy or update the pipeline and its daily run: GITHUB_REPO=owner/name DATA_LAKE_BUCKET= OUTPUT_BUCKET= [GITHUB_BRANCH= NOTIFICATION_EMAILS= CONNECTION_ARN= SCHEDULE= SCHEDULE_TIMEZONE= SUBNETS= SECURITY_GROUPS= ...]
 	@scripts/pipeline.sh deploy
 
 .PHONY: deploy-plan
@@ -120,6 +120,22 @@ deploy-plan: ## the change set `make deploy` would execute, created but not exec
 .PHONY: status
 status: ## the stack's status and the pipeline's last execution (GITHUB_REPO= or STACK_NAME=)
 	@scripts/pipeline.sh status
+
+.PHONY: run-remote
+run-remote: ## start one run on AWS now, for DATE=YYYY-MM-DD (GITHUB_REPO= or STACK_NAME=); prints where it writes
+	@scripts/runs.sh run-remote
+
+.PHONY: backfill
+backfill: ## one run per day FROM=YYYY-MM-DD TO=YYYY-MM-DD [PARALLEL=1], waiting for each; reports failed days
+	@scripts/runs.sh backfill
+
+.PHONY: pause
+pause: ## pause the daily schedule (GITHUB_REPO= or STACK_NAME=); nothing else changes
+	@scripts/pipeline.sh pause
+
+.PHONY: resume
+resume: ## resume the daily schedule (GITHUB_REPO= or STACK_NAME=)
+	@scripts/pipeline.sh resume
 
 .PHONY: delete
 delete: ## delete the pipeline stack (GITHUB_REPO= or STACK_NAME=); the artifact bucket is kept

@@ -20,13 +20,15 @@ usage() {
 		Usage: docker run [-e VAR=value ...] IMAGE     (or: run_notebook.sh, with the same variables)
 		  DATA_URI          where the notebook reads: s3://bucket/prefix or a folder (required)
 		  OUTPUT_URI        where the checked output is published: s3://bucket/prefix or a folder (required)
-		  RUN_DATE          YYYY-MM-DD partition to produce (default: yesterday, UTC)
+		  RUN_DATE          YYYY-MM-DD partition to produce (default: yesterday, UTC, or the day before
+		                    SCHEDULED_TIME's date in SCHEDULE_TIMEZONE when a schedule starts the run)
 		  NOTEBOOK          notebook to run, relative to PROJECT_DIR or absolute (default: usp.ipynb)
 		  NOTEBOOK_PARAMS   extra notebook parameters, a JSON or YAML mapping
 		  CELL_TIMEOUT      seconds one cell may run (default: 3600)
 		  CHECK_SCRIPT      check to run on the output, relative to PROJECT_DIR or absolute (default: check.py)
 		  REPORT_URI        where run reports go (default: OUTPUT_URI/_runs)
 		  SNS_TOPIC_ARN     topic told of failures (optional); NOTIFY_ON_SUCCESS=true tells successes too
+		  METRICS_NAMESPACE CloudWatch namespace a successful run puts SuccessfulRuns in, with METRICS_JOB
 	EOF
 }
 
@@ -154,6 +156,24 @@ resolve_uri() {
 	fi
 }
 
+# Sets RUN_DATE when it is not given (not in a subshell: fail_config must end the run): the day before the schedule's own date (SCHEDULED_TIME,
+# e.g. 2026-11-22T05:00:00Z, read in SCHEDULE_TIMEZONE), so that a late or retried start keeps its day;
+# without a schedule, yesterday in UTC.
+default_run_date() {
+	local zone=${SCHEDULE_TIMEZONE:-UTC} day
+	[[ -n "${SCHEDULED_TIME:-}" ]] || {
+		RUN_DATE=$(date -u -d yesterday +%F)
+		return
+	}
+	[[ -f "/usr/share/zoneinfo/${zone}" && "$zone" =~ ^[A-Za-z0-9_+/-]+$ ]] ||
+		fail_config "SCHEDULE_TIMEZONE=${zone} is not a time zone: use an IANA name such as Europe/Amsterdam or UTC"
+	if [[ ! "$SCHEDULED_TIME" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]] ||
+		! day=$(TZ=$zone date -d "$SCHEDULED_TIME" +%F 2>/dev/null); then
+		fail_config "SCHEDULED_TIME=${SCHEDULED_TIME} is not a UTC time: use YYYY-MM-DDTHH:MM:SSZ, or set RUN_DATE"
+	fi
+	RUN_DATE=$(TZ=$zone date -d "${day} 12:00 1 day ago" +%F)
+}
+
 load_config() {
 	local today
 	[[ $# -eq 0 ]] || {
@@ -165,7 +185,7 @@ load_config() {
 	CHECK_SCRIPT=${CHECK_SCRIPT:-check.py}
 	CELL_TIMEOUT=${CELL_TIMEOUT:-3600}
 	NOTIFY_ON_SUCCESS=${NOTIFY_ON_SUCCESS:-false}
-	RUN_DATE=${RUN_DATE:-$(date -u -d yesterday +%F)}
+	[[ -n "${RUN_DATE:-}" ]] || default_run_date
 	[[ "$NOTEBOOK" == /* ]] || NOTEBOOK="${PROJECT_DIR}/${NOTEBOOK}"
 	[[ "$CHECK_SCRIPT" == /* ]] || CHECK_SCRIPT="${PROJECT_DIR}/${CHECK_SCRIPT}"
 	NB_NAME=$(basename -- "$NOTEBOOK" .ipynb)

@@ -517,6 +517,20 @@ MEANINGS = {
 }
 
 
+def put_success_metric(namespace: str, job: str, manifest: dict[str, Any]) -> None:
+    """Only successful runs put SuccessfulRuns: a day without one is what the missed-run alarm sees."""
+    dimensions = [{"Name": "Job", "Value": job}]
+    data = [
+        {"MetricName": "SuccessfulRuns", "Dimensions": dimensions, "Value": 1, "Unit": "Count"},
+        {"MetricName": "RunSeconds", "Dimensions": dimensions, "Value": manifest["duration_seconds"],
+         "Unit": "Seconds"},
+    ]  # fmt: skip
+    if manifest["rows"] is not None:
+        data.append({"MetricName": "RowsPublished", "Dimensions": dimensions, "Value": manifest["rows"],
+                     "Unit": "Count"})  # fmt: skip
+    s3_client("cloudwatch").put_metric_data(Namespace=namespace, MetricData=data)
+
+
 def cmd_finish(args: argparse.Namespace) -> None:
     report_dir: Path = args.report_dir
     rows = args.rows_file.read_text().strip() if args.rows_file and args.rows_file.exists() else ""
@@ -546,6 +560,16 @@ def cmd_finish(args: argparse.Namespace) -> None:
             lost = f"not stored: writing {args.report_uri} failed ({aws_problem(exc)})"
             log.warning("could not store the report in %s (%s)", args.report_uri, aws_problem(exc))
             manifest["report"] = lost  # what the notification says
+    namespace, job = os.environ.get("METRICS_NAMESPACE", ""), os.environ.get("METRICS_JOB", "")
+    if args.status == "succeeded" and namespace:
+        try:
+            put_success_metric(namespace, job or args.notebook, manifest)
+            log.info("put SuccessfulRuns for job %s in %s", job or args.notebook, namespace)
+        except Exception as exc:  # noqa: BLE001 -- the output is published: the run succeeded
+            log.warning(
+                "could not put the success metric in %s (%s): the missed-run alarm may fire; check the task "
+                "role's cloudwatch:PutMetricData", namespace, aws_problem(exc),
+            )  # fmt: skip
     topic = os.environ.get("SNS_TOPIC_ARN", "")
     wanted = args.status != "succeeded" or os.environ.get("NOTIFY_ON_SUCCESS", "false").lower() == "true"
     if topic and wanted:

@@ -13,7 +13,16 @@
 #   NOTIFICATION_EMAILS up to 3 addresses, comma-separated, told of every outcome (each confirms from its first mail)
 #   STACK_NAME         the stack's name (default: notebook-pipeline-<repository name>)
 #   AWS_REGION         the region (default: the AWS CLI's)
+# The daily run (each unset one keeps the stack's value, or the template's default on creation):
+#   SCHEDULE           cron(...) or rate(...) in SCHEDULE_TIMEZONE; empty for no schedule (default: cron(0 6 * * ? *))
+#   SCHEDULE_TIMEZONE  an IANA time zone (default: UTC)
+#   OUTPUT_PREFIX      where runs publish in OUTPUT_BUCKET (default: daily)
+#   TASK_CPU, TASK_MEMORY  Fargate CPU units and MiB (default: 1024, 2048)
+#   SUBNETS, SECURITY_GROUPS  comma-separated ids (default on creation: the region's default VPC)
+#   ASSIGN_PUBLIC_IP   ENABLED or DISABLED (default: DISABLED; ENABLED with the default VPC)
 # Every value is checked before any AWS call; a bad one stops with a one-line message.
+#
+#   scripts/pipeline.sh pause|resume   set the schedule's state, every other parameter unchanged
 set -Eeuo pipefail
 
 TEMPLATE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/template/pipeline.yaml"
@@ -71,7 +80,81 @@ load_config() {
 	[[ -n "${OUTPUT_BUCKET:-}" ]] || die "OUTPUT_BUCKET is not set: the bucket the notebook publishes to"
 	check DATA_LAKE_BUCKET "$DATA_LAKE_BUCKET" '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' "an S3 bucket name"
 	check OUTPUT_BUCKET "$OUTPUT_BUCKET" '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' "an S3 bucket name"
+	load_run_config
 	load_region
+}
+
+# The daily run's variables: each one set is checked here and passed; an unset one is not passed.
+load_run_config() {
+	RUN_OVERRIDES=()
+	if [[ -n "${SCHEDULE+set}" ]]; then
+		[[ -z "$SCHEDULE" ]] ||
+			check SCHEDULE "$SCHEDULE" '^(cron\([^ ()]+( [^ ()]+){5}\)|rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\))$' \
+				"cron(minutes hours day-of-month month day-of-week year), e.g. 'cron(0 6 * * ? *)', or rate(1 day); empty for no schedule"
+		RUN_OVERRIDES+=("ScheduleExpression=${SCHEDULE}")
+	fi
+	if [[ -n "${SCHEDULE_TIMEZONE:-}" ]]; then
+		[[ "$SCHEDULE_TIMEZONE" =~ ^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$ && -f "/usr/share/zoneinfo/${SCHEDULE_TIMEZONE}" ]] ||
+			die "SCHEDULE_TIMEZONE=${SCHEDULE_TIMEZONE} is not a time zone: use an IANA name such as Europe/Amsterdam or UTC"
+		RUN_OVERRIDES+=("ScheduleTimezone=${SCHEDULE_TIMEZONE}")
+	fi
+	if [[ -n "${OUTPUT_PREFIX:-}" ]]; then
+		check OUTPUT_PREFIX "$OUTPUT_PREFIX" '^[A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*$' "a key prefix without leading or trailing '/', e.g. usp/daily"
+		RUN_OVERRIDES+=("OutputPrefix=${OUTPUT_PREFIX}")
+	fi
+	if [[ -n "${TASK_CPU:-}" ]]; then
+		check TASK_CPU "$TASK_CPU" '^(256|512|1024|2048|4096|8192|16384)$' "256, 512, 1024, 2048, 4096, 8192 or 16384 (1024 = 1 vCPU)"
+		RUN_OVERRIDES+=("TaskCpu=${TASK_CPU}")
+	fi
+	if [[ -n "${TASK_MEMORY:-}" ]]; then
+		check TASK_MEMORY "$TASK_MEMORY" '^[1-9][0-9]{2,5}$' "MiB that Fargate offers with TASK_CPU, e.g. 2048"
+		RUN_OVERRIDES+=("TaskMemory=${TASK_MEMORY}")
+	fi
+	if [[ -n "${ASSIGN_PUBLIC_IP:-}" ]]; then
+		check ASSIGN_PUBLIC_IP "$ASSIGN_PUBLIC_IP" '^(ENABLED|DISABLED)$' "ENABLED or DISABLED"
+	fi
+	if [[ -n "${SUBNETS:-}${SECURITY_GROUPS:-}" ]]; then
+		[[ -n "${SUBNETS:-}" && -n "${SECURITY_GROUPS:-}" ]] ||
+			die "set SUBNETS and SECURITY_GROUPS together (or neither, for the default VPC on creation)"
+		check SUBNETS "$SUBNETS" '^subnet-[0-9a-f]{8,17}(,subnet-[0-9a-f]{8,17})*$' "subnet ids separated by commas, e.g. subnet-0a1b2c3d,subnet-4e5f6a7b"
+		check SECURITY_GROUPS "$SECURITY_GROUPS" '^sg-[0-9a-f]{8,17}(,sg-[0-9a-f]{8,17})*$' "security group ids separated by commas, e.g. sg-0a1b2c3d"
+	fi
+}
+
+stack_exists() {
+	"$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" --query 'Stacks[0].StackName' \
+		--output text >/dev/null 2>&1
+}
+
+# The runs' network: SUBNETS and SECURITY_GROUPS when given; on an existing stack, what it has; on a new
+# one, the region's default VPC (its default subnets are public: the runs get a public IP).
+network_overrides() {
+	local vpc
+	if [[ -z "${SUBNETS:-}" ]] && stack_exists; then
+		[[ -z "${ASSIGN_PUBLIC_IP:-}" ]] || RUN_OVERRIDES+=("AssignPublicIp=${ASSIGN_PUBLIC_IP}")
+		return 0
+	fi
+	if [[ -z "${SUBNETS:-}" ]]; then
+		vpc=$("$AWS" ec2 describe-vpcs "${REGION_ARGS[@]}" --filters Name=is-default,Values=true \
+			--query 'Vpcs[0].VpcId' --output text)
+		[[ "$vpc" == vpc-* ]] ||
+			die "no SUBNETS given and the region has no default VPC: set SUBNETS=subnet-...,subnet-... SECURITY_GROUPS=sg-... (README: Network)"
+		SUBNETS=$("$AWS" ec2 describe-subnets "${REGION_ARGS[@]}" \
+			--filters "Name=vpc-id,Values=${vpc}" Name=default-for-az,Values=true \
+			--query 'Subnets[].SubnetId' --output text)
+		SUBNETS=$(tr -s '[:space:]' ',' <<<"$SUBNETS")
+		SUBNETS=${SUBNETS%,}
+		SECURITY_GROUPS=$("$AWS" ec2 describe-security-groups "${REGION_ARGS[@]}" \
+			--filters "Name=vpc-id,Values=${vpc}" Name=group-name,Values=default \
+			--query 'SecurityGroups[0].GroupId' --output text)
+		[[ "$SUBNETS" == subnet-* && "$SECURITY_GROUPS" == sg-* ]] ||
+			die "the default VPC ${vpc} has no default subnets or security group: set SUBNETS and SECURITY_GROUPS"
+		ASSIGN_PUBLIC_IP=${ASSIGN_PUBLIC_IP:-ENABLED}
+		printf 'pipeline: runs start in the default VPC %s (subnets %s, security group %s, public IP %s)\n' \
+			"$vpc" "$SUBNETS" "$SECURITY_GROUPS" "$ASSIGN_PUBLIC_IP" >&2
+	fi
+	RUN_OVERRIDES+=("Subnets=${SUBNETS}" "SecurityGroups=${SECURITY_GROUPS}")
+	[[ -z "${ASSIGN_PUBLIC_IP:-}" ]] || RUN_OVERRIDES+=("AssignPublicIp=${ASSIGN_PUBLIC_IP}")
 }
 
 load_stack() {
@@ -90,12 +173,14 @@ load_region() {
 deploy() {
 	local mode=$1
 	load_config
+	network_overrides
 	local args=(
 		cloudformation deploy "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" --template-file "$TEMPLATE"
 		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset
 		--parameter-overrides "GitHubRepository=${GITHUB_REPO}" "GitHubBranch=${GITHUB_BRANCH}"
 		"ConnectionArn=${CONNECTION_ARN}" "NotebookPath=${NOTEBOOK}"
 		"DataLakeBucket=${DATA_LAKE_BUCKET}" "OutputBucket=${OUTPUT_BUCKET}" "NotificationEmails=${NOTIFICATION_EMAILS}"
+		"${RUN_OVERRIDES[@]}"
 	)
 	printf 'pipeline: %s stack %s for %s (branch %s)\n' "$mode" "$STACK_NAME" "$GITHUB_REPO" "$GITHUB_BRANCH" >&2
 	if [[ "$mode" == plan ]]; then
@@ -155,13 +240,31 @@ delete() {
 	"$AWS" cloudformation wait stack-delete-complete "${REGION_ARGS[@]}" --stack-name "$STACK_NAME"
 }
 
+# set_schedule ENABLED|DISABLED: update the stack's ScheduleState, keeping the template and every other value.
+set_schedule() {
+	local state=$1 keys key params=()
+	load_stack
+	keys=$("$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
+		--query 'Stacks[0].Parameters[].ParameterKey' --output text)
+	for key in $keys; do
+		[[ "$key" == ScheduleState ]] || params+=("ParameterKey=${key},UsePreviousValue=true")
+	done
+	params+=("ParameterKey=ScheduleState,ParameterValue=${state}")
+	"$AWS" cloudformation update-stack "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" --use-previous-template \
+		--capabilities CAPABILITY_IAM --parameters "${params[@]}" >/dev/null
+	"$AWS" cloudformation wait stack-update-complete "${REGION_ARGS[@]}" --stack-name "$STACK_NAME"
+	printf 'pipeline: the daily schedule of %s is %s\n' "$STACK_NAME" "$state" >&2
+}
+
 main() {
 	case "${1:-}" in
+	pause) set_schedule DISABLED ;;
+	resume) set_schedule ENABLED ;;
 	deploy) deploy deploy ;;
 	plan) deploy plan ;;
 	status) status ;;
 	delete) delete ;;
-	*) die "usage: pipeline.sh deploy|plan|status|delete (configured by environment variables, see the header)" ;;
+	*) die "usage: pipeline.sh deploy|plan|status|delete|pause|resume (configured by environment variables, see the header)" ;;
 	esac
 }
 

@@ -55,6 +55,14 @@ class Aws:
     parameter: str
     topic: str = ""
     queue: str = ""  # subscribed to the topic: what the engineers' mailbox would get
+    task_definition: str = ""  # the stack's revision of the run task definition
+
+    def run_revisions(self) -> list[dict]:
+        """The run family's revisions, oldest first."""
+        ecs = self.client("ecs")
+        family = ecs.describe_task_definition(taskDefinition=self.task_definition)["taskDefinition"]["family"]
+        arns = ecs.list_task_definitions(familyPrefix=family, sort="ASC")["taskDefinitionArns"]
+        return [ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"] for arn in arns]
 
     def env(self) -> dict[str, str]:
         return {
@@ -105,7 +113,29 @@ def aws(moto_endpoint: str) -> Aws:
     stack.client("sns").subscribe(
         TopicArn=stack.topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"]
     )
+    stack.task_definition = register_stack_task_definition(stack, f"pipeline-{suffix}-run")
     return stack
+
+
+def register_stack_task_definition(stack: Aws, family: str) -> str:
+    """What CloudFormation registers from the template's TaskDefinition (its references filled in)."""
+    template = RESOURCES["TaskDefinition"]["Properties"]
+    (container,) = template["ContainerDefinitions"]
+    environment = [{"name": e["Name"], "value": f"value-of-{e['Name']}"} for e in container["Environment"]]
+    registered = stack.client("ecs").register_task_definition(
+        family=family, requiresCompatibilities=template["RequiresCompatibilities"],
+        networkMode=template["NetworkMode"], cpu="1024", memory="2048",
+        taskRoleArn="arn:aws:iam::123456789012:role/run",
+        executionRoleArn="arn:aws:iam::123456789012:role/pull",
+        volumes=[{"name": v["Name"]} for v in template["Volumes"]],
+        containerDefinitions=[{
+            "name": container["Name"], "image": f"{REPOSITORY}:validated", "essential": True,
+            "readonlyRootFilesystem": container["ReadonlyRootFilesystem"], "environment": environment,
+            "mountPoints": [{"sourceVolume": m["SourceVolume"], "containerPath": m["ContainerPath"]}
+                            for m in container["MountPoints"]],
+        }],
+    )  # fmt: skip
+    return registered["taskDefinition"]["taskDefinitionArn"]
 
 
 def project_env(project: str, values: dict[str, str]) -> dict[str, str]:
@@ -133,6 +163,7 @@ def validate(source: Path, registry: str, aws: Aws, commit: str, digest: str) ->
             "VALIDATION_DATE": "2019-08-01",
             "IMAGE_PARAMETER": aws.parameter,
             "SNS_TOPIC_ARN": aws.topic,
+            "TASK_DEFINITION": aws.task_definition,
         },
     )
     extra = {"COMMIT_ID": commit, "IMAGE_DIGEST": digest, "HARNESS_REGISTRY": registry, **aws.env()}
@@ -188,6 +219,22 @@ def test_validation_runs_the_digest_and_promotes_exactly_it(
     assert aws.announcements() == []  # successes are quiet
 
 
+def test_validation_pins_the_daily_runs_to_the_validated_digest(promoted: Promoted, aws: Aws) -> None:
+    """The stack's task definition, copied with the digest, is now the family's latest revision."""
+    stack, *_, latest = aws.run_revisions()
+
+    assert promoted.validation.succeeded, promoted.validation.log[-4000:]
+    assert latest["containerDefinitions"][0]["image"] == promoted.digest
+    assert (
+        f"the daily runs now start {latest['taskDefinitionArn']} ({promoted.digest})"
+        in promoted.validation.log
+    )
+    for field in ("family", "cpu", "memory", "taskRoleArn", "executionRoleArn", "networkMode", "volumes"):
+        assert latest[field] == stack[field], field
+    unchanged = {k: v for k, v in stack["containerDefinitions"][0].items() if k != "image"}
+    assert {k: latest["containerDefinitions"][0][k] for k in unchanged} == unchanged
+
+
 def broken_source(root: Path, how: str) -> Path:
     source = copy_repository(root / "src")
     notebook = source / "usp.ipynb"
@@ -220,6 +267,7 @@ def test_failed_validation_promotes_nothing(
     good = promoted.digest.split("@")[1]
     assert (tag_digest(registry, "validated"), tag_digest(registry, "latest")) == (good, good)
     assert aws.validated_image() == promoted.digest
+    assert aws.run_revisions()[-1]["containerDefinitions"][0]["image"] == promoted.digest  # runs keep it
     assert not [k for k in aws.keys(aws.output) if k.startswith(f"validation/{commit}/date=")]
     (announcement,) = aws.announcements()
     assert announcement["Subject"] == f"[notebook-runner] FAILED: usp for 2019-08-01 (exit {exit_code})"
