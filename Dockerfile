@@ -51,6 +51,11 @@ ENV NOTEBOOK=${NOTEBOOK} \
     RUNNER_IMAGE=${IMAGE_NAME}:${GIT_COMMIT}
 LABEL org.opencontainers.image.revision=${GIT_COMMIT}
 
+# The run's scratch space. On Fargate the task mounts task storage here over a read-only root; ECS
+# gives such a mount the image's permissions only for a path declared VOLUME (root-owned 0755 otherwise,
+# which the non-root user could not write), so /tmp keeps its sticky, world-writable mode.
+VOLUME ["/tmp"]
+
 USER 10001:10001
 WORKDIR /app
 # A batch job, not a service: there is nothing to probe while it runs.

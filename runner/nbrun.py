@@ -84,7 +84,7 @@ class Location:
         return f"{self.key}/" if self.key else ""
 
 
-def s3_client(service: str = "s3", region: str | None = None) -> Any:
+def aws_client(service: str = "s3", region: str | None = None) -> Any:
     """A boto3 client that honours AWS_ENDPOINT_URL and retries, but never hangs a run."""
     import boto3
     from botocore.config import Config
@@ -172,7 +172,7 @@ def check_location(name: str, loc: Location, must_hold_data: bool) -> None:
         return
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = s3_client()
+    s3 = aws_client()
     try:
         # A listing of the prefix itself: it needs no more than a role scoped to that prefix.
         found = s3.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix(), MaxKeys=1).get("KeyCount", 0)
@@ -393,7 +393,7 @@ def publish_s3(staged: Location, target: Location) -> None:
     """Copy the new objects in, then delete the partition's objects that the new run did not write."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = s3_client()
+    s3 = aws_client()
     try:
         new = [k for k in list_keys(s3, staged.bucket, staged.prefix()) if not k.endswith("/")]
         if not new:
@@ -427,7 +427,7 @@ def remove_staging(staging: Location) -> None:
     """Once published, the staging copy (and anything else the notebook left there) goes."""
     try:
         if staging.is_s3:
-            s3 = s3_client()
+            s3 = aws_client()
             delete_keys(s3, staging.bucket, list(list_keys(s3, staging.bucket, staging.prefix())))
         else:
             shutil.rmtree(staging.path)
@@ -454,7 +454,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
 def store_reports(report_dir: Path, dest: Location) -> None:
     files = sorted(p for p in report_dir.iterdir() if p.is_file())
     if dest.is_s3:
-        s3 = s3_client()
+        s3 = aws_client()
         types = {
             ".html": "text/html",
             ".json": "application/json",
@@ -500,7 +500,7 @@ def notify(topic_arn: str, manifest: dict[str, Any]) -> None:
         f"Browse:   {console_link(Location(manifest['report_uri']))}",
     ]
     region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else None
-    s3_client("sns", region=region).publish(
+    aws_client("sns", region=region).publish(
         TopicArn=topic_arn, Subject=subject[:100], Message="\n".join(lines)
     )
 
@@ -528,7 +528,7 @@ def put_success_metric(namespace: str, job: str, manifest: dict[str, Any]) -> No
     if manifest["rows"] is not None:
         data.append({"MetricName": "RowsPublished", "Dimensions": dimensions, "Value": manifest["rows"],
                      "Unit": "Count"})  # fmt: skip
-    s3_client("cloudwatch").put_metric_data(Namespace=namespace, MetricData=data)
+    aws_client("cloudwatch").put_metric_data(Namespace=namespace, MetricData=data)
 
 
 def cmd_finish(args: argparse.Namespace) -> None:

@@ -36,6 +36,9 @@ COMMAND_ACTIONS = {
     "aws ecr batch-get-image": {"ecr:BatchGetImage"},
     "aws ecr put-image": {"ecr:PutImage"},
     "aws ssm put-parameter": {"ssm:PutParameter"},
+    "aws ecs describe-task-definition": {"ecs:DescribeTaskDefinition"},
+    # the registered revision names the run's roles: registering it passes them
+    "aws ecs register-task-definition": {"ecs:RegisterTaskDefinition", "iam:PassRole"},
 }
 ROLE_OF = {"BuildProject": "BuildRole", "ValidateProject": "ValidateRole"}
 
@@ -104,13 +107,13 @@ def test_each_project_sets_exactly_what_its_buildspec_reads(project: str) -> Non
 
 
 @pytest.mark.parametrize("project", sorted(BUILDSPECS))
-def test_each_role_grants_the_ecr_and_ssm_actions_its_buildspec_calls_and_no_more(project: str) -> None:
+def test_each_role_grants_the_ecr_ssm_and_ecs_actions_its_buildspec_calls_and_no_more(project: str) -> None:
     text = "\n".join(commands(BUILDSPECS[project]))
     needed = set().union(*(actions for command, actions in COMMAND_ACTIONS.items() if command in text))
 
     role = granted(ROLE_OF[project])
 
-    assert {a for a in role if a.startswith(("ecr:", "ssm:"))} == needed
+    assert {a for a in role if a.startswith(("ecr:", "ssm:", "ecs:", "iam:"))} == needed
 
 
 def test_validation_writes_only_under_the_validation_prefix() -> None:
@@ -175,7 +178,8 @@ def test_every_parameter_is_described_grouped_and_constrained() -> None:
 
     for name, parameter in TEMPLATE_DOC["Parameters"].items():
         assert parameter["Description"], name
-        assert {"AllowedPattern", "AllowedValues", "MinValue"} & set(parameter), name
+        typed = parameter["Type"].startswith("List<AWS::EC2::")  # CloudFormation checks the ids exist
+        assert typed or {"AllowedPattern", "AllowedValues", "MinValue"} & set(parameter), name
         assert parameter["ConstraintDescription"], name
         assert name in interface["ParameterLabels"], name
     assert grouped == set(TEMPLATE_DOC["Parameters"])

@@ -72,6 +72,14 @@ CONFIG_ERRORS = {
     "params set the date": ({"NOTEBOOK_PARAMS": '{"date": "2020-01-01"}'}, "NOTEBOOK_PARAMS sets date"),
     "bad topic arn": ({"SNS_TOPIC_ARN": "my-topic"}, "SNS_TOPIC_ARN=my-topic is not an SNS topic ARN"),
     "check missing": ({"CHECK_SCRIPT": "nope.py"}, "CHECK_SCRIPT=/app/nope.py does not exist"),
+    "scheduled time not utc": (
+        {"RUN_DATE": "", "SCHEDULED_TIME": "2019-08-02 06:00"},
+        "SCHEDULED_TIME=2019-08-02 06:00 is not a UTC time",
+    ),
+    "unknown time zone": (
+        {"RUN_DATE": "", "SCHEDULED_TIME": "2019-08-02T06:00:00Z", "SCHEDULE_TIMEZONE": "Mars/Olympus"},
+        "SCHEDULE_TIMEZONE=Mars/Olympus is not a time zone",
+    ),
 }
 
 

@@ -36,7 +36,9 @@ class Aws:
         self.s3 = session.client("s3", endpoint_url=endpoint)
         self.sns = session.client("sns", endpoint_url=endpoint)
         self.sqs = session.client("sqs", endpoint_url=endpoint)
+        self.cloudwatch = session.client("cloudwatch", endpoint_url=endpoint)
         suffix = uuid4().hex[:8]
+        self.job = f"notebook-pipeline-{suffix}"
         self.lake, self.output = f"lake-{suffix}", f"output-{suffix}"
         for bucket in (self.lake, self.output):
             self.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -62,6 +64,15 @@ class Aws:
             reply = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
             found = [json.loads(m["Body"]) for m in reply.get("Messages", [])]
         return found
+
+    def metric(self, name: str) -> float | None:
+        """The Sum of this test's job's metric over the last hour, as the missed-run alarm reads it."""
+        now = time.time()
+        points = self.cloudwatch.get_metric_statistics(
+            Namespace="NotebookPipeline", MetricName=name, Dimensions=[{"Name": "Job", "Value": self.job}],
+            StartTime=now - 3600, EndTime=now + 60, Period=3600, Statistics=["Sum"],
+        )["Datapoints"]  # fmt: skip
+        return sum(p["Sum"] for p in points) if points else None
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -129,6 +140,27 @@ def test_failure_is_announced_on_the_topic_and_nothing_is_published(
     assert "duplicated pairs" in note["Message"]
     assert f"Report:   s3://{aws.output}/usp/output/_runs/date={SAMPLE_DATE}/" in note["Message"]
     assert "Output:   nothing published" in note["Message"]
+
+
+def test_a_successful_run_puts_the_metric_the_missed_run_alarm_watches(runner_image: str, aws: Aws) -> None:
+    run = docker_run(
+        runner_image, aws.env(METRICS_NAMESPACE="NotebookPipeline", METRICS_JOB=aws.job), network_host=True
+    )
+
+    assert run.code == 0, run.stderr
+    assert f"put SuccessfulRuns for job {aws.job} in NotebookPipeline" in run.stderr
+    assert aws.metric("SuccessfulRuns") == 1
+    assert aws.metric("RowsPublished") == 3000
+    assert aws.metric("RunSeconds") is not None
+
+
+def test_a_failed_run_puts_no_success_metric(runner_image: str, aws: Aws) -> None:
+    env = aws.env(METRICS_NAMESPACE="NotebookPipeline", METRICS_JOB=aws.job, RUN_DATE="2019-08-02")
+
+    run = docker_run(runner_image, env, network_host=True)  # no such partition: the notebook fails
+
+    assert run.code == 10
+    assert aws.metric("SuccessfulRuns") is None
 
 
 def test_success_is_announced_when_asked(runner_image: str, aws: Aws) -> None:

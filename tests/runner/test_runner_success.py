@@ -151,3 +151,40 @@ def test_run_date_defaults_to_yesterday_utc(runner_image: str, out: Path) -> Non
     assert run.code == 10
     assert f"for {yesterday} FAILED" in run.last_line
     assert f"no unique_selling_points data for date={yesterday}" in run.last_line
+
+
+@pytest.mark.parametrize(
+    "scheduled, zone, day",
+    [
+        ("2019-08-02T06:00:00Z", "UTC", SAMPLE_DATE),
+        ("2019-08-01T23:30:00Z", "Europe/Amsterdam", SAMPLE_DATE),  # already 2 August there
+        ("2019-08-02T05:00:00Z", "America/Los_Angeles", "2019-07-31"),  # still 1 August there
+        ("2019-03-31T00:30:00Z", "Europe/Amsterdam", "2019-03-30"),  # the night clocks go forward
+    ],
+)
+def test_a_scheduled_run_is_for_the_day_before_its_scheduled_date_in_the_schedules_zone(
+    runner_image: str, out: Path, scheduled: str, zone: str, day: str
+) -> None:
+    run = run_sample(runner_image, out, RUN_DATE="", SCHEDULED_TIME=scheduled, SCHEDULE_TIMEZONE=zone)
+
+    assert f"of usp for {day} " in run.last_line
+    assert run.code == (0 if day == SAMPLE_DATE else 10), run.stderr  # the sample holds one day
+
+
+def test_run_date_given_wins_over_the_scheduled_time(runner_image: str, out: Path) -> None:
+    run = run_sample(runner_image, out, SCHEDULED_TIME="2030-01-01T06:00:00Z")
+
+    assert run.code == 0, run.stderr
+    assert f"of usp for {SAMPLE_DATE} succeeded" in run.last_line
+
+
+def test_runs_on_a_read_only_root_filesystem_as_the_fargate_task_does(runner_image: str, out: Path) -> None:
+    """--read-only, as the task definition's ReadonlyRootFilesystem; /tmp is the image's VOLUME, which Fargate
+    (and Docker) mount with the image's own permissions."""
+    volumes = {SAMPLE_LAKE: "/data/lake:ro", out: "/output"}
+    env = {"DATA_URI": "/data/lake", "OUTPUT_URI": "/output", "RUN_DATE": SAMPLE_DATE}
+
+    run = docker_run(runner_image, env, volumes, extra=("--read-only",))
+
+    assert run.code == 0, run.stderr
+    assert len(published(out)) == 1

@@ -1,0 +1,463 @@
+"""The daily run in template/pipeline.yaml: the schedule's target, role and input (a RunTask request that
+botocore's validator accepts and moto's ECS runs), the task role against what the runner calls, the
+missed-run alarm against the metric the runner puts, the failed-run rule against AWS's sample ECS event,
+and the failed-run mailer executed on moto's Step Functions interpreter."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import stepfunctions
+from botocore.validate import ParamValidator
+from cfn import load
+from eventbridge import pattern
+from support import REPO
+
+TEMPLATE = load()
+RESOURCES = TEMPLATE["Resources"]
+PARAMETERS = TEMPLATE["Parameters"]
+STACK = "notebook-pipeline-usp"
+CLUSTER_ARN = f"arn:aws:ecs:us-east-1:123456789012:cluster/{STACK}-runs"
+# What CloudFormation would resolve the run's references to, for this stack.
+VALUES = {
+    "AWS::StackName": STACK, "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "RunCluster.Arn": CLUSTER_ARN, "AssignPublicIp": "DISABLED", "DataLakeBucket": "hotel-lake",
+    "DataLakePrefix": "snapshots", "OutputBucket": "hotel-out", "OutputPrefix": "daily",
+    "Subnets": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"], "SecurityGroups": ["sg-0a1b2c3d"],
+    "AlertTopic": "arn:aws:sns:us-east-1:123456789012:alerts", "ScheduleTimezone": "UTC",
+}  # fmt: skip
+NBRUN = REPO / "runner" / "nbrun.py"
+
+
+def resolve(value: Any) -> Any:
+    """The few intrinsic functions the run's resources use, as CloudFormation evaluates them."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return VALUES[value["Ref"]]
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        separator, items = value["Fn::Join"]
+        return separator.join(resolve(items))
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        text, local = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+        names = {**VALUES, **{k: resolve(v) for k, v in local.items()}}
+        return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: str(names[m.group(1)]), text)
+    return value
+
+
+def statements(role: str) -> dict[str, dict[str, Any]]:
+    (policy,) = RESOURCES[role]["Properties"]["Policies"]
+    return {s.get("Sid", str(n)): s for n, s in enumerate(policy["PolicyDocument"]["Statement"])}
+
+
+# --- the schedule --------------------------------------------------------------------------------
+
+
+def schedule_input() -> dict[str, Any]:
+    return json.loads(resolve(RESOURCES["DailyRunSchedule"]["Properties"]["Target"]["Input"]))
+
+
+def to_api(shape: Any, value: Any) -> Any:
+    """A universal target's PascalCase request as the API's own member names (Scheduler does this)."""
+    if shape.type_name == "structure":
+        members = {name.lower(): name for name in shape.members}
+        unknown = [k for k in value if k.lower() not in members]
+        assert not unknown, f"not members of {shape.name}: {unknown}"
+        return {members[k.lower()]: to_api(shape.members[members[k.lower()]], v) for k, v in value.items()}
+    if shape.type_name == "list":
+        return [to_api(shape.member, item) for item in value]
+    return value
+
+
+def run_task_request() -> dict[str, Any]:
+    operation = boto3.client("ecs", region_name="us-east-1").meta.service_model.operation_model("RunTask")
+    request = to_api(operation.input_shape, schedule_input())
+    report = ParamValidator().validate(request, operation.input_shape)
+    assert not report.has_errors(), report.generate_report()
+    return request
+
+
+def test_schedule_calls_run_task_with_a_request_the_ecs_api_accepts() -> None:
+    target = RESOURCES["DailyRunSchedule"]["Properties"]["Target"]
+    request = run_task_request()
+
+    assert target["Arn"] == {"Fn::Sub": "arn:${AWS::Partition}:scheduler:::aws-sdk:ecs:runTask"}
+    assert request["cluster"] == CLUSTER_ARN
+    assert request["taskDefinition"] == resolve(RESOURCES["TaskDefinition"]["Properties"]["Family"])
+    assert request["launchType"] == "FARGATE"
+    assert request["networkConfiguration"]["awsvpcConfiguration"] == {
+        "subnets": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"], "securityGroups": ["sg-0a1b2c3d"],
+        "assignPublicIp": "DISABLED",
+    }  # fmt: skip
+
+
+def test_schedule_gives_the_run_its_scheduled_time_and_an_id_in_the_runners_container() -> None:
+    (override,) = run_task_request()["overrides"]["containerOverrides"]
+    (container,) = RESOURCES["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+
+    assert override["name"] == container["Name"]
+    assert override["environment"] == [
+        {"name": "SCHEDULED_TIME", "value": "<aws.scheduler.scheduled-time>"},
+        {"name": "RUN_ID", "value": "schedule-<aws.scheduler.execution-id>"},
+    ]
+    usage = (REPO / "run_notebook.sh").read_text()
+    assert "SCHEDULED_TIME" in usage and "SCHEDULE_TIMEZONE" in usage and "RUN_ID" in usage
+    assert {"Name": "SCHEDULE_TIMEZONE", "Value": {"Ref": "ScheduleTimezone"}} in container["Environment"]
+
+
+def test_moto_runs_the_scheduled_request_on_the_stacks_task_definition() -> None:
+    """The request, sent to ECS (moto's) as Scheduler would, starts the family's latest revision."""
+    request = run_task_request()
+    with stepfunctions.executing_aws():
+        ec2, ecs = boto3.client("ec2", region_name="us-east-1"), boto3.client("ecs", region_name="us-east-1")
+        default = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][
+            :2
+        ]
+        groups = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"]
+        network = request["networkConfiguration"][
+            "awsvpcConfiguration"
+        ]  # the template's ids, as existing ones:
+        network |= {"subnets": [s["SubnetId"] for s in default], "securityGroups": [groups[0]["GroupId"]]}
+        ecs.create_cluster(clusterName=f"{STACK}-runs")
+        for image in ("repo:validated", "repo@sha256:" + "a" * 64):  # the stack's revision, then a pinned one
+            ecs.register_task_definition(
+                family=request["taskDefinition"], requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
+                cpu="1024", memory="2048",
+                # moto sums container memory to place the task: the real definition sets it per task
+                containerDefinitions=[{"name": "runner", "image": image, "memory": 2048}],
+            )  # fmt: skip
+        (task,) = ecs.run_task(**request)["tasks"]
+
+    assert task["taskDefinitionArn"].endswith(f"{request['taskDefinition']}:2")
+    assert task["overrides"]["containerOverrides"][0]["environment"][0]["name"] == "SCHEDULED_TIME"
+
+
+def test_scheduler_may_start_only_this_family_on_this_cluster_and_pass_only_the_run_roles() -> None:
+    granted = statements("SchedulerRole")
+    target = RESOURCES["DailyRunSchedule"]["Properties"]["Target"]
+
+    assert target["RoleArn"] == {"Fn::GetAtt": ["SchedulerRole", "Arn"]}
+    assert granted["RunTask"]["Action"] == "ecs:RunTask"
+    assert resolve(granted["RunTask"]["Resource"]) == (
+        f"arn:aws:ecs:us-east-1:123456789012:task-definition/{STACK}-run:*"
+    )
+    assert granted["RunTask"]["Condition"] == {
+        "ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["RunCluster", "Arn"]}}
+    }
+    assert granted["PassTaskRoles"]["Resource"] == [
+        {"Fn::GetAtt": ["TaskRole", "Arn"]}, {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]},
+    ]  # fmt: skip
+    assert granted["PassTaskRoles"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+    assert granted["DeadLetters"]["Resource"] == {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+
+
+def test_the_schedule_is_optional_and_pausable() -> None:
+    only_with_a_schedule = {
+        name for name, resource in RESOURCES.items() if resource.get("Condition") == "HasSchedule"
+    }
+    properties = RESOURCES["DailyRunSchedule"]["Properties"]
+
+    assert TEMPLATE["Conditions"]["HasSchedule"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ScheduleExpression"}, ""]}]
+    }
+    assert only_with_a_schedule == {
+        "DailyRunSchedule", "SchedulerRole", "ScheduleDeadLetterQueue", "MissedRunAlarm",
+        "ScheduleDeadLettersAlarm",
+    }  # fmt: skip
+    assert properties["State"] == {"Ref": "ScheduleState"}
+    assert PARAMETERS["ScheduleState"]["AllowedValues"] == ["ENABLED", "DISABLED"]
+    assert properties["ScheduleExpressionTimezone"] == {"Ref": "ScheduleTimezone"}
+    assert PARAMETERS["ScheduleExpression"]["Default"] == "cron(0 6 * * ? *)"  # once a day
+
+
+PATTERNS = {
+    "ScheduleExpression": (
+        ["", "cron(0 6 * * ? *)", "cron(30 5 ? * MON-FRI *)", "cron(0 6 1 * ? 2027)", "rate(1 day)",
+         "rate(12 hours)"],
+        ["0 6 * * *", "cron(0 6 * * ?)", "cron(0 6 * * ? * *)", "rate(0 days)", "rate(1 week)",
+         "at(2026-12-01T06:00:00)", "cron(0 6 * * ? *) ", "cron( 0 6 * * ? *)"],
+    ),
+    "ScheduleTimezone": (
+        ["UTC", "Europe/Amsterdam", "America/Argentina/Buenos_Aires", "Etc/GMT+1", "America/Port-au-Prince"],
+        ["", "Europe/", "/UTC", "../etc/passwd", "UTC;reboot", "Europe Amsterdam", "a/b/c/d"],
+    ),
+    "OutputPrefix": (["daily", "usp/daily"], ["/daily", "daily/", "a//b", ""]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_run_parameters_accept_good_values_and_refuse_bad_ones(name: str) -> None:
+    good, bad = PATTERNS[name]
+    pattern = PARAMETERS[name]["AllowedPattern"]
+
+    for value in good:
+        assert re.fullmatch(pattern, value), f"{name} refused {value!r}"
+    for value in bad:
+        assert not re.fullmatch(pattern, value), f"{name} accepted {value!r}"
+
+
+# --- the task --------------------------------------------------------------------------------------
+
+
+def test_the_task_runs_the_validated_image_read_only_with_its_logs_kept() -> None:
+    properties = RESOURCES["TaskDefinition"]["Properties"]
+    (container,) = properties["ContainerDefinitions"]
+    logs = container["LogConfiguration"]["Options"]
+
+    assert properties["RequiresCompatibilities"] == ["FARGATE"]
+    assert (properties["Cpu"], properties["Memory"]) == ({"Ref": "TaskCpu"}, {"Ref": "TaskMemory"})
+    assert container["Image"] == {"Fn::Sub": "${ImageRepository.RepositoryUri}:validated"}
+    assert container["ReadonlyRootFilesystem"] is True
+    assert container["MountPoints"] == [{"SourceVolume": "scratch", "ContainerPath": "/tmp"}]  # noqa: S108
+    assert logs["awslogs-group"] == {"Ref": "RunLogGroup"}
+    assert RESOURCES["RunLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+    environment = {e["Name"]: resolve(e["Value"]) for e in container["Environment"]}
+    assert environment["DATA_URI"] == "s3://hotel-lake/snapshots"
+    assert environment["OUTPUT_URI"] == "s3://hotel-out/daily"
+
+
+def test_every_variable_the_task_sets_is_one_the_runner_reads() -> None:
+    (container,) = RESOURCES["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    runner = (REPO / "run_notebook.sh").read_text() + NBRUN.read_text()
+
+    for variable in container["Environment"]:
+        if variable["Name"] != "AWS_REGION":  # the AWS SDK's
+            assert variable["Name"] in runner, variable["Name"]
+
+
+# The IAM action each AWS call of the runner needs (s3.copy: GetObject on the source, PutObject on the copy).
+RUNNER_CALLS = {
+    "list_objects_v2": {"s3:ListBucket"},
+    "get_paginator": {"s3:ListBucket"},  # list_objects_v2, paginated
+    "copy": {"s3:GetObject", "s3:PutObject"},
+    "delete_objects": {"s3:DeleteObject"},
+    "upload_file": {"s3:PutObject"},
+    "publish": {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},  # the topic is KMS-encrypted
+    "put_metric_data": {"cloudwatch:PutMetricData"},
+}
+# The notebook reads the data lake and writes its staging copy with pyarrow's S3 filesystem.
+NOTEBOOK_CALLS = {"s3:ListBucket", "s3:GetObject", "s3:PutObject"}
+
+
+def runner_calls() -> set[str]:
+    """The AWS client methods runner/nbrun.py calls on the clients aws_client() makes."""
+    tree = ast.parse(NBRUN.read_text())
+    clients = {"s3", "client"}
+    calls = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = node.func.value
+            made = isinstance(target, ast.Call) and getattr(target.func, "id", "") == "aws_client"
+            if made or (isinstance(target, ast.Name) and target.id in clients):
+                calls.add(node.func.attr)
+    return calls
+
+
+def test_the_task_role_grants_what_the_runner_and_notebook_call_and_nothing_else() -> None:
+    calls = runner_calls()
+    granted = set()
+    for statement in statements("TaskRole").values():
+        granted |= {statement["Action"]} if isinstance(statement["Action"], str) else set(statement["Action"])
+
+    assert calls == set(RUNNER_CALLS), "a new AWS call in the runner: add its action here and to TaskRole"
+    assert granted == set().union(*RUNNER_CALLS.values()) | NOTEBOOK_CALLS
+
+
+def test_the_task_reads_only_the_data_lake_and_writes_only_the_output_prefix() -> None:
+    granted = statements("TaskRole")
+    writes = [s for s in granted.values() if {"s3:PutObject", "s3:DeleteObject"} & set(s["Action"])]
+
+    assert [resolve(s["Resource"]) for s in writes] == ["arn:aws:s3:::hotel-out/daily/*"]
+    assert resolve(granted["ReadDataLake"]["Resource"]) == "arn:aws:s3:::hotel-lake/snapshots/*"
+    assert granted["AnnounceFailures"]["Resource"] == {"Ref": "AlertTopic"}
+    assert granted["PutRunMetrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": "NotebookPipeline"}
+    }
+
+
+# --- a day without a successful run ---------------------------------------------------------------
+
+
+def test_missed_run_alarm_watches_the_metric_the_runner_puts_with_missing_data_breaching() -> None:
+    alarm = RESOURCES["MissedRunAlarm"]["Properties"]
+    (container,) = RESOURCES["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    source = NBRUN.read_text()
+
+    assert alarm["Namespace"] == environment["METRICS_NAMESPACE"]
+    assert alarm["Dimensions"] == [{"Name": "Job", "Value": environment["METRICS_JOB"]}]
+    assert '"MetricName": "SuccessfulRuns"' in source and alarm["MetricName"] == "SuccessfulRuns"
+    assert '"Name": "Job"' in source
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        1,
+        "LessThanThreshold",
+    )
+    assert alarm["TreatMissingData"] == "breaching"  # no run at all is a missed run
+    assert alarm["Period"] == 3600
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == {"Ref": "MissedRunAfterHours"}
+    assert PARAMETERS["MissedRunAfterHours"]["Default"] == 26
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "AlertTopic"}]
+
+
+# --- a run that failed -------------------------------------------------------------------------------
+
+
+def stopped(exit_code: int | None, cluster: str = CLUSTER_ARN, status: str = "STOPPED") -> dict[str, Any]:
+    """AWS's documented Fargate task event, as ECS sends it when the task stops."""
+    event = json.loads((REPO / "tests" / "fixtures" / "events" / "ecs-task-state-change.json").read_text())
+    event = copy.deepcopy(event)
+    detail = event["detail"]
+    detail.update(clusterArn=cluster, lastStatus=status, desiredStatus="STOPPED", group=f"family:{STACK}-run")
+    detail["containers"][0].update(name="runner", lastStatus=status)
+    if exit_code is None:
+        detail.update(
+            stopCode="TaskFailedToStart", stoppedReason="CannotPullContainerError: pull access denied"
+        )
+        del detail["containers"][0]["runtimeId"]
+    else:
+        detail["containers"][0]["exitCode"] = exit_code
+        detail.update(stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited")
+    return event
+
+
+def run_rule() -> Any:
+    document = copy.deepcopy(RESOURCES["RunStoppedRule"]["Properties"]["EventPattern"])
+    document["detail"]["clusterArn"] = [CLUSTER_ARN]
+    return pattern(document)
+
+
+@pytest.mark.parametrize("exit_code", [1, 2, 10, 11, 20, 30, 137, 143, None])
+def test_every_run_that_fails_or_never_starts_mails(exit_code: int | None) -> None:
+    assert run_rule().matches_event(stopped(exit_code))
+
+
+def test_a_task_that_failed_to_start_without_containers_mails() -> None:
+    event = stopped(None)
+    event["detail"]["containers"] = []
+
+    assert run_rule().matches_event(event)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        stopped(0),
+        stopped(20, status="RUNNING"),
+        stopped(20, cluster="arn:aws:ecs:us-east-1:123456789012:cluster/someone-elses"),
+        json.loads((REPO / "tests" / "fixtures" / "events" / "ecs-task-state-change.json").read_text()),
+    ],
+    ids=["succeeded", "still running", "other cluster", "documented sample (running)"],
+)
+def test_successful_runs_running_tasks_and_other_clusters_do_not_mail(event: dict[str, Any]) -> None:
+    assert not run_rule().matches_event(event)
+
+
+@pytest.fixture
+def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                        "AWS_DEFAULT_REGION": stepfunctions.REGION}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    with stepfunctions.executing_aws():
+        sns, sqs = boto3.client("sns"), boto3.client("sqs")
+        topic = sns.create_topic(Name="alerts")["TopicArn"]
+        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        yield {"topic": topic, "queue": queue}
+
+
+def mail_failed_run(inbox: dict[str, str], event: dict[str, Any]) -> tuple[str, str]:
+    mailer = RESOURCES["RunMailer"]["Properties"]
+    substitutions = {"TopicArn": inbox["topic"], "LogGroup": f"/ecs/{STACK}-run",
+                     "LogGroupInUrl": f"$252Fecs$252F{STACK}-run"}  # fmt: skip
+    assert set(mailer["DefinitionSubstitutions"]) == set(substitutions)
+    execution = stepfunctions.run(mailer["Definition"], substitutions, event)
+    assert execution["status"] == "SUCCEEDED", execution
+    messages = boto3.client("sqs").receive_message(QueueUrl=inbox["queue"], MaxNumberOfMessages=10)[
+        "Messages"
+    ]
+    ((subject, message),) = [
+        (json.loads(m["Body"])["Subject"], json.loads(m["Body"])["Message"]) for m in messages
+    ]
+    return subject, message
+
+
+def runner_meanings() -> dict[int, str]:
+    """MEANINGS in runner/nbrun.py: the runner's own words for its exit codes."""
+    import runpy
+
+    names = runpy.run_path(str(NBRUN))
+    return dict(names["MEANINGS"])
+
+
+@pytest.mark.parametrize("exit_code", sorted(set(runner_meanings()) - {0}))
+def test_failed_run_mail_carries_the_exit_code_and_the_runners_meaning(
+    inbox: dict[str, str], exit_code: int
+) -> None:
+    subject, message = mail_failed_run(inbox, stopped(exit_code))
+
+    assert subject == f"Run FAILED: family:{STACK}-run (exit {exit_code})"
+    assert message.startswith(
+        f"Run arn:aws:ecs:us-west-2:111122223333:task/FargateCluster/c13b4cb40f1f4fe4a2971f76ae5a47ad of "
+        f"family:{STACK}-run stopped at 2020-01-23T17:57:58Z (UTC) with exit code {exit_code}: "
+        f"{runner_meanings()[exit_code]}"
+    )
+    assert "ECS says: Essential container in task exited." in message
+    assert f"log group /ecs/{STACK}-run, stream run/runner/" in message
+    assert f"#logsV2:log-groups/log-group/$252Fecs$252F{STACK}-run" in message
+
+
+@pytest.mark.parametrize(
+    "exit_code, meaning",
+    [
+        (137, "killed (SIGKILL): out of memory, raise TaskMemory"),
+        (99, "an exit code the runner does not use"),
+    ],
+)
+def test_exit_codes_from_outside_the_runner_are_named_too(
+    inbox: dict[str, str], exit_code: int, meaning: str
+) -> None:
+    _, message = mail_failed_run(inbox, stopped(exit_code))
+
+    assert f"with exit code {exit_code}: {meaning}" in message
+
+
+def test_a_run_that_never_started_its_container_mails_the_reason(inbox: dict[str, str]) -> None:
+    event = stopped(None)
+    event["detail"]["containers"] = []
+
+    subject, message = mail_failed_run(inbox, event)
+
+    assert subject == f"Run FAILED: family:{STACK}-run (exit none)"
+    assert "with exit code none: the container never ran" in message
+    assert "ECS says: CannotPullContainerError: pull access denied." in message
+
+
+def test_the_run_mailer_may_only_publish_to_the_encrypted_topic_and_is_started_by_the_rule() -> None:
+    granted = statements("RunMailerRole")
+    (target,) = RESOURCES["RunStoppedRule"]["Properties"]["Targets"]
+    (invoke,) = statements("RunMailerInvokeRole").values()
+
+    assert (granted["Mail"]["Action"], granted["Mail"]["Resource"]) == ("sns:Publish", {"Ref": "AlertTopic"})
+    assert granted["EncryptMail"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
+    assert (target["Arn"], target["RoleArn"]) == (
+        {"Ref": "RunMailer"},
+        {"Fn::GetAtt": ["RunMailerInvokeRole", "Arn"]},
+    )
+    assert (invoke["Action"], invoke["Resource"]) == ("states:StartExecution", {"Ref": "RunMailer"})
+    assert RESOURCES["RunStoppedRule"]["Properties"]["EventPattern"]["detail"]["clusterArn"] == [
+        {"Fn::GetAtt": ["RunCluster", "Arn"]}
+    ]
