@@ -4,7 +4,11 @@
 - cold build: `docker build --no-cache` (downloads every wheel from PyPI);
 - rebuild after a notebook-only change, with the previous build as cache (goal: at most 5 s);
 - the runner's overhead on the full snapshot: the whole contract (papermill, check, publish, report) against
-  the same notebook code run as a plain Python script, both in the same image (goal: at most 1.5 s more).
+  the same notebook code run as a plain Python script, both in the same image (goal: at most 1.5 s more);
+- a daily run on Fargate: the full snapshot's wall time and peak memory in the container, the image's
+  compressed size (what a task pulls) and the time to unpack it here, and from them the start latency and
+  the cost per run and per month;
+- the pipeline's stages in the CodeBuild stand-in.
 
 Prints a Markdown table and writes it to bench/results/latest.md.
 """
@@ -30,6 +34,17 @@ from support import SAMPLE_LAKE, copy_repository, local_registry, moto_server  #
 
 CODEBUILD_PER_MINUTE = 0.005  # USD, BUILD_GENERAL1_SMALL on Linux, us-east-1 (first 100 minutes a month free)
 PROVISIONING = 60  # seconds CodeBuild takes to provision a build, before the buildspec starts
+
+# Fargate, Linux/x86, us-east-1: per vCPU-hour and per GB-hour, billed per second from the start of the image
+# pull to the task's end, with a one-minute minimum.
+FARGATE_VCPU_HOUR, FARGATE_GB_HOUR, FARGATE_MINIMUM_S = 0.04048, 0.004445, 60
+# Fargate's start before the image pull (ENI attachment, placement): not published by AWS; a planning value.
+FARGATE_PROVISIONING_S = 15
+# The rate a Fargate task pulls an image from ECR in the same region, in MB/s: a planning value, not measured.
+ECR_PULL_MB_S = 100
+# The task sizes Fargate offers that the bench compares: (vCPU, GB), smallest first.
+FARGATE_SIZES = [(0.25, 0.5), (0.25, 1), (0.25, 2), (0.5, 1), (0.5, 2), (1, 2), (1, 4), (2, 4)]
+DEFAULT_SIZE = (1, 2)  # template/pipeline.yaml's TaskCpu and TaskMemory defaults
 
 SNAPSHOT = REPO.parent / "shared" / "data" / "challenge"
 TAG = "notebook-runner:bench"
@@ -108,6 +123,84 @@ def overhead(work: Path) -> tuple[float, float, list[float], list[float]]:
     return with_runner, as_script, runner_runs, script_runs
 
 
+def footprint(work: Path) -> tuple[float, int]:
+    """One run on the full snapshot, detached: its wall time and the container's peak memory (cgroup v1's
+    high-water mark, read until the container exits)."""
+    lake, out = full_lake(work / "footprint-lake"), work / "footprint-out"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    start = time.perf_counter()
+    container = sh("docker", "run", "-d", "-v", f"{lake}:/data/lake:ro", "-v", f"{out}:/output",
+                   "-e", "DATA_URI=/data/lake", "-e", "OUTPUT_URI=/output", "-e", "RUN_DATE=2019-08-01",
+                   TAG).stdout.strip()  # fmt: skip
+    peak_files = [Path(f"/sys/fs/cgroup/memory/docker/{container}/memory.max_usage_in_bytes"),
+                  Path(f"/sys/fs/cgroup/system.slice/docker-{container}.scope/memory.peak")]  # fmt: skip
+    peak = 0
+    while sh("docker", "inspect", "-f", "{{.State.Running}}", container).stdout.strip() == "true":
+        for path in peak_files:
+            try:
+                peak = max(peak, int(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    code = sh("docker", "inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip()
+    sh("docker", "rm", container)
+    assert code == "0", f"the full-snapshot run exited {code}"
+    return wall, peak
+
+
+def pull_size(work: Path) -> tuple[int, float]:
+    """The image as a registry holds it (gzip-compressed layers: what a task pulls), and the seconds this
+    machine takes to decompress and unpack it."""
+    archive = work / "image.tar.gz"
+    sh("sh", "-c", f"docker save {TAG} | gzip -6 > {archive}")
+    unpacked = work / "unpacked"
+    unpacked.mkdir()
+    start = time.perf_counter()
+    sh("sh", "-c", f"gzip -dc {archive} | tar -x -C {unpacked} && for l in {unpacked}/*/layer.tar "
+       f"{unpacked}/blobs/sha256/*; do tar -x -f \"$l\" -C {unpacked} 2>/dev/null || true; done")  # fmt: skip
+    return archive.stat().st_size, time.perf_counter() - start
+
+
+def fargate_cost(vcpu: float, gb: float, seconds: float) -> float:
+    billed = max(FARGATE_MINIMUM_S, math.ceil(seconds))
+    return (vcpu * FARGATE_VCPU_HOUR + gb * FARGATE_GB_HOUR) * billed / 3600
+
+
+def daily_run(work: Path) -> list[tuple[str, str, str]]:
+    wall, peak = footprint(work)
+    compressed, unpack = pull_size(work)
+    pull = compressed / 1e6 / ECR_PULL_MB_S + unpack
+    start = FARGATE_PROVISIONING_S + pull
+    billed = pull + wall  # billing starts with the pull
+    needed_gb = peak / 2**30 * 1.5  # room over the peak
+    smallest = next((size for size in FARGATE_SIZES if size[1] >= needed_gb), FARGATE_SIZES[-1])
+    per_100_mb = 100 / ECR_PULL_MB_S + unpack * 100e6 / compressed
+    latency_note = (
+        f"{FARGATE_PROVISIONING_S} s placement + {compressed / 1e6:.0f} MB at {ECR_PULL_MB_S} MB/s "
+        f"+ unpacking; each 100 MB compressed adds about {per_100_mb:.1f} s"
+    )
+    rows = [
+        ("daily run: full snapshot, wall time in the container", f"{wall:.1f} s", "2 cores here"),
+        ("daily run: peak memory", f"{peak / 2**20:.0f} MiB" if peak else "not measured",
+         "the container's cgroup high-water mark"),
+        ("image compressed (what a task pulls)", f"{compressed / 1e6:.0f} MB", "gzip -6 of the layers"),
+        ("unpacking it here", f"{unpack:.1f} s", "gunzip + untar, 2 cores"),
+        ("Fargate start latency, estimated", f"about {start:.0f} s", latency_note),
+    ]  # fmt: skip
+    for label, (vcpu, gb) in (("default size", DEFAULT_SIZE), ("smallest that fits", smallest)):
+        per_run = fargate_cost(vcpu, gb, billed)
+        billed_note = (
+            f"{max(FARGATE_MINIMUM_S, math.ceil(billed))} s billed (1-minute minimum); "
+            f"${per_run * 30:.3f} a month at one run a day"
+        )
+        rows.append(
+            (f"Fargate cost per run, {label} ({vcpu:g} vCPU, {gb:g} GB)", f"${per_run:.5f}", billed_note)
+        )
+    return rows
+
+
 def pipeline_stages(work: Path, base: str) -> list[tuple[str, str, str]]:
     """The buildspecs in the CodeBuild stand-in: a rebuild after a notebook-only change, with the previous
     image in the registry and the layer cache, and the validation of its image on the sample."""
@@ -119,7 +212,7 @@ def pipeline_stages(work: Path, base: str) -> list[tuple[str, str, str]]:
         session = boto3.Session(
             aws_access_key_id="bench", aws_secret_access_key="bench", region_name="eu-west-1"
         )
-        clients = {n: session.client(n, endpoint_url=endpoint) for n in ("s3", "ssm", "sns")}
+        clients = {n: session.client(n, endpoint_url=endpoint) for n in ("s3", "ssm", "sns", "ecs")}
         for bucket in ("lake", "output"):
             clients["s3"].create_bucket(
                 Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
@@ -128,11 +221,15 @@ def pipeline_stages(work: Path, base: str) -> list[tuple[str, str, str]]:
             clients["s3"].upload_file(str(path), "lake", f"snapshots/{path.relative_to(SAMPLE_LAKE)}")
         clients["ssm"].put_parameter(Name="/bench/validated-image", Value="none", Type="String")
         topic = clients["sns"].create_topic(Name="bench")["TopicArn"]
+        task = clients["ecs"].register_task_definition(
+            family="bench-run", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="1024",
+            memory="2048", containerDefinitions=[{"name": "runner", "image": "bench:validated"}],
+        )["taskDefinition"]["taskDefinitionArn"]  # fmt: skip
         build_env = {"IMAGE_REPO_URI": f"{registry}/bench", "NOTEBOOK": "usp.ipynb", "BASE_IMAGE": base}
         validate_env = {
             "IMAGE_REPO_URI": f"{registry}/bench", "DATA_URI": "s3://lake/snapshots",
             "VALIDATION_URI": "s3://output/validation", "VALIDATION_DATE": "2019-08-01",
-            "IMAGE_PARAMETER": "/bench/validated-image", "SNS_TOPIC_ARN": topic,
+            "IMAGE_PARAMETER": "/bench/validated-image", "SNS_TOPIC_ARN": topic, "TASK_DEFINITION": task,
             "HARNESS_REGISTRY": registry, **aws,
         }  # fmt: skip
         timings = []
@@ -194,6 +291,7 @@ def main() -> int:
                 ),
                 ("runner overhead", f"{with_runner - as_script:+.2f} s", "goal <= +1.5 s"),
             ]
+            rows += daily_run(Path(tmp))
         else:
             rows.append(("runner overhead", "not measured", f"no snapshot at {SNAPSHOT}"))
         rows += pipeline_stages(Path(tmp), base)

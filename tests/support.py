@@ -136,9 +136,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(cmd: list[str], ready_url: str, name: str) -> Iterator[None]:
-    """Run a loopback server for the duration of the block, once ready_url answers."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def serving(cmd: list[str], ready_url: str, name: str, log: Path | None = None) -> Iterator[None]:
+    """Run a loopback server for the duration of the block, once ready_url answers; its output goes to log."""
+    sink = log.open("w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -153,15 +154,21 @@ def serving(cmd: list[str], ready_url: str, name: str) -> Iterator[None]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if log:
+            sink.close()
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """moto on 127.0.0.1, standing in for S3, SNS, SQS and SSM over real HTTP; yields its endpoint."""
+def moto_server(log: Path | None = None) -> Iterator[str]:
+    """moto on 127.0.0.1, standing in for S3, SNS, SQS and SSM over real HTTP; yields its endpoint. Its
+    request log (one line per request: method, path and query) goes to log, if given."""
     endpoint = f"http://127.0.0.1:{free_port()}"
     server = Path(sys.executable).with_name("moto_server")
     with serving(
-        [str(server), "-H", "127.0.0.1", "-p", endpoint.rsplit(":", 1)[1]], f"{endpoint}/moto-api/", "moto"
+        [str(server), "-H", "127.0.0.1", "-p", endpoint.rsplit(":", 1)[1]],
+        f"{endpoint}/moto-api/",
+        "moto",
+        log,
     ):
         yield endpoint
 

@@ -223,3 +223,21 @@ def test_status_and_delete_name_the_stack_from_the_repository(tmp_path: Path) ->
             "usp-ci",
         ],
     ]
+
+
+def test_make_deploy_accepts_and_refuses_the_schedules_the_template_does(tmp_path: Path) -> None:
+    """The same values as the template's ScheduleExpression and ScheduleTimezone patterns (test_runs.py)."""
+    from test_runs import PATTERNS
+
+    for name, variable in (("ScheduleExpression", "SCHEDULE"), ("ScheduleTimezone", "SCHEDULE_TIMEZONE")):
+        good, bad = PATTERNS[name]
+        for n, value in enumerate(good):
+            if name == "ScheduleTimezone" and not value:
+                continue
+            done, calls = make(tmp_path / f"{variable}-good-{n}", "deploy", **GOOD, **{variable: value})
+            assert done.returncode == 0, f"{variable}={value!r}: {done.stderr}"
+        for n, value in enumerate(bad):
+            if name == "ScheduleTimezone" and not value:
+                continue  # an empty SCHEDULE_TIMEZONE means: keep the stack's
+            done, calls = make(tmp_path / f"{variable}-bad-{n}", "deploy", **GOOD, **{variable: value})
+            assert done.returncode != 0 and calls == [], f"{variable}={value!r} was accepted"

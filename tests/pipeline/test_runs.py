@@ -33,21 +33,23 @@ VALUES = {
     "DataLakePrefix": "snapshots", "OutputBucket": "hotel-out", "OutputPrefix": "daily",
     "Subnets": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"], "SecurityGroups": ["sg-0a1b2c3d"],
     "AlertTopic": "arn:aws:sns:us-east-1:123456789012:alerts", "ScheduleTimezone": "UTC",
+    "ValidationPrefix": "validation",
 }  # fmt: skip
 NBRUN = REPO / "runner" / "nbrun.py"
 
 
 def resolve(value: Any) -> Any:
-    """The few intrinsic functions the run's resources use, as CloudFormation evaluates them."""
+    """The few intrinsic functions the run's resources use, as CloudFormation evaluates them (a reference
+    the tests give no value stays as it is written)."""
     if isinstance(value, dict) and set(value) == {"Ref"}:
-        return VALUES[value["Ref"]]
+        return VALUES.get(value["Ref"], f"<{value['Ref']}>")
     if isinstance(value, dict) and set(value) == {"Fn::Join"}:
         separator, items = value["Fn::Join"]
         return separator.join(resolve(items))
     if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
         text, local = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
         names = {**VALUES, **{k: resolve(v) for k, v in local.items()}}
-        return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: str(names[m.group(1)]), text)
+        return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: str(names.get(m.group(1), m.group(0))), text)
     return value
 
 
