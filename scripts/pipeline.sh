@@ -84,6 +84,14 @@ load_config() {
 	load_region
 }
 
+# pass_if_set VARIABLE PARAMETER REGEX HINT: when VARIABLE is set, check it and pass it as PARAMETER.
+pass_if_set() {
+	local value=${!1:-}
+	[[ -n "$value" ]] || return 0
+	check "$1" "$value" "$3" "$4"
+	RUN_OVERRIDES+=("$2=${value}")
+}
+
 # The daily run's variables: each one set is checked here and passed; an unset one is not passed.
 load_run_config() {
 	RUN_OVERRIDES=()
@@ -98,18 +106,11 @@ load_run_config() {
 			die "SCHEDULE_TIMEZONE=${SCHEDULE_TIMEZONE} is not a time zone: use an IANA name such as Europe/Amsterdam or UTC"
 		RUN_OVERRIDES+=("ScheduleTimezone=${SCHEDULE_TIMEZONE}")
 	fi
-	if [[ -n "${OUTPUT_PREFIX:-}" ]]; then
-		check OUTPUT_PREFIX "$OUTPUT_PREFIX" '^[A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*$' "a key prefix without leading or trailing '/', e.g. usp/daily"
-		RUN_OVERRIDES+=("OutputPrefix=${OUTPUT_PREFIX}")
-	fi
-	if [[ -n "${TASK_CPU:-}" ]]; then
-		check TASK_CPU "$TASK_CPU" '^(256|512|1024|2048|4096|8192|16384)$' "256, 512, 1024, 2048, 4096, 8192 or 16384 (1024 = 1 vCPU)"
-		RUN_OVERRIDES+=("TaskCpu=${TASK_CPU}")
-	fi
-	if [[ -n "${TASK_MEMORY:-}" ]]; then
-		check TASK_MEMORY "$TASK_MEMORY" '^[1-9][0-9]{2,5}$' "MiB that Fargate offers with TASK_CPU, e.g. 2048"
-		RUN_OVERRIDES+=("TaskMemory=${TASK_MEMORY}")
-	fi
+	pass_if_set OUTPUT_PREFIX OutputPrefix '^[A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*$' \
+		"a key prefix without leading or trailing '/', e.g. usp/daily"
+	pass_if_set TASK_CPU TaskCpu '^(256|512|1024|2048|4096|8192|16384)$' \
+		"256, 512, 1024, 2048, 4096, 8192 or 16384 (1024 = 1 vCPU)"
+	pass_if_set TASK_MEMORY TaskMemory '^[1-9][0-9]{2,5}$' "MiB that Fargate offers with TASK_CPU, e.g. 2048"
 	if [[ -n "${ASSIGN_PUBLIC_IP:-}" ]]; then
 		check ASSIGN_PUBLIC_IP "$ASSIGN_PUBLIC_IP" '^(ENABLED|DISABLED)$' "ENABLED or DISABLED"
 	fi

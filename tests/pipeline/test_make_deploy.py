@@ -229,15 +229,14 @@ def test_make_deploy_accepts_and_refuses_the_schedules_the_template_does(tmp_pat
     """The same values as the template's ScheduleExpression and ScheduleTimezone patterns (test_runs.py)."""
     from test_runs import PATTERNS
 
-    for name, variable in (("ScheduleExpression", "SCHEDULE"), ("ScheduleTimezone", "SCHEDULE_TIMEZONE")):
-        good, bad = PATTERNS[name]
-        for n, value in enumerate(good):
-            if name == "ScheduleTimezone" and not value:
-                continue
-            done, calls = make(tmp_path / f"{variable}-good-{n}", "deploy", **GOOD, **{variable: value})
-            assert done.returncode == 0, f"{variable}={value!r}: {done.stderr}"
-        for n, value in enumerate(bad):
-            if name == "ScheduleTimezone" and not value:
-                continue  # an empty SCHEDULE_TIMEZONE means: keep the stack's
-            done, calls = make(tmp_path / f"{variable}-bad-{n}", "deploy", **GOOD, **{variable: value})
-            assert done.returncode != 0 and calls == [], f"{variable}={value!r} was accepted"
+    cases = [
+        (variable, value, accepted)
+        for name, variable in (("ScheduleExpression", "SCHEDULE"), ("ScheduleTimezone", "SCHEDULE_TIMEZONE"))
+        for accepted, values in zip((True, False), PATTERNS[name], strict=True)
+        for value in values
+        if value or variable == "SCHEDULE"  # an empty SCHEDULE_TIMEZONE means: keep the stack's
+    ]
+    for n, (variable, value, accepted) in enumerate(cases):
+        done, calls = make(tmp_path / str(n), "deploy", **GOOD, **{variable: value})
+        assert (done.returncode == 0) == accepted, f"{variable}={value!r}: {done.stderr}"
+        assert bool(calls) == accepted
