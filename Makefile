@@ -67,7 +67,7 @@ lint-hadolint: venv ## lint the Dockerfile
 
 .PHONY: lint-shellcheck
 lint-shellcheck: venv ## lint the shell scripts
-	$(BIN)/shellcheck run_notebook.sh scripts/*.sh .ci/run
+	$(BIN)/shellcheck -x run_notebook.sh scripts/*.sh .ci/run
 
 .PHONY: lint-cfn
 lint-cfn: venv ## lint the CloudFormation templates (settings in .cfnlintrc)

@@ -156,9 +156,9 @@ resolve_uri() {
 	fi
 }
 
-# Sets RUN_DATE when it is not given (not in a subshell: fail_config must end the run): the day before the schedule's own date (SCHEDULED_TIME,
-# e.g. 2026-11-22T05:00:00Z, read in SCHEDULE_TIMEZONE), so that a late or retried start keeps its day;
-# without a schedule, yesterday in UTC.
+# Sets RUN_DATE when it is not given: the day before the schedule's own date (SCHEDULED_TIME, e.g.
+# 2026-11-22T05:00:00Z, read in SCHEDULE_TIMEZONE), so that a late or retried start keeps its day; without
+# a schedule, yesterday in UTC. Called directly, not in $(...): its fail_config must end the run.
 default_run_date() {
 	local zone=${SCHEDULE_TIMEZONE:-UTC} day
 	[[ -n "${SCHEDULED_TIME:-}" ]] || {

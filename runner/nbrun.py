@@ -560,11 +560,11 @@ def cmd_finish(args: argparse.Namespace) -> None:
             lost = f"not stored: writing {args.report_uri} failed ({aws_problem(exc)})"
             log.warning("could not store the report in %s (%s)", args.report_uri, aws_problem(exc))
             manifest["report"] = lost  # what the notification says
-    namespace, job = os.environ.get("METRICS_NAMESPACE", ""), os.environ.get("METRICS_JOB", "")
+    namespace, job = os.environ.get("METRICS_NAMESPACE", ""), os.environ.get("METRICS_JOB") or args.notebook
     if args.status == "succeeded" and namespace:
         try:
-            put_success_metric(namespace, job or args.notebook, manifest)
-            log.info("put SuccessfulRuns for job %s in %s", job or args.notebook, namespace)
+            put_success_metric(namespace, job, manifest)
+            log.info("put SuccessfulRuns for job %s in %s", job, namespace)
         except Exception as exc:  # noqa: BLE001 -- the output is published: the run succeeded
             log.warning(
                 "could not put the success metric in %s (%s): the missed-run alarm may fire; check the task "

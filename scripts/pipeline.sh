@@ -28,36 +28,10 @@ set -Eeuo pipefail
 TEMPLATE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/template/pipeline.yaml"
 readonly TEMPLATE
 AWS=${AWS_CLI:-aws}
-
-die() {
-	printf 'pipeline: %s\n' "$*" >&2
-	exit 2
-}
-
-# check NAME VALUE REGEX HINT: VALUE must match REGEX, else stop with HINT.
-check() {
-	[[ "$2" =~ $3 ]] || die "$1=$2 is not valid: $4"
-}
-
-load_repository() {
-	[[ -n "${GITHUB_REPO:-}" ]] || die "GITHUB_REPO is not set: make deploy GITHUB_REPO=owner/name DATA_LAKE_BUCKET=... OUTPUT_BUCKET=..."
-	if [[ "$GITHUB_REPO" != */* ]]; then
-		[[ -n "${GITHUB_OWNER:-}" ]] || die "GITHUB_REPO=${GITHUB_REPO} has no owner: use GITHUB_REPO=owner/${GITHUB_REPO} or set GITHUB_OWNER"
-		GITHUB_REPO="${GITHUB_OWNER}/${GITHUB_REPO}"
-	fi
-	check GITHUB_REPO "$GITHUB_REPO" '^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$' \
-		"use owner/name, e.g. hotel-profiling/usp-model"
-}
-
-# The stack's name: STACK_NAME, or notebook-pipeline-<repository name>.
-load_stack_name() {
-	if [[ -z "${STACK_NAME:-}" ]]; then
-		load_repository
-		STACK_NAME="notebook-pipeline-${GITHUB_REPO#*/}"
-		STACK_NAME=${STACK_NAME//[._]/-}
-	fi
-	check STACK_NAME "$STACK_NAME" '^[A-Za-z][A-Za-z0-9-]{0,127}$' "letters, digits and '-', starting with a letter"
-}
+PROGRAM=pipeline
+REPO_HINT="make deploy GITHUB_REPO=owner/name DATA_LAKE_BUCKET=... OUTPUT_BUCKET=..."
+# shellcheck source=scripts/stack.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 
 load_config() {
 	load_repository
@@ -156,19 +130,6 @@ network_overrides() {
 	fi
 	RUN_OVERRIDES+=("Subnets=${SUBNETS}" "SecurityGroups=${SECURITY_GROUPS}")
 	[[ -z "${ASSIGN_PUBLIC_IP:-}" ]] || RUN_OVERRIDES+=("AssignPublicIp=${ASSIGN_PUBLIC_IP}")
-}
-
-load_stack() {
-	load_stack_name
-	load_region
-}
-
-load_region() {
-	REGION_ARGS=()
-	if [[ -n "${AWS_REGION:-}" ]]; then
-		check AWS_REGION "$AWS_REGION" '^[a-z]{2}(-[a-z]+)+-[0-9]$' "a region such as eu-west-1"
-		REGION_ARGS=(--region "$AWS_REGION")
-	fi
 }
 
 deploy() {

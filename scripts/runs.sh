@@ -13,11 +13,10 @@ set -Eeuo pipefail
 
 AWS=${AWS_CLI:-aws}
 MAX_DAYS=366
-
-die() {
-	printf 'runs: %s\n' "$*" >&2
-	exit 2
-}
+PROGRAM=runs
+REPO_HINT="name the stack with GITHUB_REPO=owner/name (as for make deploy) or STACK_NAME=..."
+# shellcheck source=scripts/stack.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 
 log() { printf 'runs: %s\n' "$*" >&2; }
 
@@ -26,21 +25,6 @@ check_date() {
 	local normal
 	[[ "$2" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$ ]] && normal=$(date -u -d "$2" +%F 2>/dev/null) && [[ "$normal" == "$2" ]] ||
 		die "$1=$2 is not a calendar date: use YYYY-MM-DD, e.g. $1=2019-08-01"
-}
-
-load_stack() {
-	if [[ -z "${STACK_NAME:-}" ]]; then
-		[[ -n "${GITHUB_REPO:-}" ]] || die "name the stack: STACK_NAME=... or GITHUB_REPO=owner/name (as for make deploy)"
-		STACK_NAME="notebook-pipeline-${GITHUB_REPO#*/}"
-		STACK_NAME=${STACK_NAME//[._]/-}
-	fi
-	[[ "$STACK_NAME" =~ ^[A-Za-z][A-Za-z0-9-]{0,127}$ ]] ||
-		die "STACK_NAME=${STACK_NAME} is not valid: letters, digits and '-', starting with a letter"
-	REGION_ARGS=()
-	if [[ -n "${AWS_REGION:-}" ]]; then
-		[[ "$AWS_REGION" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]$ ]] || die "AWS_REGION=${AWS_REGION} is not valid: a region such as eu-west-1"
-		REGION_ARGS=(--region "$AWS_REGION")
-	fi
 }
 
 # The stack's outputs that say where and how a run starts, in OUT[...].

@@ -1,0 +1,49 @@
+# shellcheck shell=bash
+# stack.sh -- sourced by pipeline.sh and runs.sh: their messages and checks, and which stack and region
+# they act on. The sourcing script sets PROGRAM (its messages' prefix) and REPO_HINT (what to pass when
+# GITHUB_REPO is missing).
+
+die() {
+	printf '%s: %s\n' "$PROGRAM" "$*" >&2
+	exit 2
+}
+
+# check NAME VALUE REGEX HINT: VALUE must match REGEX, else stop with HINT.
+check() {
+	[[ "$2" =~ $3 ]] || die "$1=$2 is not valid: $4"
+}
+
+load_repository() {
+	[[ -n "${GITHUB_REPO:-}" ]] || die "GITHUB_REPO is not set: ${REPO_HINT}"
+	if [[ "$GITHUB_REPO" != */* ]]; then
+		[[ -n "${GITHUB_OWNER:-}" ]] || die "GITHUB_REPO=${GITHUB_REPO} has no owner: use GITHUB_REPO=owner/${GITHUB_REPO} or set GITHUB_OWNER"
+		GITHUB_REPO="${GITHUB_OWNER}/${GITHUB_REPO}"
+	fi
+	check GITHUB_REPO "$GITHUB_REPO" '^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$' \
+		"use owner/name, e.g. hotel-profiling/usp-model"
+}
+
+# The stack's name: STACK_NAME, or notebook-pipeline-<repository name>.
+load_stack_name() {
+	if [[ -z "${STACK_NAME:-}" ]]; then
+		load_repository
+		STACK_NAME="notebook-pipeline-${GITHUB_REPO#*/}"
+		STACK_NAME=${STACK_NAME//[._]/-}
+	fi
+	check STACK_NAME "$STACK_NAME" '^[A-Za-z][A-Za-z0-9-]{0,127}$' "letters, digits and '-', starting with a letter"
+}
+
+# REGION_ARGS: the --region option for every aws call, when AWS_REGION is set.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+load_region() {
+	REGION_ARGS=()
+	if [[ -n "${AWS_REGION:-}" ]]; then
+		check AWS_REGION "$AWS_REGION" '^[a-z]{2}(-[a-z]+)+-[0-9]$' "a region such as eu-west-1"
+		REGION_ARGS=(--region "$AWS_REGION")
+	fi
+}
+
+load_stack() {
+	load_stack_name
+	load_region
+}
