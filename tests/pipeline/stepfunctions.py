@@ -7,10 +7,13 @@ member names and its results come back capitalised, e.g. $.PipelineExecution.Art
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 import boto3
 from moto import mock_aws
@@ -59,13 +62,42 @@ def _client_for(*args: Any, **kwargs: Any) -> _PascalCaseClient:
 
 @contextmanager
 def executing_aws() -> Iterator[None]:
-    """moto, in process, with state machines executed."""
+    """moto, in process, with state machines executed, in REGION."""
     aws_sdk.boto_client_for = _client_for
+    environment = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
     try:
-        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        with (
+            mock.patch.dict(os.environ, environment),
+            mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
+        ):
             yield
     finally:
         aws_sdk.boto_client_for = _original_client_for
+
+
+@dataclass
+class Inbox:
+    """An alert topic with a queue subscribed to it: what the engineers' mailbox would get."""
+
+    topic: str
+    queue: str
+
+    @classmethod
+    def create(cls) -> Inbox:
+        sns, sqs = boto3.client("sns"), boto3.client("sqs")
+        topic = sns.create_topic(Name="alerts")["TopicArn"]
+        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        return cls(topic, queue)
+
+    def mails(self) -> list[tuple[str, str]]:
+        """(subject, message) of each mail delivered so far."""
+        reply = boto3.client("sqs").receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10)
+        bodies = [json.loads(m["Body"]) for m in reply.get("Messages", [])]
+        return [(body["Subject"], body["Message"]) for body in bodies]
 
 
 def run(definition: dict[str, Any], substitutions: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:

@@ -113,9 +113,9 @@ COMMIT = "4c0ffee0d15ea5e0000000000000000000000b0b"
 
 
 @pytest.fixture
-def aws_with_a_pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """moto executing state machines, with this stack's pipeline, its alert topic read through a queue, and
-    executions whose source revision is COMMIT (the shape GetPipelineExecution documents)."""
+def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[stepfunctions.Inbox]:
+    """moto executing state machines, with this stack's pipeline and its alert topic read through a queue;
+    its executions have COMMIT as their source revision (the shape GetPipelineExecution documents)."""
     original = PipelineExecution.to_dict
 
     def with_revision(execution: PipelineExecution) -> dict[str, Any]:
@@ -128,41 +128,28 @@ def aws_with_a_pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
         return answer
 
     monkeypatch.setattr(PipelineExecution, "to_dict", with_revision)
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                        "AWS_DEFAULT_REGION": stepfunctions.REGION}.items():  # fmt: skip
-        monkeypatch.setenv(name, value)
     with stepfunctions.executing_aws():
-        sns, sqs, iam = boto3.client("sns"), boto3.client("sqs"), boto3.client("iam")
-        topic = sns.create_topic(Name="alerts")["TopicArn"]
-        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
         trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "codepipeline.amazonaws.com"},
                                 "Action": "sts:AssumeRole"}]}  # fmt: skip
-        role = iam.create_role(RoleName="pipeline", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        role = boto3.client("iam").create_role(
+            RoleName="pipeline", AssumeRolePolicyDocument=json.dumps(trust)
+        )
         action = {"name": "a", "actionTypeId": {"category": "Build", "owner": "AWS", "provider": "CodeBuild",
                                                  "version": "1"}}  # fmt: skip
         boto3.client("codepipeline").create_pipeline(pipeline={
-            "name": REFS["Pipeline"], "roleArn": role,
+            "name": REFS["Pipeline"], "roleArn": role["Role"]["Arn"],
             "artifactStore": {"type": "S3", "location": "artifacts"},
             "stages": [{"name": "Source", "actions": [action]}, {"name": "Build", "actions": [action]}],
         })  # fmt: skip
-        yield {"topic": topic, "queue": queue}
+        yield stepfunctions.Inbox.create()
 
 
-def mails(queue: str) -> list[tuple[str, str]]:
-    messages = boto3.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-    return [(json.loads(m["Body"])["Subject"], json.loads(m["Body"])["Message"]) for m in messages]
-
-
-def mail_pipeline_outcome(aws: dict[str, Any], state: str, execution: str) -> dict[str, Any]:
+def mail_pipeline_outcome(inbox: stepfunctions.Inbox, state: str, execution: str) -> dict[str, Any]:
     mailer = RESOURCES["PipelineMailer"]["Properties"]
     assert set(mailer["DefinitionSubstitutions"]) == {"TopicArn", "Repository"}
     payload = mailer_input(state) | {"execution": execution}
     return stepfunctions.run(
-        mailer["Definition"], {"TopicArn": aws["topic"], "Repository": "acme/usp-model"}, payload
+        mailer["Definition"], {"TopicArn": inbox.topic, "Repository": "acme/usp-model"}, payload
     )
 
 
@@ -174,13 +161,13 @@ def start_execution(variables: list[dict[str, str]] | None = None) -> str:
 
 @pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED"])
 def test_pipeline_mail_names_the_pipeline_result_commit_and_execution_with_links(
-    aws_with_a_pipeline: dict[str, Any], state: str
+    inbox: stepfunctions.Inbox, state: str
 ) -> None:
     execution = start_execution()
 
-    assert mail_pipeline_outcome(aws_with_a_pipeline, state, execution)["status"] == "SUCCEEDED"
+    assert mail_pipeline_outcome(inbox, state, execution)["status"] == "SUCCEEDED"
 
-    assert mails(aws_with_a_pipeline["queue"]) == [(
+    assert inbox.mails() == [(
         f"Pipeline notebook-pipeline-usp {state}",
         (f"Pipeline notebook-pipeline-usp ended {state} at 2017-04-22T03:31:47Z (UTC), on commit {COMMIT} "
          f"(https://github.com/acme/usp-model/commit/{COMMIT}). Execution {execution}, its stages and logs: "
@@ -190,13 +177,13 @@ def test_pipeline_mail_names_the_pipeline_result_commit_and_execution_with_links
 
 
 def test_an_execution_without_a_source_revision_still_mails_with_its_link(
-    aws_with_a_pipeline: dict[str, Any],
+    inbox: stepfunctions.Inbox,
 ) -> None:
     execution = start_execution([{"name": "no-source", "value": "yes"}])
 
-    assert mail_pipeline_outcome(aws_with_a_pipeline, "STOPPED", execution)["status"] == "SUCCEEDED"
+    assert mail_pipeline_outcome(inbox, "STOPPED", execution)["status"] == "SUCCEEDED"
 
-    assert mails(aws_with_a_pipeline["queue"]) == [(
+    assert inbox.mails() == [(
         "Pipeline notebook-pipeline-usp STOPPED",
         (f"Pipeline notebook-pipeline-usp ended STOPPED at 2017-04-22T03:31:47Z (UTC). "
          f"Execution {execution}; its commit, stages and logs: https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/"
@@ -204,13 +191,13 @@ def test_an_execution_without_a_source_revision_still_mails_with_its_link(
     )]  # fmt: skip
 
 
-def test_a_failed_commit_lookup_never_costs_the_mail(aws_with_a_pipeline: dict[str, Any]) -> None:
+def test_a_failed_commit_lookup_never_costs_the_mail(inbox: stepfunctions.Inbox) -> None:
     """An execution the API does not know (or a lookup denied): retried, then mailed without the commit."""
     unknown = "99999999-0000-0000-0000-000000000000"
 
-    assert mail_pipeline_outcome(aws_with_a_pipeline, "SUPERSEDED", unknown)["status"] == "SUCCEEDED"
+    assert mail_pipeline_outcome(inbox, "SUPERSEDED", unknown)["status"] == "SUCCEEDED"
 
-    ((subject, message),) = mails(aws_with_a_pipeline["queue"])
+    ((subject, message),) = inbox.mails()
     assert subject == "Pipeline notebook-pipeline-usp SUPERSEDED"
     assert message.startswith(
         f"Pipeline notebook-pipeline-usp ended SUPERSEDED at 2017-04-22T03:31:47Z (UTC). "

@@ -366,35 +366,20 @@ def test_successful_runs_running_tasks_and_other_clusters_do_not_mail(event: dic
 
 
 @pytest.fixture
-def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                        "AWS_DEFAULT_REGION": stepfunctions.REGION}.items():  # fmt: skip
-        monkeypatch.setenv(name, value)
+def inbox() -> Iterator[stepfunctions.Inbox]:
     with stepfunctions.executing_aws():
-        sns, sqs = boto3.client("sns"), boto3.client("sqs")
-        topic = sns.create_topic(Name="alerts")["TopicArn"]
-        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-        yield {"topic": topic, "queue": queue}
+        yield stepfunctions.Inbox.create()
 
 
-def mail_failed_run(inbox: dict[str, str], event: dict[str, Any]) -> tuple[str, str]:
+def mail_failed_run(inbox: stepfunctions.Inbox, event: dict[str, Any]) -> tuple[str, str]:
     mailer = RESOURCES["RunMailer"]["Properties"]
-    substitutions = {"TopicArn": inbox["topic"], "LogGroup": f"/ecs/{STACK}-run",
+    substitutions = {"TopicArn": inbox.topic, "LogGroup": f"/ecs/{STACK}-run",
                      "LogGroupInUrl": f"$252Fecs$252F{STACK}-run"}  # fmt: skip
     assert set(mailer["DefinitionSubstitutions"]) == set(substitutions)
     execution = stepfunctions.run(mailer["Definition"], substitutions, event)
     assert execution["status"] == "SUCCEEDED", execution
-    messages = boto3.client("sqs").receive_message(QueueUrl=inbox["queue"], MaxNumberOfMessages=10)[
-        "Messages"
-    ]
-    ((subject, message),) = [
-        (json.loads(m["Body"])["Subject"], json.loads(m["Body"])["Message"]) for m in messages
-    ]
-    return subject, message
+    (mail,) = inbox.mails()
+    return mail
 
 
 def runner_meanings() -> dict[int, str]:
@@ -407,7 +392,7 @@ def runner_meanings() -> dict[int, str]:
 
 @pytest.mark.parametrize("exit_code", sorted(set(runner_meanings()) - {0}))
 def test_failed_run_mail_carries_the_exit_code_and_the_runners_meaning(
-    inbox: dict[str, str], exit_code: int
+    inbox: stepfunctions.Inbox, exit_code: int
 ) -> None:
     subject, message = mail_failed_run(inbox, stopped(exit_code))
 
@@ -430,14 +415,14 @@ def test_failed_run_mail_carries_the_exit_code_and_the_runners_meaning(
     ],
 )
 def test_exit_codes_from_outside_the_runner_are_named_too(
-    inbox: dict[str, str], exit_code: int, meaning: str
+    inbox: stepfunctions.Inbox, exit_code: int, meaning: str
 ) -> None:
     _, message = mail_failed_run(inbox, stopped(exit_code))
 
     assert f"with exit code {exit_code}: {meaning}" in message
 
 
-def test_a_run_that_never_started_its_container_mails_the_reason(inbox: dict[str, str]) -> None:
+def test_a_run_that_never_started_its_container_mails_the_reason(inbox: stepfunctions.Inbox) -> None:
     event = stopped(None)
     event["detail"]["containers"] = []
 
