@@ -30,7 +30,9 @@ load_stack_name() {
 		STACK_NAME="notebook-pipeline-${GITHUB_REPO#*/}"
 		STACK_NAME=${STACK_NAME//[._]/-}
 	fi
-	check STACK_NAME "$STACK_NAME" '^[A-Za-z][A-Za-z0-9-]{0,127}$' "letters, digits and '-', starting with a letter"
+	# 64 at most: the alert mails' subjects carry it, and SNS takes 100 characters of subject.
+	check STACK_NAME "$STACK_NAME" '^[A-Za-z][A-Za-z0-9-]{0,63}$' \
+		"at most 64 letters, digits and '-', starting with a letter (set a shorter STACK_NAME)"
 }
 
 # REGION_ARGS: the --region option for every aws call, when AWS_REGION is set.

@@ -143,6 +143,10 @@ BAD = {
     ),
     "malformed region": ({"AWS_REGION": "Europe"}, "AWS_REGION=Europe is not valid"),
     "malformed stack": ({"STACK_NAME": "1stack"}, "STACK_NAME=1stack is not valid"),
+    "stack name too long for the mail subjects": (
+        {"STACK_NAME": "s" * 65},
+        f"STACK_NAME={'s' * 65} is not valid",
+    ),
     "malformed email": ({"NOTIFICATION_EMAILS": "data-eng"}, "NOTIFICATION_EMAILS=data-eng is not valid"),
     "four emails": ({"NOTIFICATION_EMAILS": "a@x.io,b@x.io,c@x.io,d@x.io"}, "NOTIFICATION_EMAILS=a@x.io"),
     "crontab schedule": ({"SCHEDULE": "0 6 * * *"}, "SCHEDULE=0 6 * * * is not valid: cron(minutes hours"),

@@ -448,3 +448,28 @@ def test_the_run_mailer_may_only_publish_to_the_encrypted_topic_and_is_started_b
     assert RESOURCES["RunStoppedRule"]["Properties"]["EventPattern"]["detail"]["clusterArn"] == [
         {"Fn::GetAtt": ["RunCluster", "Arn"]}
     ]
+
+
+def test_mail_subjects_fit_snss_100_characters_for_the_longest_stack_name(inbox: stepfunctions.Inbox) -> None:
+    """make deploy allows stack names of 64 characters (scripts/stack.sh); SNS refuses longer subjects."""
+    longest = "s" * 64
+    event = stopped(137)
+    event["detail"]["group"] = f"family:{longest}-run"
+    pipeline = RESOURCES["PipelineMailer"]["Properties"]
+    outcome = {
+        "pipeline": longest,
+        "state": "SUPERSEDED",
+        "execution": "e",
+        "time": "t",
+        "region": "us-east-1",
+    }
+
+    run_subject, _ = mail_failed_run(inbox, event)
+    stepfunctions.run(pipeline["Definition"], {"TopicArn": inbox.topic, "Repository": "a/b"}, outcome)
+    ((pipeline_subject, _),) = inbox.mails()
+
+    assert len(run_subject) <= 100 and len(pipeline_subject) <= 100
+    assert (run_subject, pipeline_subject) == (
+        f"Run FAILED: family:{longest}-run (exit 137)",
+        f"Pipeline {longest} SUPERSEDED",
+    )
