@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,42 @@ CfnLoader.add_multi_constructor("!", _tag)
 
 def load(path: Path = TEMPLATE) -> dict[str, Any]:
     return yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506 -- a SafeLoader subclass
+
+
+def resolve(value: Any, values: dict[str, Any]) -> Any:
+    """Ref, Fn::Join and Fn::Sub evaluated as CloudFormation would, given the values of the names they
+    use (a name without one stays as it is written); other maps and lists are resolved member by member."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return values.get(value["Ref"], f"<{value['Ref']}>")
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        separator, items = value["Fn::Join"]
+        return separator.join(resolve(items, values))
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        text, local = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+        names = {**values, **{k: resolve(v, values) for k, v in local.items()}}
+        return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: str(names.get(m.group(1), m.group(0))), text)
+    if isinstance(value, dict):
+        return {k: resolve(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, values) for v in value]
+    return value
+
+
+def statements(resources: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    """A role's inline policy statements, by Sid (by policy and position where a statement has none)."""
+    found = {}
+    for policy in resources[role]["Properties"]["Policies"]:
+        for n, statement in enumerate(policy["PolicyDocument"]["Statement"]):
+            found[statement.get("Sid", f"{policy['PolicyName']}-{n}")] = statement
+    return found
+
+
+def actions(statement: dict[str, Any]) -> set[str]:
+    """A statement's Action, one or a list, as a set."""
+    listed = statement["Action"]
+    return {listed} if isinstance(listed, str) else set(listed)
+
+
+def granted(resources: dict[str, Any], role: str) -> set[str]:
+    """Every action a role's inline policies allow."""
+    return set().union(*(actions(s) for s in statements(resources, role).values()))

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 import stepfunctions
-from cfn import load
+from cfn import load, resolve, statements
 from moto.codepipeline.models import PipelineExecution
 from moto.events.models import EventPattern
 from support import REPO
@@ -26,18 +26,8 @@ REFS = {"Pipeline": "notebook-pipeline-usp", "BuildProject": "notebook-pipeline-
         "ValidateProject": "notebook-pipeline-usp-validate"}  # fmt: skip
 
 
-def resolve(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        return REFS[value["Ref"]]
-    if isinstance(value, dict):
-        return {k: resolve(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve(v) for v in value]
-    return value
-
-
 def pattern(rule: str) -> EventPattern:
-    return EventPattern.load(json.dumps(resolve(RESOURCES[rule]["Properties"]["EventPattern"])))
+    return EventPattern.load(json.dumps(resolve(RESOURCES[rule]["Properties"]["EventPattern"], REFS)))
 
 
 def sample(name: str, **detail: Any) -> dict[str, Any]:
@@ -206,22 +196,19 @@ def test_a_failed_commit_lookup_never_costs_the_mail(inbox: stepfunctions.Inbox)
 
 
 def test_the_mailer_may_look_up_this_pipeline_and_publish_to_the_encrypted_topic_only() -> None:
-    statements = {
-        s["Sid"]: s
-        for s in RESOURCES["MailerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    }
+    granted = statements(RESOURCES, "MailerRole")
     definition = json.dumps(RESOURCES["PipelineMailer"]["Properties"]["Definition"])
-    (invoke,) = RESOURCES["MailerInvokeRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (invoke,) = statements(RESOURCES, "MailerInvokeRole").values()
     (target,) = RESOURCES["PipelineEndedRule"]["Properties"]["Targets"]
 
-    assert statements["FindCommit"]["Action"] == "codepipeline:GetPipelineExecution"
-    assert "${Pipeline}" in statements["FindCommit"]["Resource"]["Fn::Sub"]
+    assert granted["FindCommit"]["Action"] == "codepipeline:GetPipelineExecution"
+    assert "${Pipeline}" in granted["FindCommit"]["Resource"]["Fn::Sub"]
     assert "aws-sdk:codepipeline:getPipelineExecution" in definition
-    assert (statements["Mail"]["Action"], statements["Mail"]["Resource"]) == (
+    assert (granted["Mail"]["Action"], granted["Mail"]["Resource"]) == (
         "sns:Publish",
         {"Ref": "AlertTopic"},
     )
-    assert statements["EncryptMail"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
+    assert granted["EncryptMail"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
     assert (target["Arn"], target["RoleArn"]) == (
         {"Ref": "PipelineMailer"},
         {"Fn::GetAtt": ["MailerInvokeRole", "Arn"]},

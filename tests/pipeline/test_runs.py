@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import cfn
 import pytest
 import stepfunctions
 from botocore.validate import ParamValidator
@@ -39,23 +40,11 @@ NBRUN = REPO / "runner" / "nbrun.py"
 
 
 def resolve(value: Any) -> Any:
-    """The few intrinsic functions the run's resources use, as CloudFormation evaluates them (a reference
-    the tests give no value stays as it is written)."""
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        return VALUES.get(value["Ref"], f"<{value['Ref']}>")
-    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
-        separator, items = value["Fn::Join"]
-        return separator.join(resolve(items))
-    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
-        text, local = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
-        names = {**VALUES, **{k: resolve(v) for k, v in local.items()}}
-        return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: str(names.get(m.group(1), m.group(0))), text)
-    return value
+    return cfn.resolve(value, VALUES)
 
 
 def statements(role: str) -> dict[str, dict[str, Any]]:
-    (policy,) = RESOURCES[role]["Properties"]["Policies"]
-    return {s.get("Sid", str(n)): s for n, s in enumerate(policy["PolicyDocument"]["Statement"])}
+    return cfn.statements(RESOURCES, role)
 
 
 # --- the schedule --------------------------------------------------------------------------------
@@ -267,17 +256,14 @@ def runner_calls() -> set[str]:
 
 def test_the_task_role_grants_what_the_runner_and_notebook_call_and_nothing_else() -> None:
     calls = runner_calls()
-    granted = set()
-    for statement in statements("TaskRole").values():
-        granted |= {statement["Action"]} if isinstance(statement["Action"], str) else set(statement["Action"])
 
     assert calls == set(RUNNER_CALLS), "a new AWS call in the runner: add its action here and to TaskRole"
-    assert granted == set().union(*RUNNER_CALLS.values()) | NOTEBOOK_CALLS
+    assert cfn.granted(RESOURCES, "TaskRole") == set().union(*RUNNER_CALLS.values()) | NOTEBOOK_CALLS
 
 
 def test_the_task_reads_only_the_data_lake_and_writes_only_the_output_prefix() -> None:
     granted = statements("TaskRole")
-    writes = [s for s in granted.values() if {"s3:PutObject", "s3:DeleteObject"} & set(s["Action"])]
+    writes = [s for s in granted.values() if {"s3:PutObject", "s3:DeleteObject"} & cfn.actions(s)]
 
     assert [resolve(s["Resource"]) for s in writes] == ["arn:aws:s3:::hotel-out/daily/*"]
     assert resolve(granted["ReadDataLake"]["Resource"]) == "arn:aws:s3:::hotel-lake/snapshots/*"

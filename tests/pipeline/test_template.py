@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cfn import BUILDSPECS, load
+from cfn import BUILDSPECS, actions, granted, load, statements
 
 TEMPLATE_DOC = load()
 RESOURCES = TEMPLATE_DOC["Resources"]
@@ -72,15 +72,6 @@ def action_variables(project: str) -> set[str]:
     raise AssertionError(f"no pipeline action runs {project}")
 
 
-def granted(role: str) -> set[str]:
-    actions: set[str] = set()
-    for policy in RESOURCES[role]["Properties"]["Policies"]:
-        for statement in policy["PolicyDocument"]["Statement"]:
-            listed = statement["Action"]
-            actions |= {listed} if isinstance(listed, str) else set(listed)
-    return actions
-
-
 def test_pipeline_is_v2_queued_and_runs_source_build_validate_in_order() -> None:
     pipeline = RESOURCES["Pipeline"]["Properties"]
 
@@ -111,14 +102,17 @@ def test_each_role_grants_the_ecr_ssm_and_ecs_actions_its_buildspec_calls_and_no
     text = "\n".join(commands(BUILDSPECS[project]))
     needed = set().union(*(actions for command, actions in COMMAND_ACTIONS.items() if command in text))
 
-    role = granted(ROLE_OF[project])
+    role = granted(RESOURCES, ROLE_OF[project])
 
     assert {a for a in role if a.startswith(("ecr:", "ssm:", "ecs:", "iam:"))} == needed
 
 
 def test_validation_writes_only_under_the_validation_prefix() -> None:
-    statements = RESOURCES["ValidateRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    writes = [s for s in statements if {"s3:PutObject", "s3:DeleteObject"} & set(s["Action"])]
+    writes = [
+        s
+        for s in statements(RESOURCES, "ValidateRole").values()
+        if {"s3:PutObject", "s3:DeleteObject"} & actions(s)
+    ]
 
     assert [s["Resource"] for s in writes] == [
         {"Fn::Sub": "arn:${AWS::Partition}:s3:::${OutputBucket}/${ValidationPrefix}/*"}
@@ -209,8 +203,7 @@ def test_alert_topic_is_encrypted_with_a_key_eventbridge_and_cloudwatch_may_use(
 
 
 def test_validation_may_announce_its_failures_on_the_topic() -> None:
-    statements = RESOURCES["ValidateRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    by_sid = {s["Sid"]: s for s in statements}
+    by_sid = statements(RESOURCES, "ValidateRole")
 
     assert by_sid["AnnounceFailures"]["Resource"] == {"Ref": "AlertTopic"}
     assert by_sid["EncryptAnnouncements"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
