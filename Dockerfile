@@ -38,7 +38,7 @@ RUN pip install --no-cache-dir -r /app/requirements.txt \
     && find /opt/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) -exec rm -rf {} +
 
 COPY run_notebook.sh /opt/notebook-runner/run_notebook.sh
-COPY runner/nbrun.py /opt/notebook-runner/runner/nbrun.py
+COPY runner/*.py /opt/notebook-runner/runner/
 
 # The project itself (notebook, check script, the files they read); .dockerignore keeps the rest out.
 # Owned by root and read-only for the runner: the image's code cannot be changed by the notebook.

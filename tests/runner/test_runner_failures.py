@@ -72,6 +72,17 @@ CONFIG_ERRORS = {
     "params set the date": ({"NOTEBOOK_PARAMS": '{"date": "2020-01-01"}'}, "NOTEBOOK_PARAMS sets date"),
     "bad topic arn": ({"SNS_TOPIC_ARN": "my-topic"}, "SNS_TOPIC_ARN=my-topic is not an SNS topic ARN"),
     "check missing": ({"CHECK_SCRIPT": "nope.py"}, "CHECK_SCRIPT=/app/nope.py does not exist"),
+    "run id escapes its folder": ({"RUN_ID": "../../escaped"}, "RUN_ID=../../escaped may hold only letters"),
+    "run id with a space": ({"RUN_ID": "my run"}, "RUN_ID=my run may hold only letters"),
+    "params name is code": (
+        {"NOTEBOOK_PARAMS": "{\"x = __import__('os').system('id') #\": 1}"},
+        "which are not Python variable names",
+    ),
+    "params name is a keyword": ({"NOTEBOOK_PARAMS": "{class: 1}"}, "'class', which are not Python variable"),
+    "notebook role not a role": (
+        {"NOTEBOOK_ROLE_ARN": "arn:aws:iam::123456789012:user/me"},
+        "NOTEBOOK_ROLE_ARN=arn:aws:iam::123456789012:user/me is not an IAM role ARN",
+    ),
     "scheduled time not utc": (
         {"RUN_DATE": "", "SCHEDULED_TIME": "2019-08-02 06:00"},
         "SCHEDULED_TIME=2019-08-02 06:00 is not a UTC time",
@@ -237,3 +248,20 @@ def test_check_output_shares_null_destinations_without_failing(runner_image: str
     (part,) = published(out)
     nulls = pq.read_table(part).column("destination_id").null_count
     assert f"destination_id null in {nulls:,} of 3,000 rows" in run.stderr
+
+
+def test_a_300_kb_check_verdict_is_cut_on_the_last_line_and_the_report_still_happens(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    nb_dir = tmp_path / "nb"
+    make_notebook(nb_dir / "good.ipynb", GOOD_ROWS)
+    (nb_dir / "loud_check.py").write_text("import sys\nprint('x' * 300_000)\nsys.exit(1)\n")
+
+    run = run_notebook(runner_image, out, nb_dir, "good.ipynb", CHECK_SCRIPT="/nb/loud_check.py")
+
+    facts = assert_failed(out, run, 20, "check", "(cut at 1000 of 300,000 characters: see check.txt)")
+    assert len(run.last_line) < 2000
+    assert facts["message"] == run.last_line.split("(exit 20, check): ", 1)[1].split("; nothing was published")[0]
+    (report,) = run_dirs(out)
+    assert len((report / "check.txt").read_text()) > 300_000  # the whole verdict stays in the report
+    assert (report / "good.html").exists()

@@ -1,0 +1,271 @@
+"""The run's configuration: the environment variables the image takes, checked before anything runs.
+
+Every variable is declared once in SETTINGS (name, default, help); `run_notebook.sh --help` prints them,
+and none of them reaches the notebook's kernel (credentials.py strips them from its environment).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import keyword
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import exits
+from runner.errors import RunFailed
+from runner.locations import Location
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+S3_URI_PATTERN = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f\x7f]*)?$")
+TOPIC_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$")
+ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+SCHEDULED_TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+RESERVED_PARAMS = ("date", "data_uri", "output_uri")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+
+SETTINGS = (
+    Setting("DATA_URI", "", "where the notebook reads: s3://bucket/prefix or a folder (required)"),
+    Setting("OUTPUT_URI", "", "where the checked output is published: s3://bucket/prefix or a folder (required)"),
+    Setting("RUN_DATE", "", "YYYY-MM-DD partition to produce (default: yesterday, UTC, or the day before "
+            "SCHEDULED_TIME's date in SCHEDULE_TIMEZONE when a schedule starts the run)"),
+    Setting("SCHEDULED_TIME", "", "the schedule's time, YYYY-MM-DDTHH:MM:SSZ (EventBridge Scheduler sets it)"),
+    Setting("SCHEDULE_TIMEZONE", "UTC", "the IANA time zone SCHEDULED_TIME's date is read in"),
+    Setting("NOTEBOOK", "usp.ipynb", "notebook to run, relative to PROJECT_DIR or absolute"),
+    Setting("NOTEBOOK_PARAMS", "", "extra notebook parameters, a JSON or YAML mapping of Python names"),
+    Setting("CELL_TIMEOUT", "3600", "seconds one cell may run"),
+    Setting("CHECK_SCRIPT", "check.py", "check to run on the output, relative to PROJECT_DIR or absolute"),
+    Setting("PROJECT_DIR", "", "the notebook project's folder (default: the working directory, /app)"),
+    Setting("REPORT_URI", "", "where run reports go (default: OUTPUT_URI/_runs)"),
+    Setting("RUN_ID", "", "this run's id, letters, digits, '.', '_' and '-' (default: time and random)"),
+    Setting("NOTEBOOK_ROLE_ARN", "", "IAM role the notebook and the check run under (in AWS: the stack's "
+            "NotebookRole); the runner serves its credentials to them alone"),
+    Setting("SNS_TOPIC_ARN", "", "topic told of failures (optional)"),
+    Setting("NOTIFY_ON_SUCCESS", "false", "true: tell SNS_TOPIC_ARN of successes too"),
+    Setting("METRICS_NAMESPACE", "", "CloudWatch namespace a successful run puts SuccessfulRuns in"),
+    Setting("METRICS_JOB", "", "the Job dimension of those metrics (default: the notebook's name)"),
+)  # fmt: skip
+SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+
+
+def usage() -> str:
+    width = max(len(s.name) for s in SETTINGS) + 2
+    lines = ["Usage: docker run [-e VAR=value ...] IMAGE     (or: run_notebook.sh, with the same variables)"]
+    for s in SETTINGS:
+        default = f" (default: {s.default})" if s.default and "default:" not in s.help else ""
+        lines.append(f"  {s.name:<{width}}{s.help}{default}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Config:
+    run_id: str
+    run_date: str
+    data: Location
+    output: Location
+    reports: Location
+    project_dir: Path
+    notebook: Path
+    check_script: Path
+    params: dict[str, Any]
+    cell_timeout: int
+    notebook_role_arn: str = ""
+    topic_arn: str = ""
+    notify_on_success: bool = False
+    metrics_namespace: str = ""
+    metrics_job: str = ""
+    image: str = "unknown"
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def notebook_name(self) -> str:
+        return self.notebook.stem
+
+    @property
+    def run_reports(self) -> Location:
+        """REPORT_URI/date=D/RUN_ID: the run's report, and its staging location."""
+        return self.reports.child(f"date={self.run_date}", self.run_id)
+
+    @property
+    def staging(self) -> Location:
+        """Where the notebook writes (its output_uri): the checked partition is published from here."""
+        return self.run_reports.child("staging")
+
+    @property
+    def partition(self) -> str:
+        return f"date={self.run_date}"
+
+
+def fail(message: str) -> RunFailed:
+    return RunFailed(exits.CONFIG, message, "config")
+
+
+def new_run_id() -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{os.urandom(3).hex()}"
+
+
+def check_run_id(value: str) -> str:
+    if not RUN_ID_PATTERN.match(value) or value in (".", ".."):
+        raise fail(
+            f"RUN_ID={value} may hold only letters, digits, '.', '_' and '-' (at most 128, not '.' or '..'): "
+            "it names the run's folder; e.g. RUN_ID=backfill-2019-08-01"
+        )
+    return value
+
+
+def check_date(value: str) -> str:
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        pass
+    raise fail(f"RUN_DATE={value} is not a calendar date: use YYYY-MM-DD, e.g. RUN_DATE=2019-08-01")
+
+
+def default_run_date(scheduled: str, zone_name: str) -> str:
+    """The day before the schedule's own date (SCHEDULED_TIME read in SCHEDULE_TIMEZONE), so that a late or
+    retried start keeps its day; without a schedule, yesterday in UTC."""
+    if not scheduled:
+        return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    try:
+        if not re.fullmatch(r"[A-Za-z0-9_+/-]+", zone_name):
+            raise ValueError(zone_name)
+        zone = zoneinfo.ZoneInfo(zone_name)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+        raise fail(
+            f"SCHEDULE_TIMEZONE={zone_name} is not a time zone: use an IANA name such as Europe/Amsterdam or UTC"
+        ) from exc
+    try:
+        if not SCHEDULED_TIME_PATTERN.match(scheduled):
+            raise ValueError(scheduled)
+        when = dt.datetime.fromisoformat(scheduled.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise fail(
+            f"SCHEDULED_TIME={scheduled} is not a UTC time: use YYYY-MM-DDTHH:MM:SSZ, or set RUN_DATE"
+        ) from exc
+    return (when.astimezone(zone).date() - dt.timedelta(days=1)).isoformat()
+
+
+def location(name: str, value: str) -> Location:
+    """A validated location: s3:// URIs keep their form (no trailing slash), folders become absolute."""
+    value = value.removeprefix("file://")
+    if value.startswith("s3://"):
+        if not S3_URI_PATTERN.match(value):
+            raise fail(f"{name}={value} is not a valid S3 URI: use s3://bucket-name/optional/prefix")
+        return Location(value.rstrip("/"))
+    if "://" in value:
+        raise fail(f"{name}={value} uses an unsupported scheme: use s3://bucket/prefix or a local folder")
+    return Location(os.path.abspath(value))
+
+
+def load_params(text: str) -> dict[str, Any]:
+    """NOTEBOOK_PARAMS: a JSON or YAML mapping of Python names to values (JSON is YAML)."""
+    import yaml
+
+    if not text.strip():
+        return {}
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise fail(
+            f"NOTEBOOK_PARAMS is not valid JSON or YAML ({exc.__class__.__name__}): "
+            "pass a mapping such as '{\"threshold\": 3}'"
+        ) from exc
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise fail(
+            "NOTEBOOK_PARAMS must be a mapping of names to values, "
+            f"not {type(params).__name__}: pass e.g. '{{\"threshold\": 3}}'"
+        )
+    # papermill writes `name = value` lines into the notebook: a name must be a plain Python identifier.
+    bad = sorted(k for k in params if not k.isidentifier() or keyword.iskeyword(k))
+    if bad:
+        raise fail(
+            f"NOTEBOOK_PARAMS names {', '.join(repr(k)[:60] for k in bad)}, which are not Python variable "
+            "names: use letters, digits and '_', not starting with a digit, e.g. min_count"
+        )
+    clash = sorted(set(params) & set(RESERVED_PARAMS))
+    if clash:
+        raise fail(
+            f"NOTEBOOK_PARAMS sets {', '.join(clash)}, which the runner sets: "
+            "use RUN_DATE, DATA_URI and OUTPUT_URI instead"
+        )
+    return params
+
+
+def load(environ: Mapping[str, str]) -> Config:
+    """The configuration from the environment; RunFailed(exit 2) names the first bad variable and the fix."""
+
+    def get(name: str) -> str:
+        assert name in SETTING_NAMES, name
+        setting = next(s for s in SETTINGS if s.name == name)
+        return environ.get(name) or setting.default
+
+    run_id = check_run_id(get("RUN_ID")) if get("RUN_ID") else new_run_id()
+    project_dir = Path(os.path.abspath(get("PROJECT_DIR") or os.getcwd()))
+    notebook = project_dir / get("NOTEBOOK")  # an absolute NOTEBOOK stays as it is
+    check_script = project_dir / get("CHECK_SCRIPT")
+    run_date = get("RUN_DATE") or default_run_date(get("SCHEDULED_TIME"), get("SCHEDULE_TIMEZONE"))
+    run_date = check_date(run_date)
+    timeout = get("CELL_TIMEOUT")
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", timeout):
+        raise fail(f"CELL_TIMEOUT={timeout} is not a whole number of seconds: use e.g. CELL_TIMEOUT=600")
+    notify = get("NOTIFY_ON_SUCCESS").lower()
+    if notify not in ("true", "false"):
+        raise fail(f"NOTIFY_ON_SUCCESS={get('NOTIFY_ON_SUCCESS')} must be true or false")
+    if not (notebook.is_file() and notebook.suffix == ".ipynb"):
+        raise fail(
+            f"NOTEBOOK={notebook} is not a notebook file: give a .ipynb path relative to {project_dir} or absolute"
+        )
+    if not check_script.is_file():
+        raise fail(
+            f"CHECK_SCRIPT={check_script} does not exist: every notebook ships a check (see README), "
+            "or set CHECK_SCRIPT"
+        )
+    topic = get("SNS_TOPIC_ARN")
+    if topic and not TOPIC_ARN_PATTERN.match(topic):
+        raise fail(
+            f"SNS_TOPIC_ARN={topic} is not an SNS topic ARN: use arn:aws:sns:REGION:ACCOUNT:NAME or leave it empty"
+        )
+    role = get("NOTEBOOK_ROLE_ARN")
+    if role and not ROLE_ARN_PATTERN.match(role):
+        raise fail(
+            f"NOTEBOOK_ROLE_ARN={role} is not an IAM role ARN: use arn:aws:iam::ACCOUNT:role/NAME "
+            "(the stack's NotebookRoleArn output) or leave it empty"
+        )
+    params = load_params(get("NOTEBOOK_PARAMS"))
+    if not get("DATA_URI"):
+        raise fail("DATA_URI is not set: pass -e DATA_URI=s3://bucket/snapshots or a mounted folder")
+    if not get("OUTPUT_URI"):
+        raise fail("OUTPUT_URI is not set: pass -e OUTPUT_URI=s3://bucket/prefix or a mounted folder")
+    output = location("OUTPUT_URI", get("OUTPUT_URI"))
+    return Config(
+        run_id=run_id,
+        run_date=run_date,
+        data=location("DATA_URI", get("DATA_URI")),
+        output=output,
+        reports=location("REPORT_URI", get("REPORT_URI") or output.child("_runs").uri),
+        project_dir=project_dir,
+        notebook=notebook,
+        check_script=check_script,
+        params=params,
+        cell_timeout=int(timeout),
+        notebook_role_arn=role,
+        topic_arn=topic,
+        notify_on_success=notify == "true",
+        metrics_namespace=get("METRICS_NAMESPACE"),
+        metrics_job=get("METRICS_JOB") or notebook.stem,
+        image=environ.get("RUNNER_IMAGE", "unknown"),
+        environ=dict(environ),
+    )

@@ -1,0 +1,181 @@
+"""Run the notebook: check it and its data location (exit 2) while its kernel boots, then execute it with
+papermill into the run's staging location (exit 10, 11), under the notebook's own identity."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from runner import exits
+from runner.config import Config
+from runner.credentials import NotebookIdentity
+from runner.errors import RunFailed, Stopped
+from runner.locations import Location, aws_client, aws_problem
+from runner.processes import kill_descendants
+
+log = logging.getLogger("runner")
+
+KERNEL_NAME = "python3"  # the image's own ipykernel, whatever kernel the notebook was saved with
+
+
+def config_error(message: str) -> RunFailed:
+    return RunFailed(exits.CONFIG, message, "config")
+
+
+def check_notebook(notebook: Path) -> None:
+    import nbformat
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as exc:
+        raise config_error(
+            f"{notebook} is not a readable Jupyter notebook ({exc}): save it again from Jupyter"
+        ) from exc
+    if not [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]:
+        raise config_error(
+            f"{notebook.name} has no cell tagged 'parameters', so the run's date, "
+            "data_uri and output_uri would be overridden by the notebook's defaults: "
+            "tag the cell that defines them (JupyterLab: Property Inspector > Cell Tags; "
+            "classic Notebook: View > Cell Toolbar > Tags)"
+        )
+
+
+def check_location(name: str, loc: Location, session: Any, must_hold_data: bool) -> None:
+    """A local folder exists; an S3 prefix answers a one-key listing, signed as the step that will use it."""
+    if not loc.is_s3:
+        if must_hold_data and not loc.path.is_dir():
+            raise config_error(
+                f"{name} {loc.uri} is not a folder: mount the data lake "
+                "(docker run -v /host/lake:/data/lake:ro -e DATA_URI=/data/lake) or pass s3://…"
+            )
+        return
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        found = aws_client("s3", session=session).list_objects_v2(
+            Bucket=loc.bucket, Prefix=loc.prefix(), MaxKeys=1
+        )
+        if must_hold_data and not found.get("KeyCount", 0):
+            raise config_error(f"{name} {loc.uri} holds no objects: check the bucket and prefix")
+    except (BotoCoreError, ClientError) as exc:
+        raise config_error(
+            f"cannot reach {name} {loc.uri} ({aws_problem(exc)}): check the "
+            "bucket name, the AWS credentials and region, and the role's S3 permissions"
+        ) from exc
+
+
+def preflight(config: Config, identity: NotebookIdentity) -> dict[str, Any]:
+    """Everything that can be found wrong before the notebook runs (exit 2); returns its parameters."""
+    check_notebook(config.notebook)
+    if config.data.is_s3 and identity.mode == "none":
+        raise config_error(
+            f"DATA_URI {config.data.uri} is on S3, but the notebook has no AWS credentials: the task's own are "
+            "never handed to it; set NOTEBOOK_ROLE_ARN to the role it reads with (the stack's NotebookRole)"
+        )
+    check_location("DATA_URI", config.data, identity.session(), must_hold_data=True)
+    check_location("OUTPUT_URI", config.output, None, must_hold_data=False)
+    return {
+        **config.params,
+        "date": config.run_date,
+        "data_uri": config.data.uri,
+        "output_uri": config.staging.uri,
+    }
+
+
+def failing_cell(executed: Path) -> str:
+    """In the executed notebook, the cell that failed, or else the last one started (a timeout or a stop),
+    named as the report shows it: cell [N] ('first line'); '' if there is no notebook or no cell started."""
+    if not executed.exists():
+        return ""
+    import nbformat
+
+    code_cells = [c for c in nbformat.read(executed, as_version=4).cells if c.cell_type == "code"]
+
+    def state(cell: Any) -> dict:
+        return cell.get("metadata", {}).get("papermill", {})
+
+    failed = [c for c in code_cells if state(c).get("status") == "failed" or state(c).get("exception")]
+    started = [c for c in code_cells if state(c).get("start_time")]
+    if failed:
+        cell = failed[0]
+    elif started:
+        cell = started[-1]
+    else:
+        return ""
+    first = next((line for line in cell.source.splitlines() if line.strip()), "")
+    return f"cell [{cell.get('execution_count') or code_cells.index(cell) + 1}] ({first[:80]!r})"
+
+
+def start_kernel(cwd: Path, env: dict[str, str]) -> Any:
+    """Start the image's kernel now, with the notebook's environment, so it boots while papermill loads."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME)
+    run_sync(km.start_kernel)(cwd=str(cwd), env=env)
+    return km
+
+
+def stop_kernel(km: Any) -> None:
+    """Kill the kernel at once and remove its connection file (shutdown_kernel(now=True), without polling)."""
+    process = getattr(km.provisioner, "process", None)
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    km.cleanup_connection_file()
+
+
+def execute(config: Config, identity: NotebookIdentity, executed: Path) -> None:
+    """Run the notebook into executed (the report's copy); RunFailed says how it failed. Every process it
+    started is gone when this returns, whatever happened."""
+    name = config.notebook.name
+    km = None
+    try:
+        km = start_kernel(config.notebook.parent, identity.env())
+        params = preflight(config, identity)
+        log.info(
+            "running %s (cell timeout %d s) into %s", config.notebook, config.cell_timeout, config.staging
+        )
+        import papermill as pm
+
+        pm.execute_notebook(
+            str(config.notebook), str(executed), parameters=params, kernel_name=KERNEL_NAME, km=km,
+            cwd=str(config.notebook.parent), execution_timeout=config.cell_timeout, log_output=True,
+            progress_bar=False,
+        )  # fmt: skip
+    except (RunFailed, Stopped):
+        raise
+    except Exception as exc:
+        raise notebook_failure(name, executed, config.cell_timeout, exc) from exc
+    finally:
+        if km is not None:
+            stop_kernel(km)
+        kill_descendants("after the notebook")
+
+
+def notebook_failure(name: str, executed: Path, timeout: int, exc: Exception) -> RunFailed:
+    """Classify what papermill raised: a cell's error, a cell timeout, a dead kernel."""
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    if isinstance(exc, pm.PapermillExecutionError):
+        reason = str(exc.evalue).strip()[:300]
+        return RunFailed(
+            exits.NOTEBOOK, f"{name} raised {exc.ename} in cell [{exc.exec_count}]: {reason}", "notebook"
+        )
+    if isinstance(exc, CellTimeoutError):
+        where = failing_cell(executed) or "a cell"
+        return RunFailed(
+            exits.TIMEOUT,
+            f"{where} of {name} ran longer than CELL_TIMEOUT={timeout} s: make it faster or raise CELL_TIMEOUT",
+            "notebook",
+        )
+    if isinstance(exc, DeadKernelError):
+        return RunFailed(
+            exits.NOTEBOOK,
+            f"the kernel died while running {name} ({exc}): "
+            "the notebook probably ran out of memory or called os._exit",
+            "notebook",
+        )
+    raise exc

@@ -1,0 +1,269 @@
+"""One run, start to finish: the run object the steps share, and the one place a run ends.
+
+    configuration (config.py) -> notebook (execute.py) -> pin (publish.py) -> check (checking.py)
+      -> publish (publish.py) -> finish: report (report.py), metrics and mail (notify.py), last line
+
+Every step raises RunFailed (or Stopped) for a failure; finish() turns it into the manifest, the report,
+the mail, the run's last line and its exit code (exits.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import config as configuration
+from runner import exits, notify, processes, publish
+from runner.checking import run_check
+from runner.credentials import NotebookIdentity, RoleCredentials
+from runner.errors import RunFailed, Stopped
+from runner.execute import execute, failing_cell
+from runner.locations import Location
+from runner.report import HtmlReport, write_and_store
+
+log = logging.getLogger("runner")
+
+
+@dataclass
+class Outcome:
+    status: str  # succeeded, failed, stopped
+    exit: exits.Exit
+    step: str
+    message: str
+
+
+@dataclass
+class Run:
+    environ: dict[str, str]
+    work: Path
+    started: float = field(default_factory=time.time)
+    config: configuration.Config | None = None
+    stage: str = "starting"
+    reports_ready: bool = False  # the run's report folder exists: the report can be stored there
+    html: HtmlReport | None = None
+    inventory: publish.Inventory | None = None
+    rows: int | None = None
+    publishing: bool = False  # once publishing has begun, a stop waits for it to complete
+    stop_signal: str = ""
+    finishing: bool = False
+
+    @property
+    def report_dir(self) -> Path:
+        return self.work / "report"
+
+    @property
+    def executed(self) -> Path:
+        assert self.config is not None
+        return self.report_dir / f"{self.config.notebook_name}.ipynb"
+
+    # --- signals ------------------------------------------------------------------------------------
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.finishing or self.stop_signal:
+            return
+        log.info("received %s: stopping the run", name)
+        if self.publishing:  # publishing is short; a partition is never left half-written
+            log.info("the output is being published: completing the run first")
+            return
+        self.stop_signal = name
+        raise Stopped(name)
+
+    # --- the steps ------------------------------------------------------------------------------------
+
+    def go(self) -> Outcome:
+        config = self.config = configuration.load(self.environ)
+        log.info(
+            "run %s: %s for %s; data %s; output %s; report %s", config.run_id, config.notebook,
+            config.run_date, config.data, config.output, config.run_reports,
+        )  # fmt: skip
+        self.prepare_locations()
+        role = (
+            RoleCredentials(config.notebook_role_arn, config.run_id, config.run_date)
+            if config.notebook_role_arn
+            else None
+        )
+        with NotebookIdentity(self.environ, role) as identity:
+            log.info("%s", identity.describe())
+            before = publish.fingerprint(config.output, config.reports)
+            try:
+                self.stage = "running the notebook"
+                self.html = HtmlReport(
+                    self.executed, self.report_dir / f"{config.notebook_name}.html"
+                ).start()
+                execute(config, identity, self.executed)
+                self.html.render()
+                # Pinned before the check reads it: publish copies exactly these files, unchanged.
+                self.inventory = publish.pin(config.staging.child(config.partition))
+                self.stage = "checking the output"
+                run_check(config, identity.env(), self.report_dir / "check.txt")
+            finally:
+                self.guard_output(before)
+        self.rows = publish.count_rows(self.inventory)
+        self.stage = "publishing"
+        self.publishing = True
+        publish.publish(self.inventory, config.output.child(config.partition), config.run_id)
+        publish.remove_published_from_staging(self.inventory, config.staging)
+        rows = "an unknown number of" if self.rows is None else str(self.rows)
+        return Outcome(
+            "succeeded", exits.OK, "", f"published {rows} rows to {config.output}/{config.partition}/"
+        )
+
+    def prepare_locations(self) -> None:
+        """The local folders the run writes must be creatable by the container's user."""
+        config = self.config
+        assert config is not None
+        for name, loc in (("OUTPUT_URI", config.output), ("REPORT_URI", config.run_reports)):
+            if loc.is_s3:
+                continue
+            try:
+                loc.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunFailed(
+                    exits.CONFIG,
+                    f"{name} folder {loc} cannot be created ({exc.strerror}): mount a folder the container user "
+                    f"({os.getuid()}) may write",
+                    "config",
+                ) from exc
+        self.reports_ready = True
+
+    def guard_output(self, before: publish.Fingerprint | None) -> None:
+        """A local OUTPUT_URI is the runner's alone: undo what the notebook or its check wrote there."""
+        assert self.config is not None
+        if before is None:
+            return
+        violation = publish.undo_writes(
+            self.config.output, before, publish.fingerprint(self.config.output, self.config.reports) or before
+        )
+        if violation is None:
+            return
+        if sys.exc_info()[0] is None:
+            raise violation
+        log.error("%s", violation)  # the failure already under way is the run's; this one is logged
+
+    # --- the end ----------------------------------------------------------------------------------------
+
+    def stopped_outcome(self, signal_name: str) -> Outcome:
+        where = ""
+        if self.config is not None and self.stage == "running the notebook":
+            cell = failing_cell(self.executed)
+            where = f" in {cell}" if cell else ""
+            what = f"running {self.config.notebook.name}{where}"
+        else:
+            what = self.stage
+        return Outcome("stopped", exits.STOPPED, "stopped", f"stopped by {signal_name} while {what}")
+
+    def finish(self, outcome: Outcome) -> int:
+        """The manifest and the report stored, the metrics and the mail sent, the last line printed."""
+        self.finishing = True
+        config = self.config
+        if self.html is not None:
+            self.html.wait()
+        name = config.notebook_name if config else Path(self.environ.get("NOTEBOOK") or "the notebook").stem
+        report = "none (the run stopped before it started)"
+        dest: Location | None = None
+        if config is not None and self.reports_ready:
+            dest = config.run_reports
+            shown = f"{name}.html" if (self.report_dir / f"{name}.html").exists() else "manifest.json"
+            report = f"{dest}/{shown}"
+        manifest = {
+            "run_id": config.run_id if config else self.environ.get("RUN_ID", ""),
+            "date": config.run_date if config else self.environ.get("RUN_DATE", ""),
+            "image": config.image if config else self.environ.get("RUNNER_IMAGE", "unknown"),
+            "notebook": name,
+            "status": outcome.status,
+            "exit_code": outcome.exit.code,
+            "meaning": outcome.exit.meaning,
+            "failed_step": outcome.step or None,
+            "message": outcome.message,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "duration_seconds": round(time.time() - self.started, 2),
+            "rows": self.rows if self.rows is not None else self.count_staged_rows(),
+            "output_uri": f"{config.output}/{config.partition}/" if config else "",
+            "report_uri": dest.uri if dest else "",
+            "report": report,
+            "published_files": [f.name for f in self.inventory.files]
+            if self.inventory and outcome.exit is exits.OK
+            else [],
+            "not_published": self.inventory.left_out if self.inventory else [],
+        }
+        lost = write_and_store(self.report_dir, manifest, dest)
+        if lost:
+            manifest["report"] = report = lost
+        if config is not None and outcome.exit is exits.OK and config.metrics_namespace:
+            notify.put_success_metrics(config.metrics_namespace, config.metrics_job, manifest)
+        if (
+            config is not None
+            and config.topic_arn
+            and (outcome.exit is not exits.OK or config.notify_on_success)
+        ):
+            notify.notify(config.topic_arn, manifest)
+        run_id, date = manifest["run_id"] or "?", manifest["date"] or "?"
+        if outcome.exit is exits.OK:
+            line = f"notebook-runner: run {run_id} of {name} for {date} succeeded: {outcome.message}; report: {report}"
+        else:
+            line = (
+                f"notebook-runner: run {run_id} of {name} for {date} {outcome.status.upper()} "
+                f"(exit {outcome.exit.code}, {outcome.step}): {outcome.message}; nothing was published; "
+                f"report: {report}"
+            )
+        print(line, file=sys.stderr, flush=True)
+        return outcome.exit.code
+
+    def count_staged_rows(self) -> int | None:
+        """A failed run's manifest still says how many rows the notebook wrote, when it can tell."""
+        if self.inventory is None:
+            return None
+        return publish.count_rows(self.inventory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="[runner] %(message)s", stream=sys.stderr)
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "traitlets", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    processes.harden()
+    if argv[:1] in (["-h"], ["--help"]):
+        print(configuration.usage(), file=sys.stderr)
+        return 0
+    environ = dict(os.environ)
+    work = Path(tempfile.mkdtemp(prefix="notebook-run.", dir=environ.get("TMPDIR") or "/tmp"))  # noqa: S108
+    home = environ.get("HOME", "")
+    if not home or not os.access(home, os.W_OK):  # an arbitrary --user has no home of its own
+        environ["HOME"] = os.environ["HOME"] = str(work)
+    (work / "report").mkdir()
+    run = Run(environ, work)
+    signal.signal(signal.SIGTERM, run.on_signal)
+    signal.signal(signal.SIGINT, run.on_signal)
+    try:
+        if argv:
+            print(configuration.usage(), file=sys.stderr)
+            raise RunFailed(
+                exits.CONFIG,
+                f"run_notebook.sh takes no arguments (got: {' '.join(argv)}): configure it with environment variables",
+                "config",
+            )
+        outcome = run.go()
+    except RunFailed as exc:
+        outcome = Outcome("failed", exc.exit, exc.step, str(exc))
+    except Stopped as exc:
+        processes.kill_descendants("after the stop")
+        outcome = run.stopped_outcome(str(exc))
+    except Exception as exc:  # an unforeseen failure still ends the run in finish, with its reason
+        log.exception("the runner itself failed")
+        outcome = Outcome(
+            "failed", exits.INTERNAL, "runner",
+            f"the runner itself failed ({type(exc).__name__}: {exc}): this is a bug, please report it with the log above",
+        )  # fmt: skip
+    try:
+        return run.finish(outcome)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,196 @@
+"""The notebook and its check are untrusted code (their cells and every package they import): what they may
+try in a local run, and that nothing they did not get checked reaches where consumers read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from support import SAMPLE_DATE, make_notebook, manifest, published, run_dirs, write_rows_cell
+from test_runner_failures import GOOD_ROWS, run_notebook, seed_partition
+
+pytestmark = pytest.mark.docker
+
+# Writes two good rows to the published partition itself, as the team's original notebook did.
+WRITE_PUBLISHED = GOOD_ROWS.replace("output_uri", '"/output"')
+
+
+def test_a_notebook_writing_where_consumers_read_fails_and_its_rows_are_removed(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    make_notebook(tmp_path / "nb" / "direct.ipynb", GOOD_ROWS, WRITE_PUBLISHED)
+
+    run = run_notebook(runner_image, out, tmp_path / "nb", "direct.ipynb")
+
+    assert run.code == 10, run.stderr
+    assert f"wrote into OUTPUT_URI /output itself (added date={SAMPLE_DATE}/part-0.parquet" in run.last_line
+    assert "nothing was published" in run.last_line
+    assert published(out) == []
+    assert not (out / f"date={SAMPLE_DATE}").exists()
+
+
+def test_a_notebook_overwriting_a_published_partition_gets_it_removed_not_kept(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    nb_dir = tmp_path / "nb"
+    seed_partition(runner_image, out, nb_dir)
+    make_notebook(nb_dir / "direct.ipynb", GOOD_ROWS, WRITE_PUBLISHED.replace("2)]", "2), (3, 100, 'x', 1)]"))
+
+    run = run_notebook(runner_image, out, nb_dir, "direct.ipynb")
+
+    assert run.code == 10, run.stderr
+    assert f"the partition(s) it damaged, date={SAMPLE_DATE}" in run.last_line
+    assert published(out) == []  # unchecked rows never stay where consumers read
+
+
+def test_a_notebook_looking_for_output_uri_in_its_environment_does_not_find_it(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    make_notebook(tmp_path / "nb" / "env.ipynb", "import os\ntarget = os.environ['OUTPUT_URI']")
+
+    run = run_notebook(runner_image, out, tmp_path / "nb", "env.ipynb")
+
+    assert run.code == 10, run.stderr
+    assert "raised KeyError in cell [3]: 'OUTPUT_URI'" in run.last_line
+    assert published(out) == []
+
+
+HIDDEN_FILES = """
+import pathlib
+part = pathlib.Path(output_uri) / f"date={date}"
+(part / "_unchecked.parquet").write_bytes((part / "part-0.parquet").read_bytes() * 2)
+(part / ".hidden.csv").write_text("accommodation_id,usp\\n1,spa\\n")
+(part / "_temporary" / "0").mkdir(parents=True)
+(part / "_temporary" / "0" / "part-9.parquet").write_bytes(b"not checked")
+"""
+
+
+def test_hidden_files_in_staging_are_not_published_but_listed_and_kept(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    make_notebook(tmp_path / "nb" / "hidden.ipynb", GOOD_ROWS, HIDDEN_FILES)
+
+    run = run_notebook(runner_image, out, tmp_path / "nb", "hidden.ipynb")
+
+    assert run.code == 0, run.stderr
+    assert [p.name for p in published(out)] == ["part-0.parquet"]
+    facts = manifest(out)
+    left_out = [".hidden.csv", "_temporary/0/part-9.parquet", "_unchecked.parquet"]
+    assert sorted(facts["not_published"]) == left_out
+    assert facts["published_files"] == ["part-0.parquet"]
+    staged = run_dirs(out)[0] / "staging" / f"date={SAMPLE_DATE}"
+    assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()) == left_out
+
+
+# A daemon (double fork, its own session) that rewrites the staged file with duplicates from 2 s on, for a
+# minute: long after the kernel has ended, while a slow check reads.
+DAEMON = """
+import os, subprocess, sys, textwrap
+staged = f"{output_uri}/date={date}/part-0.parquet"
+code = textwrap.dedent(f'''
+    import os, time
+    if os.fork():
+        os._exit(0)
+    time.sleep(2)
+    import pyarrow as pa, pyarrow.parquet as pq
+    table = pq.read_table({staged!r})
+    doubled = pa.concat_tables([table, table])
+    end = time.time() + 60
+    while time.time() < end:
+        pq.write_table(doubled, {staged!r})
+        time.sleep(0.05)
+''')
+subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+print("daemon started")
+"""
+SLOW_CHECK = """
+import runpy, sys, time
+time.sleep(4)
+sys.argv[0] = "/app/check.py"
+runpy.run_path("/app/check.py", run_name="__main__")
+"""
+
+
+def test_a_process_the_notebook_left_behind_is_gone_before_the_check_reads(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    nb_dir = tmp_path / "nb"
+    make_notebook(nb_dir / "daemon.ipynb", GOOD_ROWS, DAEMON)
+    (nb_dir / "slow_check.py").write_text(SLOW_CHECK)
+
+    run = run_notebook(runner_image, out, nb_dir, "daemon.ipynb", CHECK_SCRIPT="/nb/slow_check.py")
+
+    assert run.code == 0, run.stderr
+    assert "killed 1 process(es) left running after the notebook" in run.stderr
+    (part,) = published(out)
+    assert pq.read_table(part).num_rows == 2  # as the notebook wrote it, never the daemon's duplicates
+
+
+# Looks for the task's credentials, their URIs and the runner's settings in its environment and in every
+# /proc file it can read; prints what it found as JSON.
+SEARCH = """
+import glob, json, os
+markers = {markers!r}
+found = sorted({{(k, m) for k, v in os.environ.items() for m in markers if m in k + "=" + v}})
+for path in glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/cmdline") + glob.glob("/proc/[0-9]*/task/*/environ"):
+    try:
+        data = open(path, "rb").read().decode(errors="replace")
+    except OSError:
+        continue
+    found += [(path, m) for m in markers if m in data]
+for path in ("/proc/1/mem", "/proc/1/environ"):
+    try:
+        open(path, "rb").read(1)
+        found.append((path, "readable"))
+    except OSError:
+        pass
+print("SEARCH " + json.dumps({{"found": found, "names": sorted(os.environ)}}))
+"""
+TASK_SECRETS = {
+    "AWS_ACCESS_KEY_ID": "AKIATASKKEYMARKER",
+    "AWS_SECRET_ACCESS_KEY": "task-secret-marker",
+    "AWS_SESSION_TOKEN": "task-session-token-marker",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/relative-uri-marker",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN": "authorization-token-marker",
+    "ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/metadata-marker",
+    "AWS_PROFILE": "task-profile-marker",
+}
+
+
+def searched(run) -> dict:
+    (line,) = [line for line in run.stderr.splitlines() if "SEARCH {" in line]
+    return json.loads(line.split("SEARCH ", 1)[1])
+
+
+def test_the_kernel_holds_no_task_credential_nor_any_runner_setting(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    """A task (container credentials present) with no notebook role: the kernel gets none of them."""
+    markers = [v.rsplit("/", 1)[-1] for v in TASK_SECRETS.values()]
+    make_notebook(tmp_path / "nb" / "search.ipynb", SEARCH.format(markers=markers), GOOD_ROWS)
+
+    run = run_notebook(runner_image, out, tmp_path / "nb", "search.ipynb", **TASK_SECRETS, SNS_TOPIC_ARN="")
+
+    assert run.code == 0, run.stderr
+    found = searched(run)
+    assert found["found"] == []
+    assert not [n for n in found["names"] if n.startswith("AWS_") and n != "AWS_EC2_METADATA_DISABLED"]
+    assert not {"OUTPUT_URI", "DATA_URI", "REPORT_URI", "SNS_TOPIC_ARN", "RUN_DATE"} & set(found["names"])
+    assert "the notebook runs without AWS credentials" in run.stderr
+
+
+def test_on_a_laptop_the_users_own_credentials_reach_the_notebook(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    """No container credentials: the keys given to docker run are the user's own, and the notebook's."""
+    make_notebook(tmp_path / "nb" / "search.ipynb", SEARCH.format(markers=["AKIALAPTOP"]), GOOD_ROWS)
+
+    run = run_notebook(
+        runner_image, out, tmp_path / "nb", "search.ipynb", AWS_ACCESS_KEY_ID="AKIALAPTOP",
+        AWS_SECRET_ACCESS_KEY="s",
+    )  # fmt: skip
+
+    assert run.code == 0, run.stderr
+    assert ["AWS_ACCESS_KEY_ID", "AKIALAPTOP"] in searched(run)["found"]
