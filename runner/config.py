@@ -48,6 +48,8 @@ SETTINGS = (
     Setting("CHECK_SCRIPT", "check.py", "check to run on the output, relative to PROJECT_DIR or absolute"),
     Setting("PROJECT_DIR", "", "the notebook project's folder (default: the working directory, /app)"),
     Setting("REPORT_URI", "", "where run reports go (default: OUTPUT_URI/_runs)"),
+    Setting("STAGING_URI", "", "where the notebook writes before the check, a run per folder DATE/RUN_ID "
+            "(default: the run's report folder, REPORT_URI/date=D/RUN_ID/staging)"),
     Setting("RUN_ID", "", "this run's id, letters, digits, '.', '_' and '-' (default: time and random)"),
     Setting("NOTEBOOK_ROLE_ARN", "", "IAM role the notebook and the check run under (in AWS: the stack's "
             "NotebookRole); the runner serves its credentials to them alone"),
@@ -75,6 +77,7 @@ class Config:
     data: Location
     output: Location
     reports: Location
+    staging_root: Location | None
     project_dir: Path
     notebook: Path
     check_script: Path
@@ -100,7 +103,14 @@ class Config:
     @property
     def staging(self) -> Location:
         """Where the notebook writes (its output_uri): the checked partition is published from here."""
+        if self.staging_root is not None:
+            return self.staging_root.child(f"date={self.run_date}", self.run_id)
         return self.run_reports.child("staging")
+
+    @property
+    def staging_area(self) -> Location:
+        """STAGING_URI, or the run's own staging location when there is none: the runner's, not OUTPUT_URI's."""
+        return self.staging_root or self.staging
 
     @property
     def partition(self) -> str:
@@ -204,6 +214,14 @@ def load_params(text: str) -> dict[str, Any]:
     return params
 
 
+def readable(path: Path) -> bool:
+    """Whether the path is missing (said elsewhere) or a file this user can read."""
+    try:
+        return not path.exists() or os.access(path, os.R_OK)
+    except OSError:
+        return False
+
+
 def load(environ: Mapping[str, str]) -> Config:
     """The configuration from the environment; RunFailed(exit 2) names the first bad variable and the fix."""
 
@@ -224,9 +242,19 @@ def load(environ: Mapping[str, str]) -> Config:
     notify = get("NOTIFY_ON_SUCCESS").lower()
     if notify not in ("true", "false"):
         raise fail(f"NOTIFY_ON_SUCCESS={get('NOTIFY_ON_SUCCESS')} must be true or false")
+    if notebook.suffix == ".ipynb" and not readable(notebook):
+        raise fail(
+            f"NOTEBOOK={notebook} cannot be read by the container user ({os.getuid()}): make it and its folders "
+            "readable (chmod a+rX), or bake it into the image"
+        )
     if not (notebook.is_file() and notebook.suffix == ".ipynb"):
         raise fail(
             f"NOTEBOOK={notebook} is not a notebook file: give a .ipynb path relative to {project_dir} or absolute"
+        )
+    if not readable(check_script) and check_script.parent.exists():
+        raise fail(
+            f"CHECK_SCRIPT={check_script} cannot be read by the container user ({os.getuid()}): make it readable "
+            "(chmod a+rX), or bake it into the image"
         )
     if not check_script.is_file():
         raise fail(
@@ -256,6 +284,7 @@ def load(environ: Mapping[str, str]) -> Config:
         data=location("DATA_URI", get("DATA_URI")),
         output=output,
         reports=location("REPORT_URI", get("REPORT_URI") or output.child("_runs").uri),
+        staging_root=location("STAGING_URI", get("STAGING_URI")) if get("STAGING_URI") else None,
         project_dir=project_dir,
         notebook=notebook,
         check_script=check_script,

@@ -252,17 +252,18 @@ class Fingerprint:
     folders: frozenset[str]
 
 
-def fingerprint(output: Location, reports: Location) -> Fingerprint | None:
-    """Every file and folder under a local OUTPUT_URI, outside the run reports and the runner's own hidden
-    work folders; None for S3, where the notebook's role cannot write the published keys."""
+def fingerprint(output: Location, *apart: Location) -> Fingerprint | None:
+    """Every file and folder under a local OUTPUT_URI, outside the locations set apart (the reports, the
+    staging location) and the runner's own hidden work folders; None for S3, where the notebook's role
+    cannot write the published keys."""
     if output.is_s3:
         return None
     files: dict[str, tuple[int, int, int]] = {}
     folders: set[str] = set()
-    skip = reports.path if output.contains(reports) and not reports.is_s3 else None
+    skip = {loc.path for loc in apart if not loc.is_s3 and output.contains(loc)}
     for root, dirs, names in os.walk(output.path):
         here = Path(root)
-        dirs[:] = [d for d in dirs if here / d != skip and not (here == output.path and d.startswith("."))]
+        dirs[:] = [d for d in dirs if here / d not in skip and not (here == output.path and d.startswith("."))]
         folders.update((here / d).relative_to(output.path).as_posix() for d in dirs)
         for name in names:
             path = here / name

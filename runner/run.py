@@ -93,7 +93,7 @@ class Run:
         )
         with NotebookIdentity(self.environ, role) as identity:
             log.info("%s", identity.describe())
-            before = publish.fingerprint(config.output, config.reports)
+            before = publish.fingerprint(config.output, config.reports, config.staging_area)
             try:
                 self.stage = "running the notebook"
                 self.html = HtmlReport(
@@ -121,7 +121,7 @@ class Run:
         """The local folders the run writes must be creatable by the container's user."""
         config = self.config
         assert config is not None
-        for name, loc in (("OUTPUT_URI", config.output), ("REPORT_URI", config.run_reports)):
+        for name, loc in (("OUTPUT_URI", config.output), ("REPORT_URI", config.run_reports), ("STAGING_URI", config.staging)):
             if loc.is_s3:
                 continue
             try:
@@ -141,7 +141,7 @@ class Run:
         if before is None:
             return
         violation = publish.undo_writes(
-            self.config.output, before, publish.fingerprint(self.config.output, self.config.reports) or before
+            self.config.output, before, publish.fingerprint(self.config.output, self.config.reports, self.config.staging_area) or before
         )
         if violation is None:
             return

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import REPO, SHARED_DATA, moto_server, writable_dir
+
+sys.path.insert(0, str(REPO))  # the runner package, for the tests that hold its tables to the template
 
 RUNNER_IMAGE = "notebook-runner:test"
 

@@ -10,7 +10,15 @@ import yaml
 from support import REPO
 
 TEMPLATE = REPO / "template" / "pipeline.yaml"
-BUILDSPECS = {"BuildProject": REPO / "buildspec.yml", "ValidateProject": REPO / "buildspec-validate.yml"}
+BUILDSPEC_FILES = {"BuildProject": REPO / "buildspec.yml"}  # the build's is the repository's
+PROJECTS = ("BuildProject", "ValidateProject")  # the validation's is in the template: the repository cannot change it
+
+
+def buildspec_text(project: str) -> str:
+    """A CodeBuild project's buildspec, from the repository or written in the template."""
+    if project in BUILDSPEC_FILES:
+        return BUILDSPEC_FILES[project].read_text()
+    return load()["Resources"][project]["Properties"]["Source"]["BuildSpec"]
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -45,10 +53,19 @@ def resolve(value: Any, values: dict[str, Any]) -> Any:
     if isinstance(value, dict) and set(value) == {"Fn::Join"}:
         separator, items = value["Fn::Join"]
         return separator.join(resolve(items, values))
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+        name = ".".join(value["Fn::GetAtt"])
+        return values.get(name, f"<{name}>")
     if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
         text, local = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
         names = {**values, **{k: resolve(v, values) for k, v in local.items()}}
-        return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: str(names.get(m.group(1), m.group(0))), text)
+
+        def substitute(m: re.Match[str]) -> str:
+            if m.group(1).startswith("!"):  # ${!Literal} is written as ${Literal}
+                return "${" + m.group(1)[1:] + "}"
+            return str(names.get(m.group(1), m.group(0)))
+
+        return re.sub(r"\$\{(![^}]+|[A-Za-z0-9:.]+)\}", substitute, text)
     if isinstance(value, dict):
         return {k: resolve(v, values) for k, v in value.items()}
     if isinstance(value, list):
@@ -57,9 +74,14 @@ def resolve(value: Any, values: dict[str, Any]) -> Any:
 
 
 def statements(resources: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
-    """A role's inline policy statements, by Sid (by policy and position where a statement has none)."""
+    """A role's policy statements, inline or in AWS::IAM::Policy resources attached to it, by Sid (by policy
+    and position where a statement has none)."""
     found = {}
-    for policy in resources[role]["Properties"]["Policies"]:
+    attached = [
+        r["Properties"] for r in resources.values()
+        if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"]
+    ]  # fmt: skip
+    for policy in resources[role]["Properties"]["Policies"] + attached:
         for n, statement in enumerate(policy["PolicyDocument"]["Statement"]):
             found[statement.get("Sid", f"{policy['PolicyName']}-{n}")] = statement
     return found

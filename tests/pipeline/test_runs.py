@@ -19,6 +19,8 @@ import stepfunctions
 from botocore.validate import ParamValidator
 from cfn import load
 from eventbridge import pattern
+from runner.config import SETTING_NAMES
+from runner.exits import EXITS, KILLED
 from support import REPO
 
 TEMPLATE = load()
@@ -34,9 +36,9 @@ VALUES = {
     "DataLakePrefix": "snapshots", "OutputBucket": "hotel-out", "OutputPrefix": "daily",
     "Subnets": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"], "SecurityGroups": ["sg-0a1b2c3d"],
     "AlertTopic": "arn:aws:sns:us-east-1:123456789012:alerts", "ScheduleTimezone": "UTC",
-    "ValidationPrefix": "validation",
+    "ValidationPrefix": "validation", "StagingBucket": "hotel-staging", "StagingBucket.Arn": "arn:aws:s3:::hotel-staging",
 }  # fmt: skip
-NBRUN = REPO / "runner" / "nbrun.py"
+RUNNER = REPO / "runner"
 
 
 def resolve(value: Any) -> Any:
@@ -97,8 +99,7 @@ def test_schedule_gives_the_run_its_scheduled_time_and_an_id_in_the_runners_cont
         {"name": "SCHEDULED_TIME", "value": "<aws.scheduler.scheduled-time>"},
         {"name": "RUN_ID", "value": "schedule-<aws.scheduler.execution-id>"},
     ]
-    usage = (REPO / "run_notebook.sh").read_text()
-    assert "SCHEDULED_TIME" in usage and "SCHEDULE_TIMEZONE" in usage and "RUN_ID" in usage
+    assert {"SCHEDULED_TIME", "SCHEDULE_TIMEZONE", "RUN_ID"} <= SETTING_NAMES
     assert {"Name": "SCHEDULE_TIMEZONE", "Value": {"Ref": "ScheduleTimezone"}} in container["Environment"]
 
 
@@ -207,7 +208,8 @@ def test_the_task_runs_the_validated_image_read_only_with_its_logs_kept() -> Non
 
     assert properties["RequiresCompatibilities"] == ["FARGATE"]
     assert (properties["Cpu"], properties["Memory"]) == ({"Ref": "TaskCpu"}, {"Ref": "TaskMemory"})
-    assert container["Image"] == {"Fn::Sub": "${ImageRepository.RepositoryUri}:validated"}
+    assert container["Image"]["Fn::If"][:2] == ["HasValidatedImage", {"Ref": "ValidatedImage"}]  # a digest, never a tag
+    assert "@${NoImage}" in container["Image"]["Fn::If"][2]["Fn::Sub"][0]
     assert container["ReadonlyRootFilesystem"] is True
     assert container["MountPoints"] == [{"SourceVolume": "scratch", "ContainerPath": "/tmp"}]  # noqa: S108
     assert logs["awslogs-group"] == {"Ref": "RunLogGroup"}
@@ -218,59 +220,68 @@ def test_the_task_runs_the_validated_image_read_only_with_its_logs_kept() -> Non
 
 
 def test_every_variable_the_task_sets_is_one_the_runner_reads() -> None:
-    (container,) = RESOURCES["TaskDefinition"]["Properties"]["ContainerDefinitions"]
-    runner = (REPO / "run_notebook.sh").read_text() + NBRUN.read_text()
+    for definition in ("TaskDefinition", "ValidationTaskDefinition"):
+        (container,) = RESOURCES[definition]["Properties"]["ContainerDefinitions"]
+        names = {v["Name"] for v in container["Environment"]} - {"AWS_REGION"}  # the AWS SDK's
 
-    for variable in container["Environment"]:
-        if variable["Name"] != "AWS_REGION":  # the AWS SDK's
-            assert variable["Name"] in runner, variable["Name"]
+        assert names <= SETTING_NAMES, f"{definition} sets what the runner does not read: {names - SETTING_NAMES}"
 
 
-# The IAM action each AWS call of the runner needs (s3.copy: GetObject on the source, PutObject on the copy).
+# The IAM actions each AWS call of the runner's trusted steps needs (copy_object: GetObject on the source,
+# PutObject on the copy; assume_role with session tags: AssumeRole and TagSession).
 RUNNER_CALLS = {
     "list_objects_v2": {"s3:ListBucket"},
     "get_paginator": {"s3:ListBucket"},  # list_objects_v2, paginated
+    "head_object": {"s3:GetObject"},
+    "copy_object": {"s3:GetObject", "s3:PutObject"},
     "copy": {"s3:GetObject", "s3:PutObject"},
+    "delete_object": {"s3:DeleteObject"},
     "delete_objects": {"s3:DeleteObject"},
     "upload_file": {"s3:PutObject"},
     "publish": {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},  # the topic is KMS-encrypted
     "put_metric_data": {"cloudwatch:PutMetricData"},
+    "assume_role": {"sts:AssumeRole", "sts:TagSession"},
 }
-# The notebook reads the data lake and writes its staging copy with pyarrow's S3 filesystem.
-NOTEBOOK_CALLS = {"s3:ListBucket", "s3:GetObject", "s3:PutObject"}
 
 
 def runner_calls() -> set[str]:
-    """The AWS client methods runner/nbrun.py calls on the clients aws_client() makes."""
-    tree = ast.parse(NBRUN.read_text())
-    clients = {"s3", "client"}
+    """The AWS client methods the runner's modules call on the clients aws_client() makes."""
     calls = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            target = node.func.value
-            made = isinstance(target, ast.Call) and getattr(target.func, "id", "") == "aws_client"
-            if made or (isinstance(target, ast.Name) and target.id in clients):
-                calls.add(node.func.attr)
+    for module in sorted(RUNNER.glob("*.py")):
+        tree = ast.parse(module.read_text())
+        clients = {"s3", "client"}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                target = node.func.value
+                made = isinstance(target, ast.Call) and getattr(target.func, "id", "") == "aws_client"
+                if made or (isinstance(target, ast.Name) and target.id in clients):
+                    calls.add(node.func.attr)
     return calls
 
 
-def test_the_task_role_grants_what_the_runner_and_notebook_call_and_nothing_else() -> None:
+def test_the_task_role_grants_what_the_runner_calls_and_nothing_else() -> None:
     calls = runner_calls()
 
     assert calls == set(RUNNER_CALLS), "a new AWS call in the runner: add its action here and to TaskRole"
-    assert cfn.granted(RESOURCES, "TaskRole") == set().union(*RUNNER_CALLS.values()) | NOTEBOOK_CALLS
+    assert cfn.granted(RESOURCES, "TaskRole") == set().union(*RUNNER_CALLS.values())
 
 
-def test_the_task_reads_only_the_data_lake_and_writes_only_the_output_prefix() -> None:
-    granted = statements("TaskRole")
-    writes = [s for s in granted.values() if {"s3:PutObject", "s3:DeleteObject"} & cfn.actions(s)]
+def test_the_runner_never_reads_the_lake_and_the_notebook_writes_only_its_own_staging() -> None:
+    task, notebook = statements("TaskRole"), statements("NotebookRole")
+    writes = [s for s in notebook.values() if {"s3:PutObject", "s3:DeleteObject"} & cfn.actions(s)]
 
-    assert [resolve(s["Resource"]) for s in writes] == ["arn:aws:s3:::hotel-out/daily/*"]
-    assert resolve(granted["ReadDataLake"]["Resource"]) == "arn:aws:s3:::hotel-lake/snapshots/*"
-    assert granted["AnnounceFailures"]["Resource"] == {"Ref": "AlertTopic"}
-    assert granted["PutRunMetrics"]["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": "NotebookPipeline"}
-    }
+    assert not [s for s in task.values() if "hotel-lake" in str(resolve(s["Resource"]))]
+    assert [resolve(s["Resource"]) for s in writes] == [
+        "arn:aws:s3:::hotel-staging/daily/date=${aws:PrincipalTag/run-date}/${aws:PrincipalTag/run-id}/*",
+        "arn:aws:s3:::hotel-staging/*/",  # the empty folder markers pyarrow puts above what it writes
+    ]
+    assert not [s for s in notebook.values() if "hotel-out" in str(resolve(s["Resource"]))]
+    assert resolve(notebook["ReadDataLake"]["Resource"]) == "arn:aws:s3:::hotel-lake/snapshots/*"
+    assert cfn.granted(RESOURCES, "NotebookRole") == {
+        "s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"
+    }  # fmt: skip
+    assert task["AnnounceFailures"]["Resource"] == {"Ref": "AlertTopic"}
+    assert task["PutRunMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "NotebookPipeline"}}
 
 
 # --- a day without a successful run ---------------------------------------------------------------
@@ -280,7 +291,7 @@ def test_missed_run_alarm_watches_the_metric_the_runner_puts_with_missing_data_b
     alarm = RESOURCES["MissedRunAlarm"]["Properties"]
     (container,) = RESOURCES["TaskDefinition"]["Properties"]["ContainerDefinitions"]
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
-    source = NBRUN.read_text()
+    source = (RUNNER / "notify.py").read_text()
 
     assert alarm["Namespace"] == environment["METRICS_NAMESPACE"]
     assert alarm["Dimensions"] == [{"Name": "Job", "Value": environment["METRICS_JOB"]}]
@@ -369,11 +380,8 @@ def mail_failed_run(inbox: stepfunctions.Inbox, event: dict[str, Any]) -> tuple[
 
 
 def runner_meanings() -> dict[int, str]:
-    """MEANINGS in runner/nbrun.py: the runner's own words for its exit codes."""
-    import runpy
-
-    names = runpy.run_path(str(NBRUN))
-    return dict(names["MEANINGS"])
+    """runner/exits.py: the runner's own words for its exit codes, as RunMailer must mail them."""
+    return {code: e.mail for code, e in EXITS.items()}
 
 
 @pytest.mark.parametrize("exit_code", sorted(set(runner_meanings()) - {0}))
@@ -394,11 +402,7 @@ def test_failed_run_mail_carries_the_exit_code_and_the_runners_meaning(
 
 
 @pytest.mark.parametrize(
-    "exit_code, meaning",
-    [
-        (137, "killed (SIGKILL): out of memory, raise TaskMemory"),
-        (99, "an exit code the runner does not use"),
-    ],
+    "exit_code, meaning", [(137, KILLED.mail), (99, "an exit code the runner does not use")]
 )
 def test_exit_codes_from_outside_the_runner_are_named_too(
     inbox: stepfunctions.Inbox, exit_code: int, meaning: str

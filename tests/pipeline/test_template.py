@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cfn import BUILDSPECS, actions, granted, load, statements
+from cfn import BUILDSPEC_FILES, PROJECTS, actions, buildspec_text, granted, load, statements
 
 TEMPLATE_DOC = load()
 RESOURCES = TEMPLATE_DOC["Resources"]
@@ -39,23 +39,28 @@ COMMAND_ACTIONS = {
     "aws ecs describe-task-definition": {"ecs:DescribeTaskDefinition"},
     # the registered revision names the run's roles: registering it passes them
     "aws ecs register-task-definition": {"ecs:RegisterTaskDefinition", "iam:PassRole"},
+    "aws ecs run-task": {"ecs:RunTask", "iam:PassRole"},
+    "aws ecs describe-tasks": {"ecs:DescribeTasks"},
 }
 ROLE_OF = {"BuildProject": "BuildRole", "ValidateProject": "ValidateRole"}
 
 
-def commands(buildspec: Path) -> list[str]:
-    spec = yaml.safe_load(buildspec.read_text())
+def commands(project: str) -> list[str]:
+    spec = yaml.safe_load(buildspec_text(project))
     return [c for phase in spec["phases"].values() for c in phase.get("commands", [])]
 
 
-def variables_read(buildspec: Path) -> set[str]:
-    """Upper-case variables the buildspec reads ($X, ${X...}, or the names it checks in a `for name in`
-    loop), less those it assigns itself at the start of a command."""
-    text = "\n".join(commands(buildspec))
+def variables_read(project: str) -> set[str]:
+    """Upper-case variables the buildspec reads ($X, ${X...}, os.environ in its Python, or the names it
+    checks in a `for name in` loop), less those it assigns itself at the start of a command."""
+    text = "\n".join(commands(project))
     read = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text))
+    read |= set(re.findall(r"os\.environ(?:\.get\(|\[)\"([A-Z][A-Z0-9_]*)\"", text))
     for names in re.findall(r"for name in ([A-Z0-9_ ]+);", text):
         read |= set(names.split())
     assigned = set(re.findall(r"^\s*([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
+    for names in re.findall(r"read -r ([A-Z0-9_ ]+)", text):
+        assigned |= set(names.split())
     return read - assigned
 
 
@@ -88,18 +93,50 @@ def test_pipeline_is_v2_queued_and_runs_source_build_validate_in_order() -> None
     assert projects == [{"Ref": "BuildProject"}, {"Ref": "ValidateProject"}]
 
 
-@pytest.mark.parametrize("project", sorted(BUILDSPECS))
+@pytest.mark.parametrize("project", PROJECTS)
 def test_each_project_sets_exactly_what_its_buildspec_reads(project: str) -> None:
-    buildspec = BUILDSPECS[project]
     given = project_variables(project) | action_variables(project)
 
-    assert RESOURCES[project]["Properties"]["Source"]["BuildSpec"] == buildspec.name
-    assert variables_read(buildspec) - CODEBUILD_SETS == given
+    assert variables_read(project) - CODEBUILD_SETS - {"CANDIDATE", "POLL_SECONDS"} == given
 
 
-@pytest.mark.parametrize("project", sorted(BUILDSPECS))
+def test_what_promotes_is_the_templates_and_nobody_may_override_it() -> None:
+    source = RESOURCES["ValidateProject"]["Properties"]["Source"]
+    environment = RESOURCES["ValidateProject"]["Properties"]["Environment"]
+    deny = statements(RESOURCES, "PipelineRole")["NeverOverrideWhatPromotes"]
+
+    assert RESOURCES["BuildProject"]["Properties"]["Source"]["BuildSpec"] == BUILDSPEC_FILES["BuildProject"].name
+    assert source["BuildSpec"].startswith("version: 0.2\n")  # inline, not a file of the repository
+    assert environment["PrivilegedMode"] is False  # it builds and runs nothing itself (Security Hub CodeBuild.5)
+    assert (deny["Effect"], deny["Action"], deny["Resource"]) == (
+        "Deny", "codebuild:StartBuild", {"Fn::GetAtt": ["ValidateProject", "Arn"]},
+    )  # fmt: skip
+    assert deny["Condition"] == {"Null": {"codebuild:source.buildspec": "false"}}
+
+
+def test_the_build_cannot_register_revisions_write_the_parameter_or_pass_roles() -> None:
+    build = granted(RESOURCES, "BuildRole")
+
+    assert not {a for a in build if a.startswith(("ecs:", "ssm:", "iam:", "sts:"))}
+
+
+def test_the_validation_passes_only_the_validations_roles_and_promotion_the_runs() -> None:
+    passes = [s for s in statements(RESOURCES, "ValidateRole").values() if "iam:PassRole" in actions(s)]
+    run_task = statements(RESOURCES, "ValidateRole")["RunTheCandidate"]
+
+    assert [s["Resource"] for s in passes] == [
+        [{"Fn::GetAtt": ["ValidationTaskRole", "Arn"]}, {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}],
+        {"Fn::GetAtt": ["TaskRole", "Arn"]},  # promotion registers the run family's revision
+    ]
+    assert run_task["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${AWS::StackName}-validate:*"
+    }
+    assert run_task["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["ValidationCluster", "Arn"]}}}
+
+
+@pytest.mark.parametrize("project", PROJECTS)
 def test_each_role_grants_the_ecr_ssm_and_ecs_actions_its_buildspec_calls_and_no_more(project: str) -> None:
-    text = "\n".join(commands(BUILDSPECS[project]))
+    text = "\n".join(commands(project))
     needed = set().union(*(actions for command, actions in COMMAND_ACTIONS.items() if command in text))
 
     role = granted(RESOURCES, ROLE_OF[project])
@@ -107,26 +144,27 @@ def test_each_role_grants_the_ecr_ssm_and_ecs_actions_its_buildspec_calls_and_no
     assert {a for a in role if a.startswith(("ecr:", "ssm:", "ecs:", "iam:"))} == needed
 
 
-def test_validation_writes_only_under_the_validation_prefix() -> None:
+def test_the_validation_run_writes_only_under_the_validation_prefix_and_its_project_nowhere() -> None:
     writes = [
         s
-        for s in statements(RESOURCES, "ValidateRole").values()
+        for s in statements(RESOURCES, "ValidationTaskRole").values()
         if {"s3:PutObject", "s3:DeleteObject"} & actions(s)
     ]
 
     assert [s["Resource"] for s in writes] == [
         {"Fn::Sub": "arn:${AWS::Partition}:s3:::${OutputBucket}/${ValidationPrefix}/*"}
     ]
+    assert not {a for a in granted(RESOURCES, "ValidateRole") if a.startswith("s3:Put")}
 
 
 def test_build_exports_the_digest_the_validation_runs() -> None:
-    spec = yaml.safe_load(BUILDSPECS["BuildProject"].read_text())
-    validate = "\n".join(commands(BUILDSPECS["ValidateProject"]))
+    spec = yaml.safe_load(BUILDSPEC_FILES["BuildProject"].read_text())
+    validate = "\n".join(commands("ValidateProject"))
 
     assert spec["env"]["exported-variables"] == ["IMAGE_DIGEST"]
     assert "IMAGE_DIGEST" in action_variables("ValidateProject")
-    assert 'docker pull "$IMAGE_DIGEST"' in validate
-    assert '"$IMAGE_DIGEST"' in validate.split("docker run", 1)[1]
+    assert 'container["image"] = sys.argv[1]' in validate and 'python3 - "$IMAGE_DIGEST"' in validate
+    assert '"taskDefinition": os.environ["CANDIDATE"]' in validate
 
 
 PATTERNS: dict[str, tuple[list[str], list[str]]] = {
@@ -203,10 +241,9 @@ def test_alert_topic_is_encrypted_with_a_key_eventbridge_and_cloudwatch_may_use(
 
 
 def test_validation_may_announce_its_failures_on_the_topic() -> None:
-    by_sid = statements(RESOURCES, "ValidateRole")
+    by_sid = statements(RESOURCES, "ValidationTaskRole")
+    (container,) = RESOURCES["ValidationTaskDefinition"]["Properties"]["ContainerDefinitions"]
 
     assert by_sid["AnnounceFailures"]["Resource"] == {"Ref": "AlertTopic"}
     assert by_sid["EncryptAnnouncements"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
-    assert {"Name": "SNS_TOPIC_ARN", "Value": {"Ref": "AlertTopic"}} in RESOURCES["ValidateProject"][
-        "Properties"
-    ]["Environment"]["EnvironmentVariables"]
+    assert {"Name": "SNS_TOPIC_ARN", "Value": {"Ref": "AlertTopic"}} in container["Environment"]

@@ -1,0 +1,431 @@
+"""IAM in front of moto, which enforces none: an HTTP proxy that authorizes each request as AWS would for
+the role whose key signed it, from the template's own policy statements, and forwards only what that role
+may do (AccessDenied otherwise). Every request is kept as a Decision, so a test can hold a whole run (or a
+validation) to its roles: which key signed each request, which role that key is, what was allowed.
+
+Keys become roles in two ways: the test names the keys it hands out (the task's, the validate project's),
+and a key that STS hands back for an allowed AssumeRole of a known role is that role, with the session
+tags the request set (policy variables such as ${aws:PrincipalTag/run-id} read them). A request with no
+signature is refused and kept as such: pyarrow's S3 client sends unsigned requests when it finds no
+credentials, which moto would otherwise accept.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import http.client
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from xml.etree import ElementTree
+
+ACCOUNT = "123456789012"
+ADMIN = "*admin*"  # the test's own set-up: allowed everything
+CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+SERVICES = {"monitoring": "cloudwatch"}  # signing name -> IAM prefix, where they differ
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One authorization a request needs: action on resource, with the request's condition keys."""
+
+    action: str
+    resource: str
+    context: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass
+class Principal:
+    role: str  # a role's logical name in the template, or ADMIN
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Decision:
+    method: str
+    path: str
+    key: str | None  # None: the request was not signed
+    role: str | None
+    checks: list[Check]
+    allowed: bool
+    status: int = 0  # what the client got back
+
+    @property
+    def actions(self) -> list[str]:
+        return [c.action for c in self.checks]
+
+
+# --- policy evaluation ---------------------------------------------------------------------------------
+
+
+def _substitute(value: str, tags: dict[str, str]) -> str:
+    """Policy variables: ${aws:PrincipalTag/K} is the session's tag (a missing tag matches nothing)."""
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name.startswith("aws:PrincipalTag/"):
+            return tags.get(name.split("/", 1)[1], "\x00no-such-tag\x00")
+        raise AssertionError(f"the proxy does not know the policy variable {name}")
+
+    return re.sub(r"\$\{([^}]+)\}", one, value)
+
+
+def _like(pattern: str, value: str) -> bool:
+    """IAM's wildcards: * any run of characters, ? one; nothing else is special."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def _condition_holds(condition: dict[str, Any], context: dict[str, str], tags: dict[str, str]) -> bool:
+    for operator, tests in condition.items():
+        for key, expected in tests.items():
+            values = [
+                _substitute(str(v), tags) for v in (expected if isinstance(expected, list) else [expected])
+            ]
+            actual = context.get(key)
+            if operator == "Null":
+                holds = (actual is None) == (values == ["true"])
+            elif operator in ("StringLike", "ArnLike"):
+                holds = actual is not None and any(_like(v, actual) for v in values)
+            elif operator in ("StringEquals", "ArnEquals"):
+                holds = actual in values
+            else:
+                raise AssertionError(f"the proxy does not know the {operator} condition operator")
+            if not holds:
+                return False
+    return True
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def allows(statements: list[dict[str, Any]], check: Check, tags: dict[str, str]) -> bool:
+    """Whether these statements allow the check: an Allow matches, and no Deny does."""
+
+    def matches(statement: dict[str, Any]) -> bool:
+        if not any(fnmatch.fnmatch(check.action.lower(), a.lower()) for a in _listed(statement["Action"])):
+            return False
+        if not any(_like(_substitute(str(r), tags), check.resource) for r in _listed(statement["Resource"])):
+            return False
+        return _condition_holds(statement.get("Condition", {}), check.context, tags)
+
+    if any(matches(s) for s in statements if s["Effect"] == "Deny"):
+        return False
+    return any(matches(s) for s in statements if s["Effect"] == "Allow")
+
+
+# --- what a request asks for -----------------------------------------------------------------------------
+
+
+def _s3_checks(method: str, path: str, query: dict[str, list[str]], headers: Any, body: bytes) -> list[Check]:
+    bucket, _, key = urllib.parse.unquote(path.lstrip("/")).partition("/")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        return []  # no bucket at all (pyarrow probes the endpoint with one): S3 refuses it before IAM asks
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    if not key:  # bucket-level: HeadBucket, ListObjects(V2), GetBucketLocation, DeleteObjects, CreateBucket
+        if "delete" in query:
+            keys = [e.text or "" for e in ElementTree.fromstring(body).iter() if e.tag.endswith("Key")]
+            return [Check("s3:DeleteObject", f"{bucket_arn}/{k}") for k in keys]
+        if "location" in query:
+            return [Check("s3:GetBucketLocation", bucket_arn)]
+        if method == "PUT":
+            return [Check("s3:CreateBucket", bucket_arn)]
+        context = {"s3:prefix": query["prefix"][0]} if "prefix" in query else {}
+        return [Check("s3:ListBucket", bucket_arn, context)]
+    object_arn = f"{bucket_arn}/{key}"
+    if method in ("GET", "HEAD"):
+        return [Check("s3:GetObject", object_arn)]
+    if method == "DELETE":
+        return [Check("s3:AbortMultipartUpload" if "uploadId" in query else "s3:DeleteObject", object_arn)]
+    checks = [Check("s3:PutObject", object_arn)]  # PUT (an object, a part, a copy), POST (multipart uploads)
+    source = headers.get("x-amz-copy-source")
+    if source:
+        source_path = urllib.parse.unquote(source.split("?", 1)[0]).lstrip("/")
+        checks.insert(0, Check("s3:GetObject", f"arn:aws:s3:::{source_path}"))
+    return checks
+
+
+def _cbor_text_after(body: bytes, name: str) -> str | None:
+    """In a CBOR body (CloudWatch's rpc-v2-cbor), the text value that follows the key `name`."""
+    key = bytes([0x60 + len(name)]) + name.encode()
+    at = body.find(key)
+    if at < 0:
+        return None
+    at += len(key)
+    head = body[at]
+    if 0x60 <= head <= 0x77:
+        length, at = head - 0x60, at + 1
+    elif head == 0x78:
+        length, at = body[at + 1], at + 2
+    else:
+        return None
+    return body[at : at + length].decode()
+
+
+def _cbor_map(fields: dict[str, str]) -> bytes:
+    """A small CBOR map of short text strings (an error body for an rpc-v2-cbor client)."""
+
+    def text(s: str) -> bytes:
+        data = s.encode()[:255]
+        return (bytes([0x60 + len(data)]) if len(data) < 24 else bytes([0x78, len(data)])) + data
+
+    return bytes([0xA0 + len(fields)]) + b"".join(text(k) + text(v) for k, v in fields.items())
+
+
+def _pass_role(arn: str | None) -> list[Check]:
+    context = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    return [Check("iam:PassRole", arn, context)] if arn else []
+
+
+def _ecs_arn(region: str, kind: str, name: str) -> str:
+    return name if name.startswith("arn:") else f"arn:aws:ecs:{region}:{ACCOUNT}:{kind}/{name}"
+
+
+def _json_checks(service: str, action: str, region: str, body: dict[str, Any]) -> list[Check]:
+    name = f"{service}:{action}"
+    if service == "ssm" and "Name" in body:
+        parameter = body["Name"] if body["Name"].startswith("/") else "/" + body["Name"]
+        return [Check(name, f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{parameter}")]
+    if service == "ecr" and "repositoryName" in body:
+        return [Check(name, f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{body['repositoryName']}")]
+    if name == "cloudwatch:PutMetricData":
+        return [Check(name, "*", {"cloudwatch:namespace": body.get("Namespace", "")})]
+    if name == "ecs:RegisterTaskDefinition":
+        return [
+            Check(name, "*"),
+            *_pass_role(body.get("taskRoleArn")),
+            *_pass_role(body.get("executionRoleArn")),
+        ]
+    if name == "ecs:RunTask":
+        definition = body["taskDefinition"].rsplit("task-definition/", 1)[-1]
+        definition = definition if ":" in definition else f"{definition}:latest"
+        cluster = _ecs_arn(region, "cluster", body.get("cluster", "default"))
+        overrides = body.get("overrides", {})
+        return [
+            Check(name, _ecs_arn(region, "task-definition", definition), {"ecs:cluster": cluster}),
+            *_pass_role(overrides.get("taskRoleArn")),
+            *_pass_role(overrides.get("executionRoleArn")),
+        ]
+    if name in ("ecs:DescribeTasks", "ecs:StopTask"):
+        cluster = body.get("cluster", "default").rsplit("/", 1)[-1]
+        tasks = body.get("tasks") or [body.get("task", "")]
+        return [Check(name, _ecs_arn(region, "task", f"{cluster}/{t.rsplit('/', 1)[-1]}")) for t in tasks]
+    return [Check(name, "*")]
+
+
+def _query_checks(service: str, form: dict[str, list[str]]) -> list[Check]:
+    action = form.get("Action", ["?"])[0]
+    name = f"{service}:{action}"
+    if name == "sts:GetCallerIdentity":
+        return []  # needs no permission
+    if name == "sts:AssumeRole":
+        role = form["RoleArn"][0]
+        tagged = any(k.startswith("Tags.member.") for k in form)
+        return [Check(name, role), *([Check("sts:TagSession", role)] if tagged else [])]
+    if service == "sns":
+        return [Check(name, form.get("TopicArn", ["*"])[0])]
+    if name == "cloudwatch:PutMetricData":
+        return [Check(name, "*", {"cloudwatch:namespace": form.get("Namespace", [""])[0]})]
+    return [Check(name, "*")]
+
+
+def requested(method: str, target: str, headers: Any, body: bytes) -> tuple[str | None, str, list[Check]]:
+    """The signing key (None if unsigned), the region, and what IAM would check for this request."""
+    url = urllib.parse.urlsplit(target)
+    query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+    signed = CREDENTIAL.search(headers.get("Authorization", "") or urllib.parse.unquote(url.query))
+    key, region, service = signed.groups() if signed else (None, "us-east-1", "")
+    service = SERVICES.get(service, service)
+    amz_target = headers.get("X-Amz-Target", "")
+    if url.path.startswith("/moto-api/"):
+        return key, region, []
+    if service == "s3" or (not service and not amz_target):
+        return key, region, _s3_checks(method, url.path, query, headers, body)
+    if amz_target:
+        return (
+            key,
+            region,
+            _json_checks(service, amz_target.rsplit(".", 1)[-1], region, json.loads(body or b"{}")),
+        )
+    if "/operation/" in url.path:  # rpc-v2-cbor
+        action = url.path.rsplit("/", 1)[-1]
+        context = {"cloudwatch:namespace": _cbor_text_after(body, "Namespace") or ""}
+        return key, region, [Check(f"{service}:{action}", "*", context if service == "cloudwatch" else {})]
+    return key, region, _query_checks(service, urllib.parse.parse_qs(body.decode(), keep_blank_values=True))
+
+
+# --- the proxy ----------------------------------------------------------------------------------------------
+
+
+class Iam:
+    """The roles (by logical name, their statements resolved), the keys known to be theirs, and every
+    decision taken."""
+
+    def __init__(self, roles: dict[str, list[dict[str, Any]]], role_arns: dict[str, str]) -> None:
+        self.roles = roles
+        self.role_arns = role_arns  # role ARN -> logical name, for AssumeRole
+        self.keys: dict[str, Principal] = {}
+        self.decisions: list[Decision] = []
+        self.lock = threading.Lock()
+
+    def give(self, key: str, role: str) -> str:
+        self.keys[key] = Principal(role)
+        return key
+
+    def principal(self, key: str | None) -> Principal | None:
+        return self.keys.get(key) if key else None
+
+    def decide(self, method: str, target: str, headers: Any, body: bytes) -> Decision:
+        key, _, checks = requested(method, target, headers, body)
+        who = self.principal(key)
+        if who is None:
+            allowed = False
+        elif who.role == ADMIN:
+            allowed = True
+        else:
+            statements = self.roles[who.role]
+            allowed = all(allows(statements, c, who.tags) for c in checks)
+        decision = Decision(method, target, key, who.role if who else None, checks, allowed)
+        with self.lock:
+            self.decisions.append(decision)
+        return decision
+
+    def learn(self, decision: Decision, body: bytes, form: dict[str, list[str]]) -> None:
+        """An allowed AssumeRole of a known role: the key STS returned is that role's, with its session tags."""
+        role = self.role_arns.get(form.get("RoleArn", [""])[0])
+        found = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", body)
+        if role and found:
+            count = sum(1 for k in form if k.startswith("Tags.member.") and k.endswith(".Key"))
+            tags = {
+                form[f"Tags.member.{n}.Key"][0]: form[f"Tags.member.{n}.Value"][0]
+                for n in range(1, count + 1)
+            }
+            self.keys[found.group(1).decode()] = Principal(role, tags)
+
+    def by_role(self, role: str | None) -> list[Decision]:
+        return [d for d in self.decisions if d.role == role]
+
+
+def _denied(decision: Decision, headers: Any) -> tuple[int, dict[str, str], bytes]:
+    message = (
+        f"{decision.role or 'an unsigned request'} is not authorized to perform {', '.join(decision.actions)}"
+    )
+    if headers.get("X-Amz-Target"):
+        body = json.dumps({"__type": "AccessDeniedException", "message": message}).encode()
+        return 400, {"Content-Type": "application/x-amz-json-1.1"}, body
+    if "/operation/" in decision.path:
+        body = _cbor_map({"__type": "AccessDeniedException", "message": message})
+        return 403, {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}, body
+    if CREDENTIAL.search(headers.get("Authorization", "")) and "/s3/" not in headers.get("Authorization", ""):
+        body = (
+            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+            f"<Message>{message}</Message></Error><RequestId>iam-proxy</RequestId></ErrorResponse>"
+        ).encode()
+        return 403, {"Content-Type": "text/xml"}, body
+    body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>{message}</Message></Error>'
+    return 403, {"Content-Type": "application/xml"}, body.encode()
+
+
+@contextmanager
+def enforcing(iam: Iam, upstream: str) -> Iterator[str]:
+    """The proxy on 127.0.0.1 in front of upstream (moto's endpoint); yields its own endpoint."""
+    host, port = urllib.parse.urlsplit(upstream).netloc.split(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+
+        def _handle(self) -> None:
+            body = self._body()
+            decision = iam.decide(self.command, self.path, self.headers, body)
+            if decision.allowed:
+                status, headers, reply = self._forward(body)
+                if status == 200 and any(c.action == "sts:AssumeRole" for c in decision.checks):
+                    iam.learn(decision, reply, urllib.parse.parse_qs(body.decode(), keep_blank_values=True))
+            else:
+                status, headers, reply = _denied(decision, self.headers)
+            decision.status = status
+            self.send_response(status)
+            length = headers.get("Content-Length", "0") if self.command == "HEAD" else str(len(reply))
+            for name, value in headers.items():
+                if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+                    self.send_header(name, value)
+            self.send_header("Content-Length", length)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(reply)
+
+        def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+            connection = http.client.HTTPConnection(host, int(port), timeout=120)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            headers["Content-Length"] = str(len(body))
+            connection.request(self.command, self.path, body=body, headers=headers)
+            response = connection.getresponse()
+            reply = response.read()
+            connection.close()
+            return response.status, dict(response.getheaders()), reply
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815 -- http.server's names
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def container_credentials(key: str) -> Iterator[tuple[str, str]]:
+    """A stand-in for ECS's task credential endpoint on 127.0.0.1 (what a task's SDKs find through
+    AWS_CONTAINER_CREDENTIALS_*): serves `key`'s credentials behind a token; yields (full URI, token)."""
+    token = f"task-token-{key}"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            ok = self.headers.get("Authorization") == token
+            body = json.dumps({"AccessKeyId": key, "SecretAccessKey": "task-secret", "Token": "task-session",
+                               "Expiration": "2099-01-01T00:00:00Z"} if ok else {"message": "bad token"}).encode()  # fmt: skip
+            self.send_response(200 if ok else 403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v2/credentials/task", token
+    finally:
+        server.shutdown()
+        server.server_close()
