@@ -20,7 +20,13 @@
 #   TASK_CPU, TASK_MEMORY  Fargate CPU units and MiB (default: 1024, 2048)
 #   SUBNETS, SECURITY_GROUPS  comma-separated ids (default on creation: the region's default VPC)
 #   ASSIGN_PUBLIC_IP   ENABLED or DISABLED (default: DISABLED; ENABLED with the default VPC)
-# Every value is checked before any AWS call; a bad one stops with a one-line message.
+# Every value is checked before any AWS call, against the same constraints as the template's parameter
+# (tests/pipeline/test_make_deploy.py holds each check to the template); a bad one stops with a one-line message.
+#
+# The image the daily runs start is not a variable: on an existing stack, deploy and plan pass the digest the
+# last validation promoted (SSM parameter /<STACK_NAME>/validated-image) as ValidatedImage, so an update
+# registers a task definition revision that runs that image. While the parameter holds none (no validation
+# has promoted one yet), or cannot be read, no ValidatedImage is passed and the stack keeps the one it has.
 #
 #   scripts/pipeline.sh pause|resume   set the schedule's state, every other parameter unchanged
 set -Eeuo pipefail
@@ -30,6 +36,9 @@ readonly TEMPLATE
 AWS=${AWS_CLI:-aws}
 PROGRAM=pipeline
 REPO_HINT="make deploy GITHUB_REPO=owner/name DATA_LAKE_BUCKET=... OUTPUT_BUCKET=..."
+# The template's ValidatedImage pattern, less its '^$|' (an empty value means: keep the stack's).
+VALIDATED_IMAGE='^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$'
+readonly VALIDATED_IMAGE
 # shellcheck source=scripts/stack.sh
 source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 
@@ -84,7 +93,10 @@ load_run_config() {
 		"a key prefix without leading or trailing '/', e.g. usp/daily"
 	pass_if_set TASK_CPU TaskCpu '^(256|512|1024|2048|4096|8192|16384)$' \
 		"256, 512, 1024, 2048, 4096, 8192 or 16384 (1024 = 1 vCPU)"
-	pass_if_set TASK_MEMORY TaskMemory '^[1-9][0-9]{2,5}$' "MiB that Fargate offers with TASK_CPU, e.g. 2048"
+	if [[ -n "${TASK_MEMORY:-}" ]]; then
+		check_number TASK_MEMORY "$TASK_MEMORY" 512 122880 "MiB that Fargate offers with TASK_CPU, e.g. 2048"
+		RUN_OVERRIDES+=("TaskMemory=${TASK_MEMORY}")
+	fi
 	if [[ -n "${ASSIGN_PUBLIC_IP:-}" ]]; then
 		check ASSIGN_PUBLIC_IP "$ASSIGN_PUBLIC_IP" '^(ENABLED|DISABLED)$' "ENABLED or DISABLED"
 	fi
@@ -101,11 +113,31 @@ stack_exists() {
 		--output text >/dev/null 2>&1
 }
 
-# The runs' network: SUBNETS and SECURITY_GROUPS when given; on an existing stack, what it has; on a new
-# one, the region's default VPC (its default subnets are public: the runs get a public IP).
+# The image the runs start, on an existing stack: the digest the last validation promoted, so that the
+# update's task definition revision runs it. None promoted yet, or unreadable: the stack keeps its own.
+validated_image_override() {
+	local name="/${STACK_NAME}/validated-image" image reason
+	if ! image=$("$AWS" ssm get-parameter "${REGION_ARGS[@]}" --name "$name" --query Parameter.Value \
+		--output text 2>/dev/null); then
+		reason="cannot be read (missing, or no ssm:GetParameter)"
+	elif [[ "$image" =~ $VALIDATED_IMAGE ]]; then
+		RUN_OVERRIDES+=("ValidatedImage=${image}")
+		printf 'pipeline: the runs start %s, the image the last validation promoted\n' "$image" >&2
+		return 0
+	elif [[ "$image" == none ]]; then
+		reason="holds none: no validation has promoted an image yet"
+	else
+		reason="holds '${image}', not an ECR image digest"
+	fi
+	printf "pipeline: %s %s; the runs keep the stack's image until the first validation promotes one\n" \
+		"$name" "$reason" >&2
+}
+
+# The runs' network: SUBNETS and SECURITY_GROUPS when given; on an existing stack (EXISTS=yes), what it has;
+# on a new one, the region's default VPC (its default subnets are public: the runs get a public IP).
 network_overrides() {
 	local vpc
-	if [[ -z "${SUBNETS:-}" ]] && stack_exists; then
+	if [[ -z "${SUBNETS:-}" && "$EXISTS" == yes ]]; then
 		[[ -z "${ASSIGN_PUBLIC_IP:-}" ]] || RUN_OVERRIDES+=("AssignPublicIp=${ASSIGN_PUBLIC_IP}")
 		return 0
 	fi
@@ -135,6 +167,11 @@ network_overrides() {
 deploy() {
 	local mode=$1
 	load_config
+	EXISTS=no
+	if stack_exists; then
+		EXISTS=yes
+		validated_image_override
+	fi
 	network_overrides
 	local args=(
 		cloudformation deploy "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" --template-file "$TEMPLATE"

@@ -3,18 +3,22 @@ answers what the scripts read, as the AWS CLI would print it (text output, tab-s
 
 Its answers come from the environment: FAKE_STACK_EXISTS (yes/no; a stack exists once deployed),
 FAKE_CONNECTION_STATUS, FAKE_OUTPUTS (a JSON object of the stack's outputs), FAKE_FAILING_DAYS
-(day=exit code, comma-separated), FAKE_UNSTARTABLE_DAYS (days RunTask refuses), FAKE_NO_DEFAULT_VPC."""
+(day=exit code, comma-separated), FAKE_UNSTARTABLE_DAYS (days RunTask refuses), FAKE_NO_DEFAULT_VPC,
+FAKE_VALIDATED_IMAGE (what `ssm get-parameter` prints: the value of /<stack>/validated-image, such as
+none or repository@sha256:...; unset, the parameter is missing and the call fails as the CLI's does,
+exit 254 with ParameterNotFound)."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from support import REPO
 
-SCRIPT = r"""#!/usr/bin/env python3
+SCRIPT = r"""
 import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["AWS_CALLS"], "a") as log:
@@ -44,6 +48,12 @@ elif "--no-execute-changeset" in args:  # what `aws cloudformation deploy` print
     print("Changeset created successfully. Run the following command to review changes:")
     print("aws cloudformation describe-change-set --change-set-name "
           "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/awscli-cloudformation-package-deploy-1/abc")
+elif args[:2] == ["ssm", "get-parameter"]:
+    if "FAKE_VALIDATED_IMAGE" not in os.environ:
+        sys.stderr.write("\nAn error occurred (ParameterNotFound) when calling the GetParameter operation: "
+                         "\n")
+        sys.exit(254)
+    print(os.environ["FAKE_VALIDATED_IMAGE"])
 elif args[:2] == ["ec2", "describe-vpcs"]:
     print("None" if os.environ.get("FAKE_NO_DEFAULT_VPC") else "vpc-0a1b2c3d")
 elif args[:2] == ["ec2", "describe-subnets"]:
@@ -73,7 +83,8 @@ def make(tmp_path: Path, target: str, env: dict[str, str] | None = None, **varia
     """`make -s TARGET VARIABLES` with the stand-in `aws` first on PATH: the result and the recorded calls."""
     aws = tmp_path / "bin" / "aws"
     aws.parent.mkdir(parents=True, exist_ok=True)
-    aws.write_text(SCRIPT)
+    # The tests' own Python: `python3` on PATH may be a shim (pyenv's costs 150 ms a call).
+    aws.write_text(f"#!{sys.executable}{SCRIPT}")
     aws.chmod(0o755)
     calls = tmp_path / "calls.jsonl"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "AWS_", "STACK_", "FAKE_"))}

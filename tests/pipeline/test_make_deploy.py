@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import fake_aws
 import pytest
+from cfn import load
 from support import REPO
 
+PARAMETERS = load()["Parameters"]
 CONNECTION = "arn:aws:codeconnections:eu-west-1:123456789012:connection/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f"
+REPOSITORY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/notebook-pipeline-usp-model"
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+PROMOTED = f"{REPOSITORY}@{DIGEST}"  # what the validation writes into /<stack>/validated-image
 
 
 def make(
@@ -99,6 +106,59 @@ def test_a_new_stack_without_subnets_in_a_region_without_default_vpc_stops_with_
     assert "the region has no default VPC: set SUBNETS=" in done.stderr
 
 
+@pytest.mark.parametrize(
+    "target, image",
+    [("deploy", PROMOTED), ("deploy-plan", f"123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/usp@{DIGEST}")],
+)
+def test_updating_a_stack_passes_the_image_the_last_validation_promoted(
+    tmp_path: Path, target: str, image: str
+) -> None:
+    done, calls = make(tmp_path, target, **GOOD, AWS_REGION="eu-west-1", FAKE_VALIDATED_IMAGE=image)
+
+    pattern = PARAMETERS["ValidatedImage"]["AllowedPattern"]
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(pattern, image)  # the template takes it
+    assert f"VALIDATED_IMAGE='{pattern.removeprefix('^$|')}'" in (REPO / "scripts/pipeline.sh").read_text()
+    assert calls[1] == [
+        "ssm", "get-parameter", "--region", "eu-west-1",
+        "--name", "/notebook-pipeline-usp-model/validated-image",
+        "--query", "Parameter.Value", "--output", "text",
+    ]  # fmt: skip
+    assert f"ValidatedImage={image}" in deploy_call(calls)
+
+
+NOT_PROMOTED = {
+    "parameter missing": None,
+    "none promoted yet": "none",
+    "a tag": f"{REPOSITORY}:latest",
+    "a short digest": PROMOTED[:-1],
+}
+
+
+@pytest.mark.parametrize("image", NOT_PROMOTED.values(), ids=NOT_PROMOTED.keys())
+def test_updating_a_stack_without_a_promoted_image_passes_none_and_says_the_runs_keep_the_stacks(
+    tmp_path: Path, image: str | None
+) -> None:
+    fake = {} if image is None else {"FAKE_VALIDATED_IMAGE": image}
+    done, calls = make(tmp_path, "deploy", **GOOD, **fake)
+
+    assert done.returncode == 0, done.stderr
+    assert image is None or not re.fullmatch(PARAMETERS["ValidatedImage"]["AllowedPattern"], image)
+    assert calls[1][:2] == ["ssm", "get-parameter"]
+    # None passed: CloudFormation keeps the stack's.
+    assert not [arg for arg in deploy_call(calls) if arg.startswith("ValidatedImage=")]
+    (said,) = [line for line in done.stderr.splitlines() if "validated-image" in line]
+    assert "the runs keep the stack's image until the first validation promotes one" in said
+
+
+def test_creating_a_stack_passes_no_validated_image(tmp_path: Path) -> None:
+    done, calls = make(tmp_path, "deploy", **GOOD, FAKE_STACK_EXISTS="no", FAKE_VALIDATED_IMAGE=PROMOTED)
+
+    assert done.returncode == 0, done.stderr
+    assert not [c for c in calls if c[0] == "ssm"]  # a new stack's parameter holds none
+    assert not [arg for arg in deploy_call(calls) if arg.startswith("ValidatedImage=")]
+
+
 def test_bare_repository_name_takes_the_owner_from_github_owner(tmp_path: Path) -> None:
     variables = {**GOOD, "GITHUB_REPO": "usp-model", "GITHUB_OWNER": "hotel-profiling"}
     done, calls = make(
@@ -119,7 +179,8 @@ def test_plan_creates_the_change_set_and_shows_it_without_executing_it(tmp_path:
 
     assert done.returncode == 0, done.stderr
     assert calls[0][:2] == ["cloudformation", "describe-stacks"]  # an existing stack keeps its network
-    calls = calls[1:]
+    assert calls[1][:2] == ["ssm", "get-parameter"]  # and runs the image the last validation promoted
+    calls = calls[2:]
     assert calls[0][-1] == "--no-execute-changeset"
     assert calls[0][calls[0].index("--stack-name") + 1] == "usp-ci"
     assert calls[1][:4] == [
@@ -130,28 +191,24 @@ def test_plan_creates_the_change_set_and_shows_it_without_executing_it(tmp_path:
     assert "not executed" in done.stderr
 
 
+# The messages: what failed and what to do. Which values make deploy refuses is the template's to say (see
+# test_make_deploy_refuses_exactly_the_values_the_template_refuses), and the checks it has of its own.
 BAD = {
     "no repository": ({"GITHUB_REPO": ""}, "GITHUB_REPO is not set"),
     "no owner": ({"GITHUB_REPO": "usp-model"}, "GITHUB_REPO=usp-model has no owner"),
     "malformed repository": ({"GITHUB_REPO": "a/b/c"}, "GITHUB_REPO=a/b/c is not valid: use owner/name"),
-    "malformed branch": ({"GITHUB_BRANCH": "-x"}, "GITHUB_BRANCH=-x is not valid"),
-    "malformed bucket": ({"OUTPUT_BUCKET": "Hotel_Out"}, "OUTPUT_BUCKET=Hotel_Out is not valid"),
     "missing bucket": ({"DATA_LAKE_BUCKET": ""}, "DATA_LAKE_BUCKET is not set"),
-    "malformed connection": (
-        {"CONNECTION_ARN": "my-connection"},
-        "CONNECTION_ARN=my-connection is not valid",
-    ),
     "malformed region": ({"AWS_REGION": "Europe"}, "AWS_REGION=Europe is not valid"),
     "malformed stack": ({"STACK_NAME": "1stack"}, "STACK_NAME=1stack is not valid"),
     "stack name too long for the mail subjects": (
         {"STACK_NAME": "s" * 65},
         f"STACK_NAME={'s' * 65} is not valid",
     ),
-    "malformed email": ({"NOTIFICATION_EMAILS": "data-eng"}, "NOTIFICATION_EMAILS=data-eng is not valid"),
-    "four emails": ({"NOTIFICATION_EMAILS": "a@x.io,b@x.io,c@x.io,d@x.io"}, "NOTIFICATION_EMAILS=a@x.io"),
+    "memory out of range": (
+        {"TASK_MEMORY": "100"},
+        "TASK_MEMORY=100 is not valid: a whole number from 512 to 122880 (MiB",
+    ),
     "crontab schedule": ({"SCHEDULE": "0 6 * * *"}, "SCHEDULE=0 6 * * * is not valid: cron(minutes hours"),
-    "five-field cron": ({"SCHEDULE": "cron(0 6 * * ?)"}, "SCHEDULE=cron(0 6 * * ?) is not valid"),
-    "rate of zero": ({"SCHEDULE": "rate(0 days)"}, "SCHEDULE=rate(0 days) is not valid"),
     "unknown time zone": (
         {"SCHEDULE_TIMEZONE": "Mars/Olympus"},
         "SCHEDULE_TIMEZONE=Mars/Olympus is not a time zone",
@@ -165,9 +222,6 @@ BAD = {
         {"SUBNETS": "subnet-x", "SECURITY_GROUPS": "sg-0a1b2c3d"},
         "SUBNETS=subnet-x is not valid",
     ),
-    "odd cpu": ({"TASK_CPU": "3000"}, "TASK_CPU=3000 is not valid"),
-    "public ip yes": ({"ASSIGN_PUBLIC_IP": "yes"}, "ASSIGN_PUBLIC_IP=yes is not valid"),
-    "prefix with slashes": ({"OUTPUT_PREFIX": "/usp/"}, "OUTPUT_PREFIX=/usp/ is not valid"),
 }
 
 
@@ -229,18 +283,100 @@ def test_status_and_delete_name_the_stack_from_the_repository(tmp_path: Path) ->
     ]
 
 
-def test_make_deploy_accepts_and_refuses_the_schedules_the_template_does(tmp_path: Path) -> None:
-    """The same values as the template's ScheduleExpression and ScheduleTimezone patterns (test_runs.py)."""
+# Each variable make deploy checks, the template parameter it sets, and values to try: the template says
+# which ones make deploy must refuse. The schedule's, time zone's and output prefix's are test_runs.py's too.
+TRIED = {
+    "GITHUB_REPO": ("GitHubRepository", [
+        "hotel-profiling/usp-model", "a/b", "o/" + "n" * 100, "o" * 39 + "/u.s_p-1", "", "usp-model", "a/b/c",
+        "-o/n", "o/" + "n" * 101, "o" * 40 + "/n", "o/n m", "o_x/n",
+    ]),
+    "GITHUB_BRANCH": ("GitHubBranch", [
+        "main", "release/2024", "a.b_c-d", "b" * 255, "", "-x", "/main", "b" * 256, "a b", "a:b",
+    ]),
+    "NOTEBOOK": ("NotebookPath", [
+        "usp.ipynb", "notebooks/daily/usp.ipynb", "_a-b/c.d.ipynb", "", "usp.py", "/abs/usp.ipynb",
+        "../usp.ipynb", ".usp.ipynb", "a b.ipynb", "dir/.ipynb",
+    ]),
+    "CONNECTION_ARN": ("ConnectionArn", [
+        "", CONNECTION, CONNECTION.replace("codeconnections", "codestar-connections"),
+        CONNECTION.replace("arn:aws:", "arn:aws-cn:"), "my-connection", CONNECTION[:-1], f"{CONNECTION}/x",
+        CONNECTION.replace("123456789012", "12345678901"), CONNECTION.replace("codeconnections", "codebuild"),
+    ]),
+    "DATA_LAKE_BUCKET": ("DataLakeBucket", [
+        "hotel-lake", "abc", "a.b-c", "b" * 63, "", "ab", "b" * 64, "Hotel-Lake", "hotel_lake", "-lake",
+        "lake-",
+    ]),
+    "OUTPUT_BUCKET": ("OutputBucket", ["hotel-out", "0.9", "", "Hotel-Out", "hotel_out", "out.", "o", "a b"]),
+    "NOTIFICATION_EMAILS": ("NotificationEmails", [
+        "", "a@x.io", "data-eng@example.com,oncall@example.com", "a@x.io,b@y.co.uk,c@z.io", "data-eng", "a@x",
+        "a@x.io,b@x.io,c@x.io,d@x.io", "a@x.io, b@x.io", "a@x.io,", "a@@x.io",
+    ]),
+    "SCHEDULE": ("ScheduleExpression", []),
+    "SCHEDULE_TIMEZONE": ("ScheduleTimezone", []),
+    "OUTPUT_PREFIX": ("OutputPrefix", ["usp/daily(1)", "a b", "usp\\daily"]),
+    "TASK_CPU": ("TaskCpu", ["256", "1024", "16384", "", "3000", "1 vCPU", "0256", "32768"]),
+    "TASK_MEMORY": ("TaskMemory", [
+        "512", "2048", "122880", "", "511", "122881", "100", "999999", "0", "-2048", "2GB", "2 048",
+        "99999999999999999999",
+    ]),
+    "ASSIGN_PUBLIC_IP": ("AssignPublicIp", ["ENABLED", "DISABLED", "", "yes", "enabled"]),
+}  # fmt: skip
+# Checked, but against no template constraint: the stack's name and region are no parameters, and Subnets and
+# SecurityGroups are typed ids (List<AWS::EC2::Subnet::Id>...) that CloudFormation looks up in the account.
+UNCONSTRAINED = {"STACK_NAME", "AWS_REGION", "SUBNETS", "SECURITY_GROUPS"}
+
+
+def template_accepts(parameter: dict[str, Any], value: str) -> bool:
+    """What CloudFormation would take for the parameter (a Number as a whole number: MiB, not fractions)."""
+    if "AllowedValues" in parameter:
+        return value in [str(allowed) for allowed in parameter["AllowedValues"]]
+    if parameter["Type"] == "Number":
+        whole = re.fullmatch(r"-?[0-9]+", value) is not None
+        return whole and parameter["MinValue"] <= int(value) <= parameter["MaxValue"]
+    return re.fullmatch(parameter["AllowedPattern"], value) is not None
+
+
+def deploy_must_accept(name: str, value: str) -> bool:
+    """What the template takes; and an empty value where the parameter has a Default, which means: keep the
+    stack's value (or take the default on creation)."""
+    parameter = PARAMETERS[name]
+    return template_accepts(parameter, value) or (value == "" and "Default" in parameter)
+
+
+def checked_variables() -> set[str]:
+    """The variables scripts/pipeline.sh checks (itself or with stack.sh's check functions)."""
+    code = "\n".join(
+        line
+        for script in ("pipeline.sh", "stack.sh")
+        for line in (REPO / "scripts" / script).read_text().splitlines()
+        if not line.lstrip().startswith("#")
+    )
+    checked = re.findall(r"\b(?:check|check_number|pass_if_set) ([A-Z_]+)\b", code)
+    return set(checked) | set(re.findall(r'\bdie "([A-Z_]+)[= ]', code))
+
+
+def test_make_deploy_refuses_exactly_the_values_the_template_refuses(tmp_path: Path) -> None:
+    """A value the template's AllowedPattern, AllowedValues or MinValue/MaxValue refuses stops make deploy
+    before any AWS call, naming the variable; every other one reaches the parameter overrides."""
     from test_runs import PATTERNS
 
-    cases = [
-        (variable, value, accepted)
-        for name, variable in (("ScheduleExpression", "SCHEDULE"), ("ScheduleTimezone", "SCHEDULE_TIMEZONE"))
-        for accepted, values in zip((True, False), PATTERNS[name], strict=True)
-        for value in values
-        if value or variable == "SCHEDULE"  # an empty SCHEDULE_TIMEZONE means: keep the stack's
-    ]
-    for n, (variable, value, accepted) in enumerate(cases):
-        done, calls = make(tmp_path / str(n), "deploy", **GOOD, **{variable: value})
-        assert (done.returncode == 0) == accepted, f"{variable}={value!r}: {done.stderr}"
-        assert bool(calls) == accepted
+    assert checked_variables() == set(TRIED) | UNCONSTRAINED, "pipeline.sh checks other variables than these"
+    accepted = {}
+    for variable, (name, values) in TRIED.items():
+        values = values + [v for listed in PATTERNS.get(name, ()) for v in listed]
+        accepted[variable] = [v for v in values if deploy_must_accept(name, v)]
+        refused = [v for v in values if not deploy_must_accept(name, v)]
+        assert refused and accepted[variable], f"try {variable} values {name} accepts and values it refuses"
+        for n, value in enumerate(refused):
+            done, calls = make(
+                tmp_path / f"{variable}-{n}", "deploy", **{**GOOD, "STACK_NAME": "usp-ci", variable: value}
+            )
+            assert (done.returncode, calls) == (2, []), f"{variable}={value!r}: the template refuses it"
+            assert done.stderr.startswith(f"pipeline: {variable}"), done.stderr
+    # The accepted values go through whole deploys, every variable's n-th value in the n-th one: fewer runs.
+    for n in range(max(len(values) for values in accepted.values())):
+        given = {variable: values[n] for variable, values in accepted.items() if n < len(values)}
+        done, calls = make(tmp_path / f"accepted-{n}", "deploy", **{**GOOD, "STACK_NAME": "usp-ci", **given})
+        assert done.returncode == 0, f"{given}: {done.stderr}"
+        passed = {f"{TRIED[variable][0]}={value}" for variable, value in given.items() if value}
+        assert passed - set(deploy_call(calls)) == set(), "given, but not passed to CloudFormation"
