@@ -45,12 +45,15 @@ def script(buildspec: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(buildspec_path: Path, source: Path, env: dict[str, str], timeout: int = 900) -> Build:
-    """Run the buildspec in `source` (the source artifact) with `env` on top of CodeBuild's own."""
-    buildspec = yaml.safe_load(buildspec_path.read_text())
+def run(buildspec_source: Path | str, source: Path, env: dict[str, str], timeout: int = 900) -> Build:
+    """Run the buildspec (a file of the repository, or a template's inline text) in `source` (the source
+    artifact) with `env` on top of CodeBuild's own."""
+    text = buildspec_source.read_text() if isinstance(buildspec_source, Path) else buildspec_source
+    buildspec = yaml.safe_load(text)
+    stem = buildspec_source.stem if isinstance(buildspec_source, Path) else "inline-buildspec"
     assert buildspec["version"] == 0.2
     shell = buildspec.get("env", {}).get("shell", "bash")
-    report_file = source.parent / f"{buildspec_path.stem}.report"
+    report_file = source.parent / f"{stem}.report"
     report_file.unlink(missing_ok=True)
     full_env = {
         "PATH": f"{HARNESS_BIN}:{Path(sys.executable).parent}:{os.environ['PATH']}",

@@ -1,7 +1,9 @@
-"""The buildspecs, run for real: their phases executed as CodeBuild would (tests/pipeline/codebuild.py)
-with the variables the template and the pipeline set, Docker, a local registry standing in for ECR and
-moto standing in for S3 and SSM. A build, a validation that passes and promotes the exact digest, and
-validations that fail and promote nothing."""
+"""The build and the validation, run for real: their buildspecs' phases executed as CodeBuild would
+(tests/pipeline/codebuild.py) with the variables the template and the pipeline set; Docker builds, a local
+registry stands in for ECR, and moto, behind the IAM proxy (iam.py), for ECS, SSM, S3 and SNS. The
+validation's candidate runs in a Fargate stand-in (the harness's `aws ecs run-task`: the image run with the
+task definition's settings and its role's credentials as ECS serves them). Every request the validation,
+its run and its notebook make is authorized for the template's role of the key that signed it."""
 
 from __future__ import annotations
 
@@ -9,22 +11,26 @@ import json
 import subprocess
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import boto3
+import cfn
+import iam
 import nbformat
 import pytest
-from cfn import BUILDSPECS, load
 from codebuild import Build, run
 from support import REPO, SAMPLE_LAKE, copy_repository, local_registry
 
 pytestmark = pytest.mark.docker
 
-RESOURCES = load()["Resources"]
+RESOURCES = cfn.load()["Resources"]
 REPOSITORY = "notebook-runner-ci"
 REGION = "eu-west-1"
+VALIDATION_ROLES = ("ValidateRole", "ValidationTaskRole", "ValidationNotebookRole")
 
 
 @pytest.fixture(scope="module")
@@ -48,35 +54,39 @@ def tag_digest(registry: str, tag: str) -> str | None:
 
 
 @dataclass
-class Aws:
-    endpoint: str
-    lake: str
-    output: str
-    parameter: str
-    topic: str = ""
-    queue: str = ""  # subscribed to the topic: what the engineers' mailbox would get
-    task_definition: str = ""  # the stack's revision of the run task definition
+class Stack:
+    """The stack as the validation sees it: moto behind the IAM proxy, its names and the roles' keys."""
+
+    moto: str
+    proxy: str
+    iam: iam.Iam
+    values: dict[str, Any]
+    validate_key: str
+    task_credentials: dict[str, list[str]]
+    queue: str = ""
+    subnets: list[str] = field(default_factory=list)
+    security_group: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.values["AWS::StackName"]
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION, endpoint_url=self.moto,
+                            aws_access_key_id="setup", aws_secret_access_key="setup")  # fmt: skip
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        listed = self.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        return sorted(o["Key"] for o in listed if not o["Key"].endswith("/"))
 
     def run_revisions(self) -> list[dict]:
         """The run family's revisions, oldest first."""
         ecs = self.client("ecs")
-        family = ecs.describe_task_definition(taskDefinition=self.task_definition)["taskDefinition"]["family"]
-        arns = ecs.list_task_definitions(familyPrefix=family, sort="ASC")["taskDefinitionArns"]
+        arns = ecs.list_task_definitions(familyPrefix=f"{self.name}-run", sort="ASC")["taskDefinitionArns"]
         return [ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"] for arn in arns]
 
-    def env(self) -> dict[str, str]:
-        return {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_ENDPOINT_URL": self.endpoint,
-        }
-
-    def client(self, service: str):
-        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint, **_CREDENTIALS)
-
-    def keys(self, bucket: str) -> list[str]:
-        listed = self.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])
-        return sorted(o["Key"] for o in listed if not o["Key"].endswith("/"))
+    def validated_image(self) -> str:
+        return self.client("ssm").get_parameter(Name=f"/{self.name}/validated-image")["Parameter"]["Value"]
 
     def announcements(self) -> list[dict]:
         sqs, found = self.client("sqs"), []
@@ -89,53 +99,85 @@ class Aws:
                 break
         return found
 
-    def validated_image(self) -> str:
-        return self.client("ssm").get_parameter(Name=self.parameter)["Parameter"]["Value"]
+
+def stack_values(suffix: str) -> dict[str, Any]:
+    """What CloudFormation would resolve this stack's references to."""
+    name, account = f"pipeline-{suffix}", iam.ACCOUNT
+    roles = {r: f"arn:aws:iam::{account}:role/{name}-{r}" for r in (*VALIDATION_ROLES, "TaskRole", "TaskExecutionRole")}
+    return {
+        "AWS::StackName": name, "AWS::Region": REGION, "AWS::AccountId": account, "AWS::Partition": "aws",
+        "DataLakeBucket": f"lake-{suffix}", "DataLakePrefix": "snapshots", "OutputBucket": f"output-{suffix}",
+        "StagingBucket": f"staging-{suffix}", "StagingBucket.Arn": f"arn:aws:s3:::staging-{suffix}",
+        "ValidationPrefix": "validation", "ValidationDate": "2019-08-01",
+        "AlertTopic": f"arn:aws:sns:{REGION}:{account}:alerts-{suffix}", "AlertKey.Arn": "arn:aws:kms:k",
+        "ValidationCluster": f"{name}-validation",
+        "ValidationCluster.Arn": f"arn:aws:ecs:{REGION}:{account}:cluster/{name}-validation",
+        "ImageRepository.Arn": f"arn:aws:ecr:{REGION}:{account}:repository/{REPOSITORY}",
+        "ImageDigestParameter": f"/{name}/validated-image",
+        "ValidateLogGroup.Arn": "arn:aws:logs:l", "ArtifactBucket.Arn": "arn:aws:s3:::artifacts",
+        **{f"{r}.Arn": arn for r, arn in roles.items()},
+    }  # fmt: skip
 
 
-_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-@pytest.fixture(scope="module")
-def aws(moto_endpoint: str) -> Aws:
-    """The data lake and output buckets and the SSM parameter, as the stack and the team would have them."""
-    suffix = uuid4().hex[:8]
-    stack = Aws(moto_endpoint, f"lake-{suffix}", f"output-{suffix}", f"/pipeline-{suffix}/validated-image")
-    s3 = stack.client("s3")
-    for bucket in (stack.lake, stack.output):
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    for path in SAMPLE_LAKE.rglob("*.json"):
-        s3.upload_file(str(path), stack.lake, f"snapshots/{path.relative_to(SAMPLE_LAKE)}")
-    stack.client("ssm").put_parameter(Name=stack.parameter, Value="none", Type="String")
-    stack.topic = stack.client("sns").create_topic(Name=f"alerts-{suffix}")["TopicArn"]
-    stack.queue = stack.client("sqs").create_queue(QueueName=f"mailbox-{suffix}")["QueueUrl"]
-    queue_arn = stack.client("sqs").get_queue_attributes(QueueUrl=stack.queue, AttributeNames=["QueueArn"])
-    stack.client("sns").subscribe(
-        TopicArn=stack.topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"]
-    )
-    stack.task_definition = register_stack_task_definition(stack, f"pipeline-{suffix}-run")
-    return stack
-
-
-def register_stack_task_definition(stack: Aws, family: str) -> str:
-    """What CloudFormation registers from the template's TaskDefinition (its references filled in)."""
-    template = RESOURCES["TaskDefinition"]["Properties"]
-    (container,) = template["ContainerDefinitions"]
-    environment = [{"name": e["Name"], "value": f"value-of-{e['Name']}"} for e in container["Environment"]]
+def register(stack: Stack, resource: str, family: str, image: str) -> str:
+    """What CloudFormation registers from one of the template's task definitions."""
+    properties = RESOURCES[resource]["Properties"]
+    (container,) = properties["ContainerDefinitions"]
+    environment = [{"name": e["Name"], "value": str(cfn.resolve(e["Value"], stack.values))}
+                   for e in container["Environment"]]  # fmt: skip
     registered = stack.client("ecs").register_task_definition(
-        family=family, requiresCompatibilities=template["RequiresCompatibilities"],
-        networkMode=template["NetworkMode"], cpu="1024", memory="2048",
-        taskRoleArn="arn:aws:iam::123456789012:role/run",
-        executionRoleArn="arn:aws:iam::123456789012:role/pull",
-        volumes=[{"name": v["Name"]} for v in template["Volumes"]],
+        family=family, requiresCompatibilities=properties["RequiresCompatibilities"],
+        networkMode=properties["NetworkMode"], cpu="1024", memory="2048",
+        taskRoleArn=str(cfn.resolve(properties["TaskRoleArn"], stack.values)),
+        executionRoleArn=stack.values["TaskExecutionRole.Arn"],
+        volumes=[{"name": v["Name"]} for v in properties["Volumes"]],
         containerDefinitions=[{
-            "name": container["Name"], "image": f"{REPOSITORY}:validated", "essential": True,
+            # moto's RunTask sums container memory and fails without it; the task's memory as its one
+            # container's limit is what Fargate applies anyway
+            "name": container["Name"], "image": image, "essential": True, "memory": 2048,
             "readonlyRootFilesystem": container["ReadonlyRootFilesystem"], "environment": environment,
             "mountPoints": [{"sourceVolume": m["SourceVolume"], "containerPath": m["ContainerPath"]}
                             for m in container["MountPoints"]],
         }],
     )  # fmt: skip
     return registered["taskDefinition"]["taskDefinitionArn"]
+
+
+@pytest.fixture(scope="module")
+def stack(registry: str, moto_endpoint: str) -> Iterator[Stack]:
+    """The stack's buckets, topic, parameter, clusters and task definitions in moto, behind the IAM proxy."""
+    suffix = uuid4().hex[:8]
+    values = stack_values(suffix)
+    roles = {r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r).values()] for r in VALIDATION_ROLES}
+    enforcer = iam.Iam(roles, {values[f"{r}.Arn"]: r for r in VALIDATION_ROLES})
+    validate_key = enforcer.give(f"AKIAVALIDATE{suffix}", "ValidateRole")
+    task_key = enforcer.give(f"AKIAVALIDATIONTASK{suffix}", "ValidationTaskRole")
+    with ExitStack() as stack_of:
+        proxy = stack_of.enter_context(iam.enforcing(enforcer, moto_endpoint))
+        uri, token = stack_of.enter_context(iam.container_credentials(task_key))
+        stack = Stack(moto_endpoint, proxy, enforcer, values, validate_key,
+                      {values["ValidationTaskRole.Arn"]: [uri, token]})  # fmt: skip
+        s3 = stack.client("s3")
+        for bucket in (values["DataLakeBucket"], values["OutputBucket"], values["StagingBucket"]):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        for path in SAMPLE_LAKE.rglob("*.json"):
+            s3.upload_file(str(path), values["DataLakeBucket"], f"snapshots/{path.relative_to(SAMPLE_LAKE)}")
+        stack.client("ssm").put_parameter(Name=values["ImageDigestParameter"], Value="none", Type="String")
+        assert stack.client("sns").create_topic(Name=f"alerts-{suffix}")["TopicArn"] == values["AlertTopic"]
+        stack.queue = stack.client("sqs").create_queue(QueueName=f"mailbox-{suffix}")["QueueUrl"]
+        queue_arn = stack.client("sqs").get_queue_attributes(QueueUrl=stack.queue, AttributeNames=["QueueArn"])
+        stack.client("sns").subscribe(
+            TopicArn=values["AlertTopic"], Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"]
+        )
+        stack.client("ecs").create_cluster(clusterName=values["ValidationCluster"])
+        ec2 = stack.client("ec2")
+        default = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+        stack.subnets = [s["SubnetId"] for s in default[:2]]
+        stack.security_group = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+        nothing = f"{registry}/{REPOSITORY}@sha256:{'0' * 64}"
+        register(stack, "TaskDefinition", f"{stack.name}-run", nothing)
+        register(stack, "ValidationTaskDefinition", f"{stack.name}-validate", nothing)
+        yield stack
 
 
 def project_env(project: str, values: dict[str, str]) -> dict[str, str]:
@@ -145,29 +187,38 @@ def project_env(project: str, values: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def build(source: Path, registry: str, base_image: str, commit: str, **overrides: str) -> Build:
+def build(source: Path, registry: str, base_image: str, commit: str) -> Build:
     env = project_env(
         "BuildProject",
         {"IMAGE_REPO_URI": f"{registry}/{REPOSITORY}", "NOTEBOOK": "usp.ipynb", "BASE_IMAGE": base_image},
     )
-    return run(BUILDSPECS["BuildProject"], source, {**env, "COMMIT_ID": commit, **overrides})
+    return run(cfn.BUILDSPEC_FILES["BuildProject"], source, {**env, "COMMIT_ID": commit})
 
 
-def validate(source: Path, registry: str, aws: Aws, commit: str, digest: str) -> Build:
+def validate(source: Path, registry: str, stack: Stack, commit: str, digest: str) -> Build:
+    """The template's inline buildspec, with the validate role's key, against moto behind the IAM proxy."""
+    values = stack.values
     env = project_env(
         "ValidateProject",
         {
             "IMAGE_REPO_URI": f"{registry}/{REPOSITORY}",
-            "DATA_URI": f"s3://{aws.lake}/snapshots",
-            "VALIDATION_URI": f"s3://{aws.output}/validation",
-            "VALIDATION_DATE": "2019-08-01",
-            "IMAGE_PARAMETER": aws.parameter,
-            "SNS_TOPIC_ARN": aws.topic,
-            "TASK_DEFINITION": aws.task_definition,
+            "VALIDATION_CLUSTER": values["ValidationCluster"],
+            "VALIDATION_TASK_DEFINITION": f"{stack.name}-validate",
+            "VALIDATION_URI": f"s3://{values['OutputBucket']}/validation",
+            "VALIDATION_DATE": values["ValidationDate"],
+            "RUN_TASK_DEFINITION": f"{stack.name}-run",
+            "IMAGE_PARAMETER": values["ImageDigestParameter"],
+            "SUBNETS": ",".join(stack.subnets),
+            "SECURITY_GROUPS": stack.security_group,
+            "ASSIGN_PUBLIC_IP": "DISABLED",
         },
     )
-    extra = {"COMMIT_ID": commit, "IMAGE_DIGEST": digest, "HARNESS_REGISTRY": registry, **aws.env()}
-    return run(BUILDSPECS["ValidateProject"], source, {**env, **extra})
+    extra = {
+        "COMMIT_ID": commit, "IMAGE_DIGEST": digest, "HARNESS_REGISTRY": registry, "POLL_SECONDS": "1",
+        "AWS_ACCESS_KEY_ID": stack.validate_key, "AWS_SECRET_ACCESS_KEY": "validate-secret",
+        "AWS_ENDPOINT_URL": stack.proxy, "HARNESS_TASK_CREDENTIALS": json.dumps(stack.task_credentials),
+    }  # fmt: skip
+    return run(cfn.buildspec_text("ValidateProject"), source, {**env, **extra})
 
 
 def commit_id() -> str:
@@ -183,13 +234,13 @@ class Promoted:
 
 
 @pytest.fixture(scope="module")
-def promoted(tmp_path_factory: pytest.TempPathFactory, registry: str, aws: Aws, base_image: str) -> Promoted:
-    """The repository as it is: built, pushed, validated and promoted."""
+def promoted(tmp_path_factory: pytest.TempPathFactory, registry: str, stack: Stack, base_image: str) -> Promoted:
+    """The repository as it is: built, pushed, validated on the Fargate stand-in and promoted."""
     source = copy_repository(tmp_path_factory.mktemp("good") / "src")
     commit = commit_id()
     built = build(source, registry, base_image, commit)
     assert built.succeeded, built.log[-4000:]
-    validation = validate(source, registry, aws, commit, built.exported["IMAGE_DIGEST"])
+    validation = validate(source, registry, stack, commit, built.exported["IMAGE_DIGEST"])
     return Promoted(commit, built.exported["IMAGE_DIGEST"], built, validation)
 
 
@@ -203,36 +254,48 @@ def test_build_pushes_the_commit_tagged_image_and_exports_its_digest(
     assert "no validated image yet, this build starts from the local layer cache only" in promoted.build.log
 
 
-def test_validation_runs_the_digest_and_promotes_exactly_it(
-    promoted: Promoted, registry: str, aws: Aws
+def test_validation_runs_the_digest_on_fargate_and_promotes_exactly_it(
+    promoted: Promoted, registry: str, stack: Stack
 ) -> None:
     digest = promoted.digest.split("@")[1]
+    output = stack.values["OutputBucket"]
 
-    assert promoted.validation.succeeded, promoted.validation.log[-4000:]
+    assert promoted.validation.succeeded, promoted.validation.log[-6000:]
     assert tag_digest(registry, "validated") == digest
     assert tag_digest(registry, "latest") == digest
-    assert aws.validated_image() == promoted.digest
-    keys = aws.keys(aws.output)
+    assert stack.validated_image() == promoted.digest
+    keys = stack.keys(output)
     assert f"validation/{promoted.commit}/date=2019-08-01/part-0.parquet" in keys
     assert all(k.startswith(f"validation/{promoted.commit}/") for k in keys)  # never the consumers' prefix
     assert "succeeded: published 3000 rows" in promoted.validation.log
-    assert aws.announcements() == []  # successes are quiet
+    assert stack.announcements() == []  # successes are quiet
 
 
-def test_validation_pins_the_daily_runs_to_the_validated_digest(promoted: Promoted, aws: Aws) -> None:
-    """The stack's task definition, copied with the digest, is now the family's latest revision."""
-    stack, *_, latest = aws.run_revisions()
+def test_validation_pins_the_daily_runs_to_the_validated_digest(promoted: Promoted, stack: Stack) -> None:
+    """The stack's run task definition, copied with the digest, is now the family's latest revision."""
+    first, *_, latest = stack.run_revisions()
 
-    assert promoted.validation.succeeded, promoted.validation.log[-4000:]
+    assert promoted.validation.succeeded, promoted.validation.log[-6000:]
     assert latest["containerDefinitions"][0]["image"] == promoted.digest
-    assert (
-        f"the daily runs now start {latest['taskDefinitionArn']} ({promoted.digest})"
-        in promoted.validation.log
-    )
-    for field in ("family", "cpu", "memory", "taskRoleArn", "executionRoleArn", "networkMode", "volumes"):
-        assert latest[field] == stack[field], field
-    unchanged = {k: v for k, v in stack["containerDefinitions"][0].items() if k != "image"}
+    assert f"the daily runs now start {latest['taskDefinitionArn']}" in promoted.validation.log
+    for field_name in ("family", "cpu", "memory", "taskRoleArn", "executionRoleArn", "networkMode", "volumes"):
+        assert latest[field_name] == first[field_name], field_name
+    unchanged = {k: v for k, v in first["containerDefinitions"][0].items() if k != "image"}
     assert {k: latest["containerDefinitions"][0][k] for k in unchanged} == unchanged
+
+
+def test_every_request_of_the_validation_is_one_its_roles_allow(promoted: Promoted, stack: Stack) -> None:
+    """The project's own calls, the candidate runner's and its notebook's, each signed by its role's key."""
+    decisions = [d for d in stack.iam.decisions if d.role in VALIDATION_ROLES or d.key is None]
+    by_role = {role: [d for d in decisions if d.role == role] for role in VALIDATION_ROLES}
+
+    assert promoted.validation.succeeded
+    assert [d for d in decisions if d.key is None] == []
+    assert all(by_role.values()), {r: len(d) for r, d in by_role.items()}
+    assert [(d.role, d.method, d.path, d.actions) for d in decisions if not d.allowed] == []
+    notebook_reads = {c.resource for d in by_role["ValidationNotebookRole"] for c in d.checks if c.action == "s3:GetObject"}
+    lake = f"arn:aws:s3:::{stack.values['DataLakeBucket']}/snapshots/"
+    assert {r for r in notebook_reads if r.startswith(lake)} and all("/date=2019-08-01/" in r for r in notebook_reads)
 
 
 def broken_source(root: Path, how: str) -> Path:
@@ -241,37 +304,68 @@ def broken_source(root: Path, how: str) -> Path:
     nb = nbformat.read(notebook, as_version=4)
     if how == "notebook raises":
         nb.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('broken on purpose')"))
-    else:  # the output fails its check: every row twice
+    elif how == "check fails":  # every row twice
         nb.cells.insert(
             -1, nbformat.v4.new_code_cell("usp_destinations = pa.concat_tables([usp_destinations] * 2)")
         )
+    else:  # an adversary: it reaches for promotion's powers, then fails
+        nb.cells.append(nbformat.v4.new_code_cell(ADVERSARY.replace("STACK", f"{how}")))
     nbformat.write(nb, notebook)
     return source
 
 
-@pytest.mark.parametrize("how, exit_code", [("notebook raises", 10), ("check fails", 20)])
+# With whatever credentials it finds, the candidate's notebook tries to promote itself.
+ADVERSARY = """
+import boto3
+attempts = {}
+for name, call in {
+    "register": lambda: boto3.client("ecs").register_task_definition(
+        family="STACK-run", containerDefinitions=[{"name": "runner", "image": "evil"}]),
+    "parameter": lambda: boto3.client("ssm").put_parameter(Name="/STACK/validated-image", Value="evil", Type="String", Overwrite=True),
+    "tag": lambda: boto3.client("ecr").put_image(repositoryName="notebook-runner-ci", imageManifest="{}", imageTag="validated"),
+    "run": lambda: boto3.client("ecs").run_task(cluster="STACK-validation", taskDefinition="STACK-validate"),
+}.items():
+    try:
+        call()
+        attempts[name] = "ALLOWED"
+    except Exception as exc:
+        attempts[name] = type(exc).__name__
+print("ATTEMPTS", attempts)
+assert all(v != "ALLOWED" for v in attempts.values()), attempts
+raise RuntimeError("the adversary gave up")
+"""
+
+
+@pytest.mark.parametrize("how, exit_code", [("notebook raises", 10), ("check fails", 20), ("adversary", 10)])
 def test_failed_validation_promotes_nothing(
-    promoted: Promoted, tmp_path: Path, registry: str, aws: Aws, base_image: str, how: str, exit_code: int
+    promoted: Promoted, tmp_path: Path, registry: str, stack: Stack, base_image: str, how: str, exit_code: int
 ) -> None:
-    source = broken_source(tmp_path, how)
+    source = broken_source(tmp_path, stack.name if how == "adversary" else how)
     commit = commit_id()
     built = build(source, registry, base_image, commit)
     assert built.succeeded, built.log[-4000:]
+    revisions = len(stack.run_revisions())
 
-    validation = validate(source, registry, aws, commit, built.exported["IMAGE_DIGEST"])
+    validation = validate(source, registry, stack, commit, built.exported["IMAGE_DIGEST"])
 
     assert not validation.succeeded
     assert validation.failed_phase == "build"
     assert f"[harness] phase build FAILED (exit {exit_code})" in validation.log
+    assert f"ended with exit code {exit_code}" in validation.log and "is not promoted" in validation.log
     assert "nothing was published" in validation.log
     good = promoted.digest.split("@")[1]
     assert (tag_digest(registry, "validated"), tag_digest(registry, "latest")) == (good, good)
-    assert aws.validated_image() == promoted.digest
-    assert aws.run_revisions()[-1]["containerDefinitions"][0]["image"] == promoted.digest  # runs keep it
-    assert not [k for k in aws.keys(aws.output) if k.startswith(f"validation/{commit}/date=")]
-    (announcement,) = aws.announcements()
+    assert stack.validated_image() == promoted.digest
+    assert len(stack.run_revisions()) == revisions  # nobody registered a run revision
+    assert stack.run_revisions()[-1]["containerDefinitions"][0]["image"] == promoted.digest  # runs keep it
+    assert not [k for k in stack.keys(stack.values["OutputBucket"]) if k.startswith(f"validation/{commit}/date=")]
+    (announcement,) = stack.announcements()
     assert announcement["Subject"] == f"[notebook-runner] FAILED: usp for 2019-08-01 (exit {exit_code})"
     assert f"validate-7-{commit[:12]}" in announcement["Message"]
+    if how == "adversary":
+        assert "ATTEMPTS {'register': 'AccessDeniedException'" in validation.log
+        denied = {a for d in stack.iam.by_role("ValidationNotebookRole") if not d.allowed for a in d.actions}
+        assert {"ecs:RegisterTaskDefinition", "ssm:PutParameter", "ecr:PutImage", "ecs:RunTask"} <= denied
 
 
 def test_rebuild_reuses_the_validated_image_layers(
@@ -286,17 +380,17 @@ def test_rebuild_reuses_the_validated_image_layers(
     built = build(source, registry, base_image, commit_id())
 
     assert built.succeeded, built.log[-4000:]
-    assert f"--cache-from {registry}/{REPOSITORY}:latest" not in built.log  # (commands are not echoed)
     assert "no validated image yet" not in built.log  # the promoted image was pulled as the cache
     assert built.log.count("Using cache") >= 6  # the dependency layers came from it
 
 
-@pytest.mark.parametrize("project", ["BuildProject", "ValidateProject"])
+@pytest.mark.parametrize("project", cfn.PROJECTS)
 def test_a_missing_variable_fails_the_first_phase_by_name(project: str, tmp_path: Path) -> None:
     source = tmp_path / "src"
     source.mkdir()
+    buildspec = cfn.BUILDSPEC_FILES.get(project) or cfn.buildspec_text(project)
 
-    result = run(BUILDSPECS[project], source, {"IMAGE_REPO_URI": "127.0.0.1:1/x"})
+    result = run(buildspec, source, {"IMAGE_REPO_URI": "127.0.0.1:1/x"})
 
     assert result.failed_phase == "pre_build"
     assert "is not set: deploy the pipeline with 'make deploy'" in result.log
