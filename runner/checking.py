@@ -68,6 +68,7 @@ def run_check(config: Config, env: dict[str, str], report: Path) -> None:
         said = verdict(report.read_text(errors="replace"))
         raise RunFailed(
             exits.CHECK,
-            f"{name} rejected the output (exit {code}): {said}; the rejected data is kept in {config.staging}",
+            f"{name} rejected the output (exit {code}): {said}; the rejected data is kept in "
+            f"{config.staging}",
             "check",
         )

@@ -37,10 +37,12 @@ class Setting:
 
 SETTINGS = (
     Setting("DATA_URI", "", "where the notebook reads: s3://bucket/prefix or a folder (required)"),
-    Setting("OUTPUT_URI", "", "where the checked output is published: s3://bucket/prefix or a folder (required)"),
+    Setting("OUTPUT_URI", "", "where the checked output is published: s3://bucket/prefix or a folder "
+            "(required)"),
     Setting("RUN_DATE", "", "YYYY-MM-DD partition to produce (default: yesterday, UTC, or the day before "
             "SCHEDULED_TIME's date in SCHEDULE_TIMEZONE when a schedule starts the run)"),
-    Setting("SCHEDULED_TIME", "", "the schedule's time, YYYY-MM-DDTHH:MM:SSZ (EventBridge Scheduler sets it)"),
+    Setting("SCHEDULED_TIME", "", "the schedule's time, YYYY-MM-DDTHH:MM:SSZ (EventBridge Scheduler sets "
+            "it)"),
     Setting("SCHEDULE_TIMEZONE", "UTC", "the IANA time zone SCHEDULED_TIME's date is read in"),
     Setting("NOTEBOOK", "usp.ipynb", "notebook to run, relative to PROJECT_DIR or absolute"),
     Setting("NOTEBOOK_PARAMS", "", "extra notebook parameters, a JSON or YAML mapping of Python names"),
@@ -109,7 +111,7 @@ class Config:
 
     @property
     def staging_area(self) -> Location:
-        """STAGING_URI, or the run's own staging location when there is none: the runner's, not OUTPUT_URI's."""
+        """STAGING_URI, or the run's own staging location when there is none: never OUTPUT_URI's."""
         return self.staging_root or self.staging
 
     @property
@@ -155,7 +157,8 @@ def default_run_date(scheduled: str, zone_name: str) -> str:
         zone = zoneinfo.ZoneInfo(zone_name)
     except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
         raise fail(
-            f"SCHEDULE_TIMEZONE={zone_name} is not a time zone: use an IANA name such as Europe/Amsterdam or UTC"
+            f"SCHEDULE_TIMEZONE={zone_name} is not a time zone: use an IANA name such as Europe/Amsterdam "
+            "or UTC"
         ) from exc
     try:
         if not SCHEDULED_TIME_PATTERN.match(scheduled):
@@ -177,7 +180,7 @@ def location(name: str, value: str) -> Location:
         return Location(value.rstrip("/"))
     if "://" in value:
         raise fail(f"{name}={value} uses an unsupported scheme: use s3://bucket/prefix or a local folder")
-    return Location(os.path.abspath(value))
+    return Location(str(Path(value).absolute()))
 
 
 def load_params(text: str) -> dict[str, Any]:
@@ -231,7 +234,7 @@ def load(environ: Mapping[str, str]) -> Config:
         return environ.get(name) or setting.default
 
     run_id = check_run_id(get("RUN_ID")) if get("RUN_ID") else new_run_id()
-    project_dir = Path(os.path.abspath(get("PROJECT_DIR") or os.getcwd()))
+    project_dir = Path(get("PROJECT_DIR") or Path.cwd()).absolute()
     notebook = project_dir / get("NOTEBOOK")  # an absolute NOTEBOOK stays as it is
     check_script = project_dir / get("CHECK_SCRIPT")
     run_date = get("RUN_DATE") or default_run_date(get("SCHEDULED_TIME"), get("SCHEDULE_TIMEZONE"))
@@ -244,16 +247,19 @@ def load(environ: Mapping[str, str]) -> Config:
         raise fail(f"NOTIFY_ON_SUCCESS={get('NOTIFY_ON_SUCCESS')} must be true or false")
     if notebook.suffix == ".ipynb" and not readable(notebook):
         raise fail(
-            f"NOTEBOOK={notebook} cannot be read by the container user ({os.getuid()}): make it and its folders "
+            f"NOTEBOOK={notebook} cannot be read by the container user ({os.getuid()}): make it and its "
+            "folders "
             "readable (chmod a+rX), or bake it into the image"
         )
     if not (notebook.is_file() and notebook.suffix == ".ipynb"):
         raise fail(
-            f"NOTEBOOK={notebook} is not a notebook file: give a .ipynb path relative to {project_dir} or absolute"
+            f"NOTEBOOK={notebook} is not a notebook file: give a .ipynb path relative to {project_dir} or "
+            "absolute"
         )
     if not readable(check_script) and check_script.parent.exists():
         raise fail(
-            f"CHECK_SCRIPT={check_script} cannot be read by the container user ({os.getuid()}): make it readable "
+            f"CHECK_SCRIPT={check_script} cannot be read by the container user ({os.getuid()}): make it "
+            "readable "
             "(chmod a+rX), or bake it into the image"
         )
     if not check_script.is_file():
@@ -264,7 +270,8 @@ def load(environ: Mapping[str, str]) -> Config:
     topic = get("SNS_TOPIC_ARN")
     if topic and not TOPIC_ARN_PATTERN.match(topic):
         raise fail(
-            f"SNS_TOPIC_ARN={topic} is not an SNS topic ARN: use arn:aws:sns:REGION:ACCOUNT:NAME or leave it empty"
+            f"SNS_TOPIC_ARN={topic} is not an SNS topic ARN: use arn:aws:sns:REGION:ACCOUNT:NAME or leave "
+            "it empty"
         )
     role = get("NOTEBOOK_ROLE_ARN")
     if role and not ROLE_ARN_PATTERN.match(role):

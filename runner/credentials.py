@@ -23,6 +23,7 @@ import secrets
 import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from runner.config import SETTING_NAMES
@@ -176,7 +177,7 @@ class NotebookIdentity:
 
     def env(self) -> dict[str, str]:
         """The notebook's environment: this one without any credential, credential URI or runner setting."""
-        runner_home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        runner_home = str(Path(__file__).absolute().parent.parent)
         env = {}
         for name, value in self.environ.items():
             if name in SETTING_NAMES or name.startswith(("ECS_", "RUNNER_")):

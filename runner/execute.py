@@ -70,7 +70,8 @@ def preflight(config: Config, identity: NotebookIdentity) -> dict[str, Any]:
     check_notebook(config.notebook)
     if config.data.is_s3 and identity.mode == "none":
         raise config_error(
-            f"DATA_URI {config.data.uri} is on S3, but the notebook has no AWS credentials: the task's own are "
+            f"DATA_URI {config.data.uri} is on S3, but the notebook has no AWS credentials: the task's own "
+            "are "
             "never handed to it; set NOTEBOOK_ROLE_ARN to the role it reads with (the stack's NotebookRole)"
         )
     check_location("DATA_URI", config.data, identity.session(), must_hold_data=True)
@@ -168,7 +169,8 @@ def notebook_failure(name: str, executed: Path, timeout: int, exc: Exception) ->
         where = failing_cell(executed) or "a cell"
         return RunFailed(
             exits.TIMEOUT,
-            f"{where} of {name} ran longer than CELL_TIMEOUT={timeout} s: make it faster or raise CELL_TIMEOUT",
+            f"{where} of {name} ran longer than CELL_TIMEOUT={timeout} s: make it faster or raise "
+            "CELL_TIMEOUT",
             "notebook",
         )
     if isinstance(exc, DeadKernelError):

@@ -26,9 +26,12 @@ def mail(manifest: dict[str, Any]) -> tuple[str, str]:
         f"[notebook-runner] {status.upper()}: {manifest['notebook']} for {manifest['date']} "
         f"(exit {manifest['exit_code']})"
     )
+    browse = console_link(Location(manifest["report_uri"]), region()) if manifest["report_uri"] else "-"
     lines = [
-        f"Run {manifest['run_id']} of {manifest['notebook']} for {manifest['date']} {status}"
-        f" with exit code {manifest['exit_code']} ({manifest['meaning']}).",
+        (
+            f"Run {manifest['run_id']} of {manifest['notebook']} for {manifest['date']} {status}"
+            f" with exit code {manifest['exit_code']} ({manifest['meaning']})."
+        ),
         "",
         manifest["message"],
         "",
@@ -38,7 +41,7 @@ def mail(manifest: dict[str, Any]) -> tuple[str, str]:
         f"Duration: {manifest['duration_seconds']} s",
         f"Output:   {manifest['output_uri'] if status == 'succeeded' else 'nothing published'}",
         f"Report:   {manifest['report']}",
-        f"Browse:   {console_link(Location(manifest['report_uri']), region()) if manifest['report_uri'] else '-'}",
+        f"Browse:   {browse}",
     ]
     if manifest.get("not_published"):
         lines.insert(

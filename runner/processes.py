@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 log = logging.getLogger("runner")
 
@@ -40,12 +41,12 @@ def descendants(root: int | None = None) -> list[int]:
     """Every live process below root (this process by default), from /proc."""
     root = os.getpid() if root is None else root
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
+    for proc in Path("/proc").iterdir():
+        entry = proc.name
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
         if fields[0] != "Z":  # a zombie is dead already: it only waits to be reaped

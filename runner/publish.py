@@ -19,6 +19,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from runner import exits
 from runner.errors import RunFailed
@@ -193,7 +194,8 @@ def publish_s3(inventory: Inventory, target: Location) -> None:
     except (BotoCoreError, ClientError, OSError) as exc:
         raise RunFailed(
             exits.PUBLISH,
-            f"could not publish to {target}/ ({aws_problem(exc)}): check the role's s3:PutObject/DeleteObject "
+            f"could not publish to {target}/ ({aws_problem(exc)}): check the role's "
+            "s3:PutObject/DeleteObject "
             "on the output prefix, then rerun the day",
             "publish",
         ) from exc
@@ -208,9 +210,9 @@ def copy_pinned(s3: Any, bucket: str, key: str, dest_bucket: str, dest: str, pin
     source = {"Bucket": bucket, "Key": key}
     try:
         if pinned.size <= COPY_OBJECT_LIMIT:
-            etag = s3.copy_object(CopySource=source, Bucket=dest_bucket, Key=dest, CopySourceIfMatch=pinned.digest)[
-                "CopyObjectResult"
-            ]["ETag"]
+            etag = s3.copy_object(
+                CopySource=source, Bucket=dest_bucket, Key=dest, CopySourceIfMatch=pinned.digest
+            )["CopyObjectResult"]["ETag"]
         else:  # a multipart copy, each part under the same condition
             s3.copy(source, dest_bucket, dest, ExtraArgs={"CopySourceIfMatch": pinned.digest})
             etag = pinned.digest
@@ -229,7 +231,9 @@ def remove_published_from_staging(inventory: Inventory, staging: Location) -> No
     try:
         if staging.is_s3:
             s3 = aws_client()
-            markers = [o["Key"] for o in list_objects(s3, staging.bucket, staging.prefix()) if o["Key"].endswith("/")]
+            markers = [
+                o["Key"] for o in list_objects(s3, staging.bucket, staging.prefix()) if o["Key"].endswith("/")
+            ]
             published = [inventory.staged.prefix() + f.name for f in inventory.files]
             delete_keys(s3, staging.bucket, published + ([] if inventory.left_out else markers))
         else:
@@ -263,7 +267,9 @@ def fingerprint(output: Location, *apart: Location) -> Fingerprint | None:
     skip = {loc.path for loc in apart if not loc.is_s3 and output.contains(loc)}
     for root, dirs, names in os.walk(output.path):
         here = Path(root)
-        dirs[:] = [d for d in dirs if here / d not in skip and not (here == output.path and d.startswith("."))]
+        dirs[:] = [
+            d for d in dirs if here / d not in skip and not (here == output.path and d.startswith("."))
+        ]
         folders.update((here / d).relative_to(output.path).as_posix() for d in dirs)
         for name in names:
             path = here / name

@@ -121,7 +121,11 @@ class Run:
         """The local folders the run writes must be creatable by the container's user."""
         config = self.config
         assert config is not None
-        for name, loc in (("OUTPUT_URI", config.output), ("REPORT_URI", config.run_reports), ("STAGING_URI", config.staging)):
+        for name, loc in (
+            ("OUTPUT_URI", config.output),
+            ("REPORT_URI", config.run_reports),
+            ("STAGING_URI", config.staging),
+        ):
             if loc.is_s3:
                 continue
             try:
@@ -129,7 +133,8 @@ class Run:
             except OSError as exc:
                 raise RunFailed(
                     exits.CONFIG,
-                    f"{name} folder {loc} cannot be created ({exc.strerror}): mount a folder the container user "
+                    f"{name} folder {loc} cannot be created ({exc.strerror}): mount a folder the container "
+                    "user "
                     f"({os.getuid()}) may write",
                     "config",
                 ) from exc
@@ -141,7 +146,9 @@ class Run:
         if before is None:
             return
         violation = publish.undo_writes(
-            self.config.output, before, publish.fingerprint(self.config.output, self.config.reports, self.config.staging_area) or before
+            self.config.output,
+            before,
+            publish.fingerprint(self.config.output, self.config.reports, self.config.staging_area) or before,
         )
         if violation is None:
             return
@@ -208,7 +215,10 @@ class Run:
             notify.notify(config.topic_arn, manifest)
         run_id, date = manifest["run_id"] or "?", manifest["date"] or "?"
         if outcome.exit is exits.OK:
-            line = f"notebook-runner: run {run_id} of {name} for {date} succeeded: {outcome.message}; report: {report}"
+            line = (
+                f"notebook-runner: run {run_id} of {name} for {date} succeeded: {outcome.message}; "
+                f"report: {report}"
+            )
         else:
             line = (
                 f"notebook-runner: run {run_id} of {name} for {date} {outcome.status.upper()} "
@@ -248,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             print(configuration.usage(), file=sys.stderr)
             raise RunFailed(
                 exits.CONFIG,
-                f"run_notebook.sh takes no arguments (got: {' '.join(argv)}): configure it with environment variables",
+                f"run_notebook.sh takes no arguments (got: {' '.join(argv)}): configure it with environment "
+                "variables",
                 "config",
             )
         outcome = run.go()
@@ -261,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("the runner itself failed")
         outcome = Outcome(
             "failed", exits.INTERNAL, "runner",
-            f"the runner itself failed ({type(exc).__name__}: {exc}): this is a bug, please report it with the log above",
+            f"the runner itself failed ({type(exc).__name__}: {exc}): this is a bug, please report it with "
+            "the log above",
         )  # fmt: skip
     try:
         return run.finish(outcome)

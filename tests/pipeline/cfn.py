@@ -11,7 +11,10 @@ from support import REPO
 
 TEMPLATE = REPO / "template" / "pipeline.yaml"
 BUILDSPEC_FILES = {"BuildProject": REPO / "buildspec.yml"}  # the build's is the repository's
-PROJECTS = ("BuildProject", "ValidateProject")  # the validation's is in the template: the repository cannot change it
+PROJECTS = (
+    "BuildProject",
+    "ValidateProject",
+)  # the validation's is in the template: the repository cannot change it
 
 
 def buildspec_text(project: str) -> str:

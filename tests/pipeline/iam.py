@@ -132,7 +132,8 @@ def _s3_checks(method: str, path: str, query: dict[str, list[str]], headers: Any
     bucket_arn = f"arn:aws:s3:::{bucket}"
     if not key:  # bucket-level: HeadBucket, ListObjects(V2), GetBucketLocation, DeleteObjects, CreateBucket
         if "delete" in query:
-            keys = [e.text or "" for e in ElementTree.fromstring(body).iter() if e.tag.endswith("Key")]
+            # the test's own clients' request bodies, parsed to name the keys
+            keys = [e.text or "" for e in ElementTree.fromstring(body).iter() if e.tag.endswith("Key")]  # noqa: S314
             return [Check("s3:DeleteObject", f"{bucket_arn}/{k}") for k in keys]
         if "location" in query:
             return [Check("s3:GetBucketLocation", bucket_arn)]
@@ -299,7 +300,8 @@ class Iam:
         return decision
 
     def learn(self, decision: Decision, body: bytes, form: dict[str, list[str]]) -> None:
-        """An allowed AssumeRole of a known role: the key STS returned is that role's, with its session tags."""
+        """An allowed AssumeRole of a known role: the key STS returned is that role's, with the session's
+        tags."""
         role = self.role_arns.get(form.get("RoleArn", [""])[0])
         found = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", body)
         if role and found:
@@ -330,7 +332,10 @@ def _denied(decision: Decision, headers: Any) -> tuple[int, dict[str, str], byte
             f"<Message>{message}</Message></Error><RequestId>iam-proxy</RequestId></ErrorResponse>"
         ).encode()
         return 403, {"Content-Type": "text/xml"}, body
-    body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>{message}</Message></Error>'
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Error><Code>AccessDenied</Code><Message>{message}</Message></Error>"
+    )
     return 403, {"Content-Type": "application/xml"}, body.encode()
 
 
@@ -385,9 +390,9 @@ def enforcing(iam: Iam, upstream: str) -> Iterator[str]:
             connection.close()
             return response.status, dict(response.getheaders()), reply
 
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815 -- http.server's names
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -408,17 +413,20 @@ def container_credentials(key: str) -> Iterator[tuple[str, str]]:
     token = f"task-token-{key}"
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             ok = self.headers.get("Authorization") == token
-            body = json.dumps({"AccessKeyId": key, "SecretAccessKey": "task-secret", "Token": "task-session",
-                               "Expiration": "2099-01-01T00:00:00Z"} if ok else {"message": "bad token"}).encode()  # fmt: skip
+            served = {
+                "AccessKeyId": key, "SecretAccessKey": "task-secret", "Token": "task-session",
+                "Expiration": "2099-01-01T00:00:00Z",
+            }  # fmt: skip
+            body = json.dumps(served if ok else {"message": "bad token"}).encode()
             self.send_response(200 if ok else 403)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -60,24 +60,30 @@ def attempt(name, call):
     except Exception as exc:
         attempts[name] = f"{type(exc).__name__}: {exc}"[:300]
 s3 = boto3.client("s3")
-definition = {"family": family, "taskRoleArn": task_role, "containerDefinitions": [{"name": "runner", "image": "evil"}]}
+containers = [{"name": "runner", "image": "evil"}]
+definition = {"family": family, "taskRoleArn": task_role, "containerDefinitions": containers}
 attempt("register_task_definition", lambda: boto3.client("ecs").register_task_definition(**definition))
-attempt("put_image", lambda: boto3.client("ecr").put_image(repositoryName="usp", imageManifest="{}", imageTag="validated"))
-attempt("put_parameter", lambda: boto3.client("ssm").put_parameter(Name=parameter, Value="evil", Type="String", Overwrite=True))
+attempt("put_image", lambda: boto3.client("ecr").put_image(
+    repositoryName="usp", imageManifest="{}", imageTag="validated"))
+attempt("put_parameter", lambda: boto3.client("ssm").put_parameter(
+    Name=parameter, Value="evil", Type="String", Overwrite=True))
 attempt("put_metric_data", lambda: boto3.client("cloudwatch").put_metric_data(
     Namespace="NotebookPipeline", MetricData=[{"MetricName": "SuccessfulRuns", "Value": 1}]))
 attempt("sns_publish", lambda: boto3.client("sns").publish(TopicArn=topic, Message="all is well"))
-attempt("write_published", lambda: s3.put_object(Bucket=bucket, Key=f"{prefix}/date={date}/evil.parquet", Body=b"x"))
-attempt("delete_published", lambda: s3.delete_object(Bucket=bucket, Key=f"{prefix}/date={date}/part-0.parquet"))
-attempt("write_a_report", lambda: s3.put_object(Bucket=bucket, Key=f"{prefix}/_runs/date={date}/other/manifest.json", Body=b"{}"))
-attempt("read_published", lambda: s3.get_object(Bucket=bucket, Key=f"{prefix}/date={date}/part-0.parquet"))
+published = f"{prefix}/date={date}/part-0.parquet"
+evil = f"{prefix}/date={date}/evil.parquet"
+attempt("write_published", lambda: s3.put_object(Bucket=bucket, Key=evil, Body=b"x"))
+attempt("delete_published", lambda: s3.delete_object(Bucket=bucket, Key=published))
+report = f"{prefix}/_runs/date={date}/other/manifest.json"
+attempt("write_a_report", lambda: s3.put_object(Bucket=bucket, Key=report, Body=b"{}"))
+attempt("read_published", lambda: s3.get_object(Bucket=bucket, Key=published))
 attempt("write_another_runs_staging", lambda: s3.put_object(
     Bucket=staging, Key=f"daily/date={date}/other-run/date={date}/part-0.parquet", Body=b"x"))
 print("ATTEMPTS " + json.dumps({"identity": identity, "attempts": attempts}))
 """
 FORBIDDEN = {
-    "register_task_definition", "put_image", "put_parameter", "put_metric_data", "sns_publish", "write_published",
-    "delete_published", "write_a_report", "read_published", "write_another_runs_staging",
+    "register_task_definition", "put_image", "put_parameter", "put_metric_data", "sns_publish",
+    "write_published", "delete_published", "write_a_report", "read_published", "write_another_runs_staging",
 }  # fmt: skip
 
 
@@ -133,7 +139,8 @@ def daily_run(stack: Stack, image: str, nb_dir: Path, **extra: str) -> Run:
     (container,) = RESOURCES["TaskDefinition"]["Properties"]["ContainerDefinitions"]
     env = {e["Name"]: str(cfn_resolve(e["Value"])) for e in container["Environment"]}
     env |= {
-        "AWS_ENDPOINT_URL": stack.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,  # as Fargate sets
+        "AWS_ENDPOINT_URL": stack.endpoint,
+        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,  # Fargate sets both
         "RUN_DATE": SAMPLE_DATE,
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": stack.credentials_uri,
         "AWS_CONTAINER_AUTHORIZATION_TOKEN": stack.credentials_token, **extra,
@@ -151,7 +158,8 @@ def runs(stack: Stack, runner_image: str, tmp_path_factory: pytest.TempPathFacto
     params = json.dumps({
         "family": f"{VALUES['AWS::StackName']}-run", "task_role": ARNS["TaskRole.Arn"],
         "parameter": f"/{VALUES['AWS::StackName']}/validated-image", "topic": VALUES["AlertTopic"],
-        "bucket": VALUES["OutputBucket"], "prefix": VALUES["OutputPrefix"], "staging": VALUES["StagingBucket"],
+        "bucket": VALUES["OutputBucket"], "prefix": VALUES["OutputPrefix"],
+        "staging": VALUES["StagingBucket"],
     })  # fmt: skip
     return {
         "first": daily_run(stack, runner_image, nb_dir),
@@ -223,8 +231,8 @@ def test_a_notebook_reaching_for_the_trusted_powers_is_refused_each_time(
     assert {k: v for k, v in seen["attempts"].items() if "AccessDenied" not in v} == {}
     detail = [(d.method, d.path) for d in stack.iam.by_role("NotebookRole") if not d.allowed]
     assert denied == {
-        "ecs:RegisterTaskDefinition", "iam:PassRole", "ecr:PutImage", "ssm:PutParameter", "cloudwatch:PutMetricData",
-        "sns:Publish", "s3:PutObject", "s3:DeleteObject", "s3:GetObject",
+        "ecs:RegisterTaskDefinition", "iam:PassRole", "ecr:PutImage", "ssm:PutParameter",
+        "cloudwatch:PutMetricData", "sns:Publish", "s3:PutObject", "s3:DeleteObject", "s3:GetObject",
     }, detail  # fmt: skip
     published = stack.keys(VALUES["OutputBucket"], f"{VALUES['OutputPrefix']}/date={SAMPLE_DATE}/")
     assert published == [f"{VALUES['OutputPrefix']}/date={SAMPLE_DATE}/part-0.parquet"]

@@ -19,9 +19,10 @@ import stepfunctions
 from botocore.validate import ParamValidator
 from cfn import load
 from eventbridge import pattern
+from support import REPO
+
 from runner.config import SETTING_NAMES
 from runner.exits import EXITS, KILLED
-from support import REPO
 
 TEMPLATE = load()
 RESOURCES = TEMPLATE["Resources"]
@@ -36,7 +37,8 @@ VALUES = {
     "DataLakePrefix": "snapshots", "OutputBucket": "hotel-out", "OutputPrefix": "daily",
     "Subnets": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"], "SecurityGroups": ["sg-0a1b2c3d"],
     "AlertTopic": "arn:aws:sns:us-east-1:123456789012:alerts", "ScheduleTimezone": "UTC",
-    "ValidationPrefix": "validation", "StagingBucket": "hotel-staging", "StagingBucket.Arn": "arn:aws:s3:::hotel-staging",
+    "ValidationPrefix": "validation",
+    "StagingBucket": "hotel-staging", "StagingBucket.Arn": "arn:aws:s3:::hotel-staging",
 }  # fmt: skip
 RUNNER = REPO / "runner"
 
@@ -208,7 +210,10 @@ def test_the_task_runs_the_validated_image_read_only_with_its_logs_kept() -> Non
 
     assert properties["RequiresCompatibilities"] == ["FARGATE"]
     assert (properties["Cpu"], properties["Memory"]) == ({"Ref": "TaskCpu"}, {"Ref": "TaskMemory"})
-    assert container["Image"]["Fn::If"][:2] == ["HasValidatedImage", {"Ref": "ValidatedImage"}]  # a digest, never a tag
+    assert container["Image"]["Fn::If"][:2] == [
+        "HasValidatedImage",
+        {"Ref": "ValidatedImage"},
+    ]  # a digest, never a tag
     assert "@${NoImage}" in container["Image"]["Fn::If"][2]["Fn::Sub"][0]
     assert container["ReadonlyRootFilesystem"] is True
     assert container["MountPoints"] == [{"SourceVolume": "scratch", "ContainerPath": "/tmp"}]  # noqa: S108
@@ -224,7 +229,9 @@ def test_every_variable_the_task_sets_is_one_the_runner_reads() -> None:
         (container,) = RESOURCES[definition]["Properties"]["ContainerDefinitions"]
         names = {v["Name"] for v in container["Environment"]} - {"AWS_REGION"}  # the AWS SDK's
 
-        assert names <= SETTING_NAMES, f"{definition} sets what the runner does not read: {names - SETTING_NAMES}"
+        assert names <= SETTING_NAMES, (
+            f"{definition} sets what the runner does not read: {names - SETTING_NAMES}"
+        )
 
 
 # The IAM actions each AWS call of the runner's trusted steps needs (copy_object: GetObject on the source,
@@ -281,7 +288,9 @@ def test_the_runner_never_reads_the_lake_and_the_notebook_writes_only_its_own_st
         "s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"
     }  # fmt: skip
     assert task["AnnounceFailures"]["Resource"] == {"Ref": "AlertTopic"}
-    assert task["PutRunMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "NotebookPipeline"}}
+    assert task["PutRunMetrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": "NotebookPipeline"}
+    }
 
 
 # --- a day without a successful run ---------------------------------------------------------------

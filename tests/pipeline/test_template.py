@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,9 +104,13 @@ def test_what_promotes_is_the_templates_and_nobody_may_override_it() -> None:
     environment = RESOURCES["ValidateProject"]["Properties"]["Environment"]
     deny = statements(RESOURCES, "PipelineRole")["NeverOverrideWhatPromotes"]
 
-    assert RESOURCES["BuildProject"]["Properties"]["Source"]["BuildSpec"] == BUILDSPEC_FILES["BuildProject"].name
+    assert (
+        RESOURCES["BuildProject"]["Properties"]["Source"]["BuildSpec"] == BUILDSPEC_FILES["BuildProject"].name
+    )
     assert source["BuildSpec"].startswith("version: 0.2\n")  # inline, not a file of the repository
-    assert environment["PrivilegedMode"] is False  # it builds and runs nothing itself (Security Hub CodeBuild.5)
+    assert (
+        environment["PrivilegedMode"] is False
+    )  # it builds and runs nothing itself (Security Hub CodeBuild.5)
     assert (deny["Effect"], deny["Action"], deny["Resource"]) == (
         "Deny", "codebuild:StartBuild", {"Fn::GetAtt": ["ValidateProject", "Arn"]},
     )  # fmt: skip
@@ -128,10 +131,10 @@ def test_the_validation_passes_only_the_validations_roles_and_promotion_the_runs
         [{"Fn::GetAtt": ["ValidationTaskRole", "Arn"]}, {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}],
         {"Fn::GetAtt": ["TaskRole", "Arn"]},  # promotion registers the run family's revision
     ]
-    assert run_task["Resource"] == {
-        "Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${AWS::StackName}-validate:*"
+    assert run_task["Resource"]["Fn::Sub"].endswith(":task-definition/${AWS::StackName}-validate:*")
+    assert run_task["Condition"] == {
+        "ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["ValidationCluster", "Arn"]}}
     }
-    assert run_task["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["ValidationCluster", "Arn"]}}}
 
 
 @pytest.mark.parametrize("project", PROJECTS)

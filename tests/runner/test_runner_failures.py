@@ -261,7 +261,10 @@ def test_a_300_kb_check_verdict_is_cut_on_the_last_line_and_the_report_still_hap
 
     facts = assert_failed(out, run, 20, "check", "(cut at 1000 of 300,000 characters: see check.txt)")
     assert len(run.last_line) < 2000
-    assert facts["message"] == run.last_line.split("(exit 20, check): ", 1)[1].split("; nothing was published")[0]
+    assert (
+        facts["message"]
+        == run.last_line.split("(exit 20, check): ", 1)[1].split("; nothing was published")[0]
+    )
     (report,) = run_dirs(out)
     assert len((report / "check.txt").read_text()) > 300_000  # the whole verdict stays in the report
     assert (report / "good.html").exists()

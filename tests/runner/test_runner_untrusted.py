@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from support import SAMPLE_DATE, make_notebook, manifest, published, run_dirs, write_rows_cell
+from support import SAMPLE_DATE, make_notebook, manifest, published, run_dirs
 from test_runner_failures import GOOD_ROWS, run_notebook, seed_partition
 
 pytestmark = pytest.mark.docker
@@ -134,7 +134,9 @@ SEARCH = """
 import glob, json, os
 markers = {markers!r}
 found = sorted({{(k, m) for k, v in os.environ.items() for m in markers if m in k + "=" + v}})
-for path in glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/cmdline") + glob.glob("/proc/[0-9]*/task/*/environ"):
+patterns = ("[0-9]*/environ", "[0-9]*/cmdline", "[0-9]*/task/*/environ")
+paths = [p for pattern in patterns for p in glob.glob("/proc/" + pattern)]
+for path in paths:
     try:
         data = open(path, "rb").read().decode(errors="replace")
     except OSError:

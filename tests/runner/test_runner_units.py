@@ -1,0 +1,232 @@
+"""The runner's modules on their own, on this machine's Python (no container): the exit table against the
+README, the configuration's rules, the credential boundary, pinning and the local guard, the verdict's cut,
+and the process reaper."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from support import REPO
+
+from runner import config, exits, publish
+from runner.checking import VERDICT_LIMIT, verdict
+from runner.credentials import CredentialServer, NotebookIdentity
+from runner.errors import RunFailed
+from runner.locations import Location
+
+# --- exits.py ----------------------------------------------------------------------------------------
+
+
+def readme_exit_table() -> dict[int, str]:
+    section = (REPO / "README.md").read_text().split("### Exit codes and the last line", 1)[1]
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", section.split("\n\n###", 1)[0], flags=re.MULTILINE)
+    return {int(code): meaning.strip() for code, meaning in rows}
+
+
+def test_the_readme_exit_table_says_what_the_runners_table_says() -> None:
+    table = readme_exit_table()
+
+    assert set(table) == set(exits.EXITS) | {exits.KILLED.code}
+    for code, meaning in table.items():
+        expected = exits.EXITS[code].meaning if code in exits.EXITS else exits.KILLED.meaning
+        assert meaning.lower().startswith(expected.lower()), (code, meaning, expected)
+
+
+# --- config.py -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "nb.ipynb").write_text("{}")
+    (tmp_path / "check.py").write_text("")
+    return {"PROJECT_DIR": str(tmp_path), "NOTEBOOK": "nb.ipynb", "DATA_URI": "/lake", "OUTPUT_URI": "/out"}
+
+
+@pytest.mark.parametrize("run_id", ["../../escaped", "a/b", "..", ".", "x" * 129, "tab\there", "é"])
+def test_a_run_id_that_is_not_a_plain_name_is_a_configuration_error(project: dict, run_id: str) -> None:
+    with pytest.raises(RunFailed, match="may hold only letters") as failed:
+        config.load({**project, "RUN_ID": run_id})
+
+    assert failed.value.exit is exits.CONFIG
+
+
+@pytest.mark.parametrize("name", ["x = __import__('os') #", "1st", "class", "a-b", ""])
+def test_a_parameter_name_that_is_not_a_python_name_is_refused(name: str) -> None:
+    with pytest.raises(RunFailed, match="not Python variable names"):
+        config.load_params(json.dumps({name: 1}))
+
+
+def test_a_scheduled_run_is_for_the_day_before_its_date_in_the_schedules_zone() -> None:
+    assert config.default_run_date("2026-03-29T00:30:00Z", "Europe/Amsterdam") == "2026-03-28"
+    assert config.default_run_date("2026-03-29T00:30:00Z", "America/Los_Angeles") == "2026-03-27"
+
+
+def test_staging_is_the_run_folder_of_staging_uri_or_of_the_report(project: dict) -> None:
+    own = config.load({**project, "RUN_ID": "r1", "RUN_DATE": "2019-08-01"})
+    apart = config.load(
+        {**project, "RUN_ID": "r1", "RUN_DATE": "2019-08-01", "STAGING_URI": "s3://stage/daily"}
+    )
+
+    assert own.staging.uri == "/out/_runs/date=2019-08-01/r1/staging"
+    assert apart.staging.uri == "s3://stage/daily/date=2019-08-01/r1"
+
+
+# --- credentials.py ------------------------------------------------------------------------------------
+
+TASK = {
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/x", "AWS_ACCESS_KEY_ID": "AKIATASK",
+    "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t", "AWS_PROFILE": "p",
+    "ECS_CONTAINER_METADATA_URI_V4": "m",
+    "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "OUTPUT_URI": "s3://out/daily",
+    "SNS_TOPIC_ARN": "arn", "PATH": "/usr/bin", "MY_SETTING": "kept",
+}  # fmt: skip
+
+
+class FakeRole:
+    role_arn = "arn:aws:iam::123456789012:role/notebook"
+
+    def __init__(self) -> None:
+        import datetime as dt
+
+        self.served = {
+            "AccessKeyId": "ASIANOTEBOOK", "SecretAccessKey": "n", "SessionToken": "nt",
+            "Expiration": dt.datetime(2099, 1, 1, tzinfo=dt.UTC),
+        }  # fmt: skip
+
+    def get(self) -> dict:
+        return self.served
+
+
+def test_a_task_without_a_notebook_role_hands_the_notebook_no_credentials_and_no_settings() -> None:
+    env = NotebookIdentity(TASK, None).env()
+
+    assert sorted(env) == [
+        "AWS_EC2_METADATA_DISABLED",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "MY_SETTING",
+        "PATH",
+    ]
+
+
+def test_on_a_laptop_the_users_own_keys_reach_the_notebook() -> None:
+    laptop = {k: v for k, v in TASK.items() if not k.startswith(("AWS_CONTAINER", "ECS_"))}
+
+    env = NotebookIdentity(laptop, None).env()
+
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_PROFILE"]) == ("AKIATASK", "p")
+    assert "OUTPUT_URI" not in env
+
+
+def test_the_credential_server_serves_the_notebook_role_on_loopback_to_its_token_only() -> None:
+    with NotebookIdentity(TASK, FakeRole()) as identity:  # type: ignore[arg-type]
+        env = identity.env()
+        url, token = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"], env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+        ok = urllib.request.Request(url, headers={"Authorization": token})  # noqa: S310 -- our own loopback server
+        with urllib.request.urlopen(ok, timeout=5) as reply:  # noqa: S310 -- our own loopback server
+            served = json.load(reply)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            guess = urllib.request.Request(url, headers={"Authorization": "guess"})  # noqa: S310
+            urllib.request.urlopen(guess, timeout=5)  # noqa: S310 -- our own loopback server
+
+    assert url.startswith("http://127.0.0.1:")
+    assert served["AccessKeyId"] == "ASIANOTEBOOK" and served["Expiration"] == "2099-01-01T00:00:00Z"
+    assert refused.value.code == 403
+    assert "AKIATASK" not in json.dumps(env) and "/v2/credentials/x" not in json.dumps(env)
+
+
+def test_the_server_token_is_fresh_for_each_run() -> None:
+    assert CredentialServer(FakeRole()).token != CredentialServer(FakeRole()).token  # type: ignore[arg-type]
+
+
+# --- publish.py ------------------------------------------------------------------------------------------
+
+
+def test_only_names_no_part_of_which_is_hidden_are_data() -> None:
+    names = [
+        "part-0.parquet",
+        "x=1/part.parquet",
+        "_SUCCESS",
+        ".hidden.csv",
+        "_temporary/0/p.parquet",
+        "a/.b/c",
+    ]
+
+    assert [n for n in names if publish.is_data(n)] == ["part-0.parquet", "x=1/part.parquet"]
+
+
+def test_a_staged_file_changed_after_pinning_is_never_published(tmp_path: Path) -> None:
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "part-0.parquet").write_bytes(b"checked")
+    (staged / "_extra").write_bytes(b"not data")
+    inventory = publish.pin(Location(str(staged)))
+    (staged / "part-0.parquet").write_bytes(b"rewritten")
+
+    with pytest.raises(RunFailed, match="changed in staging after it was checked"):
+        publish.publish(inventory, Location(str(tmp_path / "out" / "date=1")), "r")
+
+    assert inventory.left_out == ["_extra"]
+    assert not (tmp_path / "out" / "date=1").exists()
+
+
+def test_the_guard_removes_what_was_added_and_a_partition_that_was_changed(tmp_path: Path) -> None:
+    out = Location(str(tmp_path))
+    (tmp_path / "date=1").mkdir()
+    (tmp_path / "date=1" / "p.parquet").write_bytes(b"published")
+    (tmp_path / "date=2").mkdir()
+    (tmp_path / "date=2" / "p.parquet").write_bytes(b"published")
+    before = publish.fingerprint(out, out.child("_runs"))
+    (tmp_path / "date=1" / "p.parquet").write_bytes(b"overwritten!")
+    (tmp_path / "date=3").mkdir()
+    (tmp_path / "date=3" / "p.parquet").write_bytes(b"new")
+    (tmp_path / "_runs").mkdir()  # the reports are the runner's: not a violation
+
+    failure = publish.undo_writes(out, before, publish.fingerprint(out, out.child("_runs")))
+
+    assert failure is not None and failure.exit is exits.NOTEBOOK
+    assert "added date=3" in str(failure) and "changed or deleted date=1/p.parquet" in str(failure)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_runs", "date=2"]
+
+
+# --- checking.py -----------------------------------------------------------------------------------------
+
+
+def test_a_long_verdict_is_cut_and_says_where_the_rest_is() -> None:
+    said = verdict("ok\n" + "x" * 300_000 + "\n\n")
+
+    assert len(said) < VERDICT_LIMIT + 100
+    assert said.endswith(f"(cut at {VERDICT_LIMIT} of 300,000 characters: see check.txt)")
+
+
+# --- processes.py ------------------------------------------------------------------------------------------
+
+
+REAPER = """
+import json, os, subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+from runner import processes
+processes.harden()  # a child subreaper, as the runner makes itself
+daemon = "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\ntime.sleep(60)"
+subprocess.run([sys.executable, "-c", daemon])  # returns at once: the daemon is an orphan in its own session
+time.sleep(0.5)
+found = processes.descendants()
+killed = processes.kill_descendants("in the test")
+print(json.dumps({"found": len(found), "killed": killed, "left": processes.descendants()}))
+"""
+
+
+def test_an_orphaned_daemon_in_its_own_session_is_adopted_and_killed() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", REAPER, str(REPO)], capture_output=True, text=True, timeout=60, check=True
+    )
+    facts = json.loads(done.stdout)
+
+    assert facts == {"found": 1, "killed": 1, "left": []}
