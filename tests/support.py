@@ -188,3 +188,32 @@ def local_registry(root: Path) -> Iterator[str]:
     )
     with serving([binary, "serve", str(config)], f"http://{address}/v2/", "docker-registry"):
         yield address
+
+
+# Looks for the task's credentials, their URIs and the runner's settings in its environment and in every
+# /proc file it can read; prints what it found as JSON.
+SEARCH = """
+import glob, json, os
+markers = {markers!r}
+found = sorted({{(k, m) for k, v in os.environ.items() for m in markers if m in k + "=" + v}})
+patterns = ("[0-9]*/environ", "[0-9]*/cmdline", "[0-9]*/task/*/environ")
+paths = [p for pattern in patterns for p in glob.glob("/proc/" + pattern)]
+for path in paths:
+    try:
+        data = open(path, "rb").read().decode(errors="replace")
+    except OSError:
+        continue
+    found += [(path, m) for m in markers if m in data]
+for path in ("/proc/1/mem", "/proc/1/environ"):
+    try:
+        open(path, "rb").read(1)
+        found.append((path, "readable"))
+    except OSError:
+        pass
+print("SEARCH " + json.dumps({{"found": found, "names": sorted(os.environ)}}))
+"""
+
+
+def searched(run: Run) -> dict:
+    (line,) = [line for line in run.stderr.splitlines() if "SEARCH {" in line]
+    return json.loads(line.split("SEARCH ", 1)[1])

@@ -8,6 +8,7 @@ steps is refused, and so is any request nobody signed."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,17 @@ import boto3
 import iam
 import pytest
 from cfn import statements
-from support import SAMPLE_DATE, SAMPLE_LAKE, Run, docker_run, make_notebook, moto_server, write_rows_cell
+from support import (
+    SAMPLE_DATE,
+    SAMPLE_LAKE,
+    SEARCH,
+    Run,
+    docker_run,
+    make_notebook,
+    moto_server,
+    searched,
+    write_rows_cell,
+)
 from test_runs import RESOURCES, VALUES
 
 pytestmark = pytest.mark.docker
@@ -161,7 +172,10 @@ def runs(stack: Stack, runner_image: str, tmp_path_factory: pytest.TempPathFacto
         "bucket": VALUES["OutputBucket"], "prefix": VALUES["OutputPrefix"],
         "staging": VALUES["StagingBucket"],
     })  # fmt: skip
+    markers = [stack.credentials_token, "AKIATASKROLE", urllib.parse.urlsplit(stack.credentials_uri).path]
+    make_notebook(nb_dir / "search.ipynb", SEARCH.format(markers=markers), write_rows_cell())
     return {
+        "search": daily_run(stack, runner_image, nb_dir, NOTEBOOK="/nb/search.ipynb"),
         "first": daily_run(stack, runner_image, nb_dir),
         "rerun": daily_run(stack, runner_image, nb_dir),
         "bad": daily_run(stack, runner_image, nb_dir, NOTEBOOK="/nb/dupes.ipynb"),
@@ -174,7 +188,21 @@ def runs(stack: Stack, runner_image: str, tmp_path_factory: pytest.TempPathFacto
 def test_each_run_ends_as_its_notebook_deserves(runs: dict[str, Run]) -> None:
     codes = {name: run.code for name, run in runs.items()}
 
-    assert codes == {"first": 0, "rerun": 0, "bad": 20, "adversary": 0}, runs["adversary"].stderr[-3000:]
+    assert codes == {"search": 0, "first": 0, "rerun": 0, "bad": 20, "adversary": 0}, runs[
+        "adversary"
+    ].stderr[-3000:]
+
+
+def test_the_kernel_finds_neither_the_tasks_credentials_nor_their_uri_with_a_notebook_role(
+    runs: dict[str, Run],
+) -> None:
+    found = searched(runs["search"])
+
+    assert found["found"] == []
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in found["names"]  # the runner's endpoint for NotebookRole
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "OUTPUT_URI"} & set(
+        found["names"]
+    )
 
 
 def test_every_request_is_signed_by_a_key_of_the_runs_two_roles(stack: Stack, runs: dict[str, Run]) -> None:

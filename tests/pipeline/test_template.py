@@ -40,6 +40,7 @@ COMMAND_ACTIONS = {
     "aws ecs register-task-definition": {"ecs:RegisterTaskDefinition", "iam:PassRole"},
     "aws ecs run-task": {"ecs:RunTask", "iam:PassRole"},
     "aws ecs describe-tasks": {"ecs:DescribeTasks"},
+    "aws sts assume-role": {"sts:AssumeRole"},
 }
 ROLE_OF = {"BuildProject": "BuildRole", "ValidateProject": "ValidateRole"}
 
@@ -123,18 +124,31 @@ def test_the_build_cannot_register_revisions_write_the_parameter_or_pass_roles()
     assert not {a for a in build if a.startswith(("ecs:", "ssm:", "iam:", "sts:"))}
 
 
-def test_the_validation_passes_only_the_validations_roles_and_promotion_the_runs() -> None:
-    passes = [s for s in statements(RESOURCES, "ValidateRole").values() if "iam:PassRole" in actions(s)]
-    run_task = statements(RESOURCES, "ValidateRole")["RunTheCandidate"]
+def test_the_candidates_runner_may_pass_only_the_validations_roles_and_only_promotion_the_runs() -> None:
+    validate, promote = statements(RESOURCES, "ValidateRole"), statements(RESOURCES, "PromoteRole")
+    passes = [s["Resource"] for s in validate.values() if "iam:PassRole" in actions(s)]
+    (trust,) = RESOURCES["PromoteRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
 
-    assert [s["Resource"] for s in passes] == [
-        [{"Fn::GetAtt": ["ValidationTaskRole", "Arn"]}, {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}],
-        {"Fn::GetAtt": ["TaskRole", "Arn"]},  # promotion registers the run family's revision
+    assert passes == [
+        [{"Fn::GetAtt": ["ValidationTaskRole", "Arn"]}, {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}]
     ]
-    assert run_task["Resource"]["Fn::Sub"].endswith(":task-definition/${AWS::StackName}-validate:*")
-    assert run_task["Condition"] == {
+    assert validate["RunTheCandidate"]["Resource"]["Fn::Sub"].endswith(
+        ":task-definition/${AWS::StackName}-validate:*"
+    )
+    assert validate["RunTheCandidate"]["Condition"] == {
         "ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["ValidationCluster", "Arn"]}}
     }
+    assert validate["PromoteOnlyThroughPromoteRole"]["Resource"] == {"Fn::GetAtt": ["PromoteRole", "Arn"]}
+    assert granted(RESOURCES, "PromoteRole") == {
+        "ecs:DescribeTaskDefinition",
+        "ecs:RegisterTaskDefinition",
+        "iam:PassRole",
+    }
+    assert promote["PassRunRoles"]["Resource"] == [
+        {"Fn::GetAtt": ["TaskRole", "Arn"]},
+        {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]},
+    ]
+    assert trust["Principal"] == {"AWS": {"Fn::GetAtt": ["ValidateRole", "Arn"]}}
 
 
 @pytest.mark.parametrize("project", PROJECTS)
@@ -144,7 +158,7 @@ def test_each_role_grants_the_ecr_ssm_and_ecs_actions_its_buildspec_calls_and_no
 
     role = granted(RESOURCES, ROLE_OF[project])
 
-    assert {a for a in role if a.startswith(("ecr:", "ssm:", "ecs:", "iam:"))} == needed
+    assert {a for a in role if a.startswith(("ecr:", "ssm:", "ecs:", "iam:", "sts:"))} == needed
 
 
 def test_the_validation_run_writes_only_under_the_validation_prefix_and_its_project_nowhere() -> None:
@@ -154,8 +168,12 @@ def test_the_validation_run_writes_only_under_the_validation_prefix_and_its_proj
         if {"s3:PutObject", "s3:DeleteObject"} & actions(s)
     ]
 
-    assert [s["Resource"] for s in writes] == [
-        {"Fn::Sub": "arn:${AWS::Partition}:s3:::${OutputBucket}/${ValidationPrefix}/*"}
+    assert [(s["Resource"], s["Action"]) for s in writes] == [
+        (
+            {"Fn::Sub": "arn:${AWS::Partition}:s3:::${OutputBucket}/${ValidationPrefix}/*"},
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        ),
+        ({"Fn::Sub": "${StagingBucket.Arn}/validation/*"}, ["s3:GetObject", "s3:DeleteObject"]),  # clears it
     ]
     assert not {a for a in granted(RESOURCES, "ValidateRole") if a.startswith("s3:Put")}
 

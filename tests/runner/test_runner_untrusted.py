@@ -3,12 +3,11 @@ try in a local run, and that nothing they did not get checked reaches where cons
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from support import SAMPLE_DATE, make_notebook, manifest, published, run_dirs
+from support import SAMPLE_DATE, SEARCH, make_notebook, manifest, published, run_dirs, searched
 from test_runner_failures import GOOD_ROWS, run_notebook, seed_partition
 
 pytestmark = pytest.mark.docker
@@ -128,28 +127,6 @@ def test_a_process_the_notebook_left_behind_is_gone_before_the_check_reads(
     assert pq.read_table(part).num_rows == 2  # as the notebook wrote it, never the daemon's duplicates
 
 
-# Looks for the task's credentials, their URIs and the runner's settings in its environment and in every
-# /proc file it can read; prints what it found as JSON.
-SEARCH = """
-import glob, json, os
-markers = {markers!r}
-found = sorted({{(k, m) for k, v in os.environ.items() for m in markers if m in k + "=" + v}})
-patterns = ("[0-9]*/environ", "[0-9]*/cmdline", "[0-9]*/task/*/environ")
-paths = [p for pattern in patterns for p in glob.glob("/proc/" + pattern)]
-for path in paths:
-    try:
-        data = open(path, "rb").read().decode(errors="replace")
-    except OSError:
-        continue
-    found += [(path, m) for m in markers if m in data]
-for path in ("/proc/1/mem", "/proc/1/environ"):
-    try:
-        open(path, "rb").read(1)
-        found.append((path, "readable"))
-    except OSError:
-        pass
-print("SEARCH " + json.dumps({{"found": found, "names": sorted(os.environ)}}))
-"""
 TASK_SECRETS = {
     "AWS_ACCESS_KEY_ID": "AKIATASKKEYMARKER",
     "AWS_SECRET_ACCESS_KEY": "task-secret-marker",
@@ -159,11 +136,6 @@ TASK_SECRETS = {
     "ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/metadata-marker",
     "AWS_PROFILE": "task-profile-marker",
 }
-
-
-def searched(run) -> dict:
-    (line,) = [line for line in run.stderr.splitlines() if "SEARCH {" in line]
-    return json.loads(line.split("SEARCH ", 1)[1])
 
 
 def test_the_kernel_holds_no_task_credential_nor_any_runner_setting(
