@@ -3,34 +3,34 @@
 registry stands in for ECR, and moto, behind the IAM proxy (iam.py), for ECS, SSM, S3 and SNS. The
 validation's candidate runs in a Fargate stand-in (the harness's `aws ecs run-task`: the image run with the
 task definition's settings and its role's credentials as ECS serves them). Every request the validation,
-its run and its notebook make is authorized for the template's role of the key that signed it."""
+its run and its notebook make is authorized for the template's role of the key that signed it. The stack and
+the two stages are validation_stack.py's, which `make bench` times."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from uuid import uuid4
 
-import boto3
 import cfn
-import iam
 import nbformat
 import pytest
 from codebuild import Build, run
-from support import REPO, SAMPLE_LAKE, copy_repository, local_registry
+from support import REPO, copy_repository, local_registry
+from validation_stack import (
+    REPOSITORY,
+    VALIDATION_ROLES,
+    Stack,
+    build,
+    commit_id,
+    deployed,
+    tag_digest,
+    validate,
+)
 
 pytestmark = pytest.mark.docker
-
-RESOURCES = cfn.load()["Resources"]
-REPOSITORY = "notebook-runner-ci"
-REGION = "eu-west-1"
-VALIDATION_ROLES = ("ValidateRole", "ValidationTaskRole", "ValidationNotebookRole")
 
 
 @pytest.fixture(scope="module")
@@ -40,189 +40,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield address
 
 
-def tag_digest(registry: str, tag: str) -> str | None:
-    request = urllib.request.Request(
-        f"http://{registry}/v2/{REPOSITORY}/manifests/{tag}",
-        method="HEAD",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 -- our own registry
-            return response.headers["Docker-Content-Digest"]
-    except urllib.error.HTTPError:
-        return None
-
-
-@dataclass
-class Stack:
-    """The stack as the validation sees it: moto behind the IAM proxy, its names and the roles' keys."""
-
-    moto: str
-    proxy: str
-    iam: iam.Iam
-    values: dict[str, Any]
-    validate_key: str
-    task_credentials: dict[str, list[str]]
-    queue: str = ""
-    subnets: list[str] = field(default_factory=list)
-    security_group: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.values["AWS::StackName"]
-
-    def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION, endpoint_url=self.moto,
-                            aws_access_key_id="setup", aws_secret_access_key="setup")  # fmt: skip
-
-    def keys(self, bucket: str, prefix: str = "") -> list[str]:
-        listed = self.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-        return sorted(o["Key"] for o in listed if not o["Key"].endswith("/"))
-
-    def run_revisions(self) -> list[dict]:
-        """The run family's revisions, oldest first."""
-        ecs = self.client("ecs")
-        arns = ecs.list_task_definitions(familyPrefix=f"{self.name}-run", sort="ASC")["taskDefinitionArns"]
-        return [ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"] for arn in arns]
-
-    def validated_image(self) -> str:
-        return self.client("ssm").get_parameter(Name=f"/{self.name}/validated-image")["Parameter"]["Value"]
-
-    def announcements(self) -> list[dict]:
-        sqs, found = self.client("sqs"), []
-        for _ in range(5):
-            reply = sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            found += [json.loads(m["Body"]) for m in reply.get("Messages", [])]
-            for message in reply.get("Messages", []):
-                sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
-            if found:
-                break
-        return found
-
-
-def stack_values(suffix: str) -> dict[str, Any]:
-    """What CloudFormation would resolve this stack's references to."""
-    name, account = f"pipeline-{suffix}", iam.ACCOUNT
-    roles = {r: f"arn:aws:iam::{account}:role/{name}-{r}" for r in (*VALIDATION_ROLES, "TaskRole", "TaskExecutionRole")}
-    return {
-        "AWS::StackName": name, "AWS::Region": REGION, "AWS::AccountId": account, "AWS::Partition": "aws",
-        "DataLakeBucket": f"lake-{suffix}", "DataLakePrefix": "snapshots", "OutputBucket": f"output-{suffix}",
-        "StagingBucket": f"staging-{suffix}", "StagingBucket.Arn": f"arn:aws:s3:::staging-{suffix}",
-        "ValidationPrefix": "validation", "ValidationDate": "2019-08-01",
-        "AlertTopic": f"arn:aws:sns:{REGION}:{account}:alerts-{suffix}", "AlertKey.Arn": "arn:aws:kms:k",
-        "ValidationCluster": f"{name}-validation",
-        "ValidationCluster.Arn": f"arn:aws:ecs:{REGION}:{account}:cluster/{name}-validation",
-        "ImageRepository.Arn": f"arn:aws:ecr:{REGION}:{account}:repository/{REPOSITORY}",
-        "ImageDigestParameter": f"/{name}/validated-image",
-        "ValidateLogGroup.Arn": "arn:aws:logs:l", "ArtifactBucket.Arn": "arn:aws:s3:::artifacts",
-        **{f"{r}.Arn": arn for r, arn in roles.items()},
-    }  # fmt: skip
-
-
-def register(stack: Stack, resource: str, family: str, image: str) -> str:
-    """What CloudFormation registers from one of the template's task definitions."""
-    properties = RESOURCES[resource]["Properties"]
-    (container,) = properties["ContainerDefinitions"]
-    environment = [{"name": e["Name"], "value": str(cfn.resolve(e["Value"], stack.values))}
-                   for e in container["Environment"]]  # fmt: skip
-    registered = stack.client("ecs").register_task_definition(
-        family=family, requiresCompatibilities=properties["RequiresCompatibilities"],
-        networkMode=properties["NetworkMode"], cpu="1024", memory="2048",
-        taskRoleArn=str(cfn.resolve(properties["TaskRoleArn"], stack.values)),
-        executionRoleArn=stack.values["TaskExecutionRole.Arn"],
-        volumes=[{"name": v["Name"]} for v in properties["Volumes"]],
-        containerDefinitions=[{
-            # moto's RunTask sums container memory and fails without it; the task's memory as its one
-            # container's limit is what Fargate applies anyway
-            "name": container["Name"], "image": image, "essential": True, "memory": 2048,
-            "readonlyRootFilesystem": container["ReadonlyRootFilesystem"], "environment": environment,
-            "mountPoints": [{"sourceVolume": m["SourceVolume"], "containerPath": m["ContainerPath"]}
-                            for m in container["MountPoints"]],
-        }],
-    )  # fmt: skip
-    return registered["taskDefinition"]["taskDefinitionArn"]
-
-
 @pytest.fixture(scope="module")
 def stack(registry: str, moto_endpoint: str) -> Iterator[Stack]:
-    """The stack's buckets, topic, parameter, clusters and task definitions in moto, behind the IAM proxy."""
-    suffix = uuid4().hex[:8]
-    values = stack_values(suffix)
-    roles = {r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r).values()] for r in VALIDATION_ROLES}
-    enforcer = iam.Iam(roles, {values[f"{r}.Arn"]: r for r in VALIDATION_ROLES})
-    validate_key = enforcer.give(f"AKIAVALIDATE{suffix}", "ValidateRole")
-    task_key = enforcer.give(f"AKIAVALIDATIONTASK{suffix}", "ValidationTaskRole")
-    with ExitStack() as stack_of:
-        proxy = stack_of.enter_context(iam.enforcing(enforcer, moto_endpoint))
-        uri, token = stack_of.enter_context(iam.container_credentials(task_key))
-        stack = Stack(moto_endpoint, proxy, enforcer, values, validate_key,
-                      {values["ValidationTaskRole.Arn"]: [uri, token]})  # fmt: skip
-        s3 = stack.client("s3")
-        for bucket in (values["DataLakeBucket"], values["OutputBucket"], values["StagingBucket"]):
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-        for path in SAMPLE_LAKE.rglob("*.json"):
-            s3.upload_file(str(path), values["DataLakeBucket"], f"snapshots/{path.relative_to(SAMPLE_LAKE)}")
-        stack.client("ssm").put_parameter(Name=values["ImageDigestParameter"], Value="none", Type="String")
-        assert stack.client("sns").create_topic(Name=f"alerts-{suffix}")["TopicArn"] == values["AlertTopic"]
-        stack.queue = stack.client("sqs").create_queue(QueueName=f"mailbox-{suffix}")["QueueUrl"]
-        queue_arn = stack.client("sqs").get_queue_attributes(QueueUrl=stack.queue, AttributeNames=["QueueArn"])
-        stack.client("sns").subscribe(
-            TopicArn=values["AlertTopic"], Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"]
-        )
-        stack.client("ecs").create_cluster(clusterName=values["ValidationCluster"])
-        ec2 = stack.client("ec2")
-        default = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
-        stack.subnets = [s["SubnetId"] for s in default[:2]]
-        stack.security_group = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
-        nothing = f"{registry}/{REPOSITORY}@sha256:{'0' * 64}"
-        register(stack, "TaskDefinition", f"{stack.name}-run", nothing)
-        register(stack, "ValidationTaskDefinition", f"{stack.name}-validate", nothing)
-        yield stack
-
-
-def project_env(project: str, values: dict[str, str]) -> dict[str, str]:
-    """The variables the template gives the project, with this test's values for each (all of them)."""
-    names = [v["Name"] for v in RESOURCES[project]["Properties"]["Environment"]["EnvironmentVariables"]]
-    assert sorted(names) == sorted(values), f"the template's variables for {project} changed: {names}"
-    return values
-
-
-def build(source: Path, registry: str, base_image: str, commit: str) -> Build:
-    env = project_env(
-        "BuildProject",
-        {"IMAGE_REPO_URI": f"{registry}/{REPOSITORY}", "NOTEBOOK": "usp.ipynb", "BASE_IMAGE": base_image},
-    )
-    return run(cfn.BUILDSPEC_FILES["BuildProject"], source, {**env, "COMMIT_ID": commit})
-
-
-def validate(source: Path, registry: str, stack: Stack, commit: str, digest: str) -> Build:
-    """The template's inline buildspec, with the validate role's key, against moto behind the IAM proxy."""
-    values = stack.values
-    env = project_env(
-        "ValidateProject",
-        {
-            "IMAGE_REPO_URI": f"{registry}/{REPOSITORY}",
-            "VALIDATION_CLUSTER": values["ValidationCluster"],
-            "VALIDATION_TASK_DEFINITION": f"{stack.name}-validate",
-            "VALIDATION_URI": f"s3://{values['OutputBucket']}/validation",
-            "VALIDATION_DATE": values["ValidationDate"],
-            "RUN_TASK_DEFINITION": f"{stack.name}-run",
-            "IMAGE_PARAMETER": values["ImageDigestParameter"],
-            "SUBNETS": ",".join(stack.subnets),
-            "SECURITY_GROUPS": stack.security_group,
-            "ASSIGN_PUBLIC_IP": "DISABLED",
-        },
-    )
-    extra = {
-        "COMMIT_ID": commit, "IMAGE_DIGEST": digest, "HARNESS_REGISTRY": registry, "POLL_SECONDS": "1",
-        "AWS_ACCESS_KEY_ID": stack.validate_key, "AWS_SECRET_ACCESS_KEY": "validate-secret",
-        "AWS_ENDPOINT_URL": stack.proxy, "HARNESS_TASK_CREDENTIALS": json.dumps(stack.task_credentials),
-    }  # fmt: skip
-    return run(cfn.buildspec_text("ValidateProject"), source, {**env, **extra})
-
-
-def commit_id() -> str:
-    return uuid4().hex + uuid4().hex[:8]  # 40 hex digits, like a Git commit id
+    """The stack's buckets, topic, parameter, clusters and task definitions in moto, behind the IAM proxy
+    (validation_stack.deployed)."""
+    with deployed(moto_endpoint, registry) as created:
+        yield created
 
 
 @dataclass
@@ -234,7 +57,9 @@ class Promoted:
 
 
 @pytest.fixture(scope="module")
-def promoted(tmp_path_factory: pytest.TempPathFactory, registry: str, stack: Stack, base_image: str) -> Promoted:
+def promoted(
+    tmp_path_factory: pytest.TempPathFactory, registry: str, stack: Stack, base_image: str
+) -> Promoted:
     """The repository as it is: built, pushed, validated on the Fargate stand-in and promoted."""
     source = copy_repository(tmp_path_factory.mktemp("good") / "src")
     commit = commit_id()
@@ -278,14 +103,16 @@ def test_validation_pins_the_daily_runs_to_the_validated_digest(promoted: Promot
     assert promoted.validation.succeeded, promoted.validation.log[-6000:]
     assert latest["containerDefinitions"][0]["image"] == promoted.digest
     assert f"the daily runs now start {latest['taskDefinitionArn']}" in promoted.validation.log
-    for field_name in ("family", "cpu", "memory", "taskRoleArn", "executionRoleArn", "networkMode", "volumes"):
+    kept = ("family", "cpu", "memory", "taskRoleArn", "executionRoleArn", "networkMode", "volumes")
+    for field_name in kept:
         assert latest[field_name] == first[field_name], field_name
     unchanged = {k: v for k, v in first["containerDefinitions"][0].items() if k != "image"}
     assert {k: latest["containerDefinitions"][0][k] for k in unchanged} == unchanged
 
 
 def test_every_request_of_the_validation_is_one_its_roles_allow(promoted: Promoted, stack: Stack) -> None:
-    """The project's own calls, the candidate runner's and its notebook's, each signed by its role's key."""
+    """The project's own calls, promotion's (as PromoteRole), the candidate runner's and its notebook's, each
+    signed by its role's key."""
     decisions = [d for d in stack.iam.decisions if d.role in VALIDATION_ROLES or d.key is None]
     by_role = {role: [d for d in decisions if d.role == role] for role in VALIDATION_ROLES}
 
@@ -293,9 +120,13 @@ def test_every_request_of_the_validation_is_one_its_roles_allow(promoted: Promot
     assert [d for d in decisions if d.key is None] == []
     assert all(by_role.values()), {r: len(d) for r, d in by_role.items()}
     assert [(d.role, d.method, d.path, d.actions) for d in decisions if not d.allowed] == []
-    notebook_reads = {c.resource for d in by_role["ValidationNotebookRole"] for c in d.checks if c.action == "s3:GetObject"}
+    notebook_reads = {
+        c.resource for d in by_role["ValidationNotebookRole"] for c in d.checks if c.action == "s3:GetObject"
+    }
     lake = f"arn:aws:s3:::{stack.values['DataLakeBucket']}/snapshots/"
-    assert {r for r in notebook_reads if r.startswith(lake)} and all("/date=2019-08-01/" in r for r in notebook_reads)
+    assert {r for r in notebook_reads if r.startswith(lake)} and all(
+        "/date=2019-08-01/" in r for r in notebook_reads
+    )
 
 
 def broken_source(root: Path, how: str) -> Path:
@@ -321,8 +152,10 @@ attempts = {}
 for name, call in {
     "register": lambda: boto3.client("ecs").register_task_definition(
         family="STACK-run", containerDefinitions=[{"name": "runner", "image": "evil"}]),
-    "parameter": lambda: boto3.client("ssm").put_parameter(Name="/STACK/validated-image", Value="evil", Type="String", Overwrite=True),
-    "tag": lambda: boto3.client("ecr").put_image(repositoryName="notebook-runner-ci", imageManifest="{}", imageTag="validated"),
+    "parameter": lambda: boto3.client("ssm").put_parameter(
+        Name="/STACK/validated-image", Value="evil", Type="String", Overwrite=True),
+    "tag": lambda: boto3.client("ecr").put_image(
+        repositoryName="notebook-runner-ci", imageManifest="{}", imageTag="validated"),
     "run": lambda: boto3.client("ecs").run_task(cluster="STACK-validation", taskDefinition="STACK-validate"),
 }.items():
     try:
@@ -358,7 +191,9 @@ def test_failed_validation_promotes_nothing(
     assert stack.validated_image() == promoted.digest
     assert len(stack.run_revisions()) == revisions  # nobody registered a run revision
     assert stack.run_revisions()[-1]["containerDefinitions"][0]["image"] == promoted.digest  # runs keep it
-    assert not [k for k in stack.keys(stack.values["OutputBucket"]) if k.startswith(f"validation/{commit}/date=")]
+    assert not [
+        k for k in stack.keys(stack.values["OutputBucket"]) if k.startswith(f"validation/{commit}/date=")
+    ]
     (announcement,) = stack.announcements()
     assert announcement["Subject"] == f"[notebook-runner] FAILED: usp for 2019-08-01 (exit {exit_code})"
     assert f"validate-7-{commit[:12]}" in announcement["Message"]

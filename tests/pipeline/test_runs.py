@@ -472,3 +472,16 @@ def test_mail_subjects_fit_snss_100_characters_for_the_longest_stack_name(inbox:
         f"Run FAILED: family:{longest}-run (exit 137)",
         f"Pipeline {longest} SUPERSEDED",
     )
+
+
+@pytest.mark.parametrize("definition", ["TaskDefinition", "ValidationTaskDefinition"])
+def test_the_runner_is_the_containers_only_holder_of_the_task_role(definition: str) -> None:
+    """No init process (it would be PID 1 and keep the environment readable to the notebook), no ptrace
+    capability, and the entrypoint hands over with exec, so no shell keeps the credentials' URI."""
+    (container,) = RESOURCES[definition]["Properties"]["ContainerDefinitions"]
+    linux = container.get("LinuxParameters", {})
+    entrypoint = (REPO / "run_notebook.sh").read_text()
+
+    assert not linux.get("InitProcessEnabled") and "SYS_PTRACE" not in str(linux.get("Capabilities", {}))
+    assert container["ReadonlyRootFilesystem"] is True
+    assert 'exec "$PYTHON" -P -m runner "$@"' in entrypoint
