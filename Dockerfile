@@ -22,14 +22,19 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 # A fixed, non-root user: the image never runs notebooks as root.
 RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin runner \
+    && python3 -m venv /opt/notebook-runner/venv \
     && python3 -m venv /opt/venv
 
-# The runner's own packages (papermill, ipykernel, nbconvert, boto3), locked; the kernel spec names this
-# venv's Python, so the notebook runs here whatever kernel it was saved with.
+# Two Python environments. The runner's own (papermill, nbconvert, boto3), locked, is the runner's alone:
+# nothing the notebook's requirements install can replace its packages or run inside it (a package's .pth
+# file runs at every start of its interpreter). The notebook's (/opt/venv, on PATH) holds the kernel and
+# boto3, pinned to the runner's lock, and the notebook's requirements; its kernel spec is where the runner's
+# jupyter_client finds it, so the notebook runs there whatever kernel it was saved with.
 COPY runner/requirements.txt /opt/notebook-runner/runner/requirements.txt
-RUN pip install --no-cache-dir -r /opt/notebook-runner/runner/requirements.txt \
-    && python -m ipykernel install --prefix /opt/venv --name python3 --display-name "Python 3 (runner)" \
-    && find /opt/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) -exec rm -rf {} +
+RUN /opt/notebook-runner/venv/bin/pip install --no-cache-dir -r /opt/notebook-runner/runner/requirements.txt \
+    && pip install --no-cache-dir -c /opt/notebook-runner/runner/requirements.txt ipykernel boto3 \
+    && python -m ipykernel install --prefix /opt/notebook-runner/venv --name python3 --display-name "Python 3 (notebook)" \
+    && find /opt/venv/lib /opt/notebook-runner/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) -exec rm -rf {} +
 
 # The notebook's own requirements: rebuilt only when requirements.txt changes.
 # Test suites that wheels ship are never imported by a run: they go in the same layer.

@@ -13,7 +13,9 @@ set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
-PYTHON=${PYTHON:-python3}
+# The runner's own Python environment (the image's); elsewhere, the Python on PATH.
+if [[ -x "${HERE}/venv/bin/python" ]]; then RUNNER_PYTHON="${HERE}/venv/bin/python"; else RUNNER_PYTHON=python3; fi
+readonly RUNNER_PYTHON
 
 die() {
 	printf 'run_notebook.sh: %s\n' "$*" >&2
@@ -21,11 +23,12 @@ die() {
 }
 
 main() {
-	command -v "$PYTHON" >/dev/null 2>&1 || die "${PYTHON} is not on PATH: run the image, or set PYTHON to the runner's Python"
+	command -v "$RUNNER_PYTHON" >/dev/null 2>&1 || die "${RUNNER_PYTHON} is not on PATH: run the image, or install Python 3.11"
 	[[ -f "${HERE}/runner/run.py" ]] || die "the runner package is missing beside this script (${HERE}/runner): rebuild the image"
-	export PYTHONPATH="${HERE}${PYTHONPATH:+:${PYTHONPATH}}"
-	# -P: never import from the working directory (the notebook project's /app) instead of the runner.
-	exec "$PYTHON" -P -m runner "$@"
+	# -I: no PYTHON* variable, user site or working directory (the notebook project's /app) decides what
+	# the runner imports; it imports from its own folder alone.
+	exec "$RUNNER_PYTHON" -I -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from runner.run import main; sys.exit(main())' \
+		"$HERE" "$@"
 }
 
 main "$@"

@@ -13,7 +13,7 @@ from typing import IO
 from runner import exits
 from runner.config import Config
 from runner.errors import RunFailed
-from runner.processes import kill_descendants
+from runner.processes import kill_descendants, signals_held
 
 log = logging.getLogger("runner")
 
@@ -38,13 +38,13 @@ def copy_lines(source: IO[bytes] | None, sink: IO[bytes]) -> None:
         sys.stderr.flush()
 
 
-def run_check(config: Config, env: dict[str, str], report: Path) -> None:
+def run_check(config: Config, env: dict[str, str], python: str, report: Path) -> None:
     """python CHECK_SCRIPT --date D --output STAGING, its output streamed to the log and kept in report;
     every process it started is gone when this returns."""
     name = config.check_script.name
     log.info("checking the output with %s", name)
     command = [
-        sys.executable,
+        python,
         str(config.check_script),
         "--date",
         config.run_date,
@@ -60,10 +60,20 @@ def run_check(config: Config, env: dict[str, str], report: Path) -> None:
         reader = threading.Thread(target=copy_lines, args=(proc.stdout, sink), daemon=True)
         reader.start()
         try:
-            code = proc.wait()
+            code = proc.wait(timeout=config.check_timeout)
+        except subprocess.TimeoutExpired:
+            code = None
         finally:
-            kill_descendants("after the check")
+            with signals_held():
+                kill_descendants("after the check")
             reader.join(timeout=10)
+    if code is None:
+        raise RunFailed(
+            exits.CHECK,
+            f"{name} ran longer than CHECK_TIMEOUT={config.check_timeout} s: make it faster or raise "
+            f"CHECK_TIMEOUT; the output is kept in {config.staging}",
+            "check",
+        )
     if code != 0:
         said = verdict(report.read_text(errors="replace"))
         raise RunFailed(

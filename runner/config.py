@@ -48,6 +48,7 @@ SETTINGS = (
     Setting("NOTEBOOK_PARAMS", "", "extra notebook parameters, a JSON or YAML mapping of Python names"),
     Setting("CELL_TIMEOUT", "3600", "seconds one cell may run"),
     Setting("CHECK_SCRIPT", "check.py", "check to run on the output, relative to PROJECT_DIR or absolute"),
+    Setting("CHECK_TIMEOUT", "3600", "seconds the check may run"),
     Setting("PROJECT_DIR", "", "the notebook project's folder (default: the working directory, /app)"),
     Setting("REPORT_URI", "", "where run reports go (default: OUTPUT_URI/_runs)"),
     Setting("STAGING_URI", "", "where the notebook writes before the check, a run per folder DATE/RUN_ID "
@@ -85,6 +86,7 @@ class Config:
     check_script: Path
     params: dict[str, Any]
     cell_timeout: int
+    check_timeout: int = 3600
     notebook_role_arn: str = ""
     topic_arn: str = ""
     notify_on_success: bool = False
@@ -242,6 +244,11 @@ def load(environ: Mapping[str, str]) -> Config:
     timeout = get("CELL_TIMEOUT")
     if not re.fullmatch(r"[1-9][0-9]{0,8}", timeout):
         raise fail(f"CELL_TIMEOUT={timeout} is not a whole number of seconds: use e.g. CELL_TIMEOUT=600")
+    check_timeout = get("CHECK_TIMEOUT")
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", check_timeout):
+        raise fail(
+            f"CHECK_TIMEOUT={check_timeout} is not a whole number of seconds: use e.g. CHECK_TIMEOUT=600"
+        )
     notify = get("NOTIFY_ON_SUCCESS").lower()
     if notify not in ("true", "false"):
         raise fail(f"NOTIFY_ON_SUCCESS={get('NOTIFY_ON_SUCCESS')} must be true or false")
@@ -297,6 +304,7 @@ def load(environ: Mapping[str, str]) -> Config:
         check_script=check_script,
         params=params,
         cell_timeout=int(timeout),
+        check_timeout=int(check_timeout),
         notebook_role_arn=role,
         topic_arn=topic,
         notify_on_success=notify == "true",

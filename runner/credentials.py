@@ -17,13 +17,11 @@ import datetime as dt
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from runner.config import SETTING_NAMES
@@ -177,17 +175,12 @@ class NotebookIdentity:
 
     def env(self) -> dict[str, str]:
         """The notebook's environment: this one without any credential, credential URI or runner setting."""
-        runner_home = str(Path(__file__).absolute().parent.parent)
         env = {}
         for name, value in self.environ.items():
             if name in SETTING_NAMES or name.startswith(("ECS_", "RUNNER_")):
                 continue  # the runner's settings (OUTPUT_URI above all) and the task's metadata endpoint
             if name.startswith("AWS_") and not AWS_SETTINGS.match(name):
                 continue
-            if name == "PYTHONPATH":
-                value = os.pathsep.join(p for p in value.split(os.pathsep) if p and p != runner_home)
-                if not value:
-                    continue
             env[name] = value
         if self.mode == "user":
             env |= {n: self.environ[n] for n in USER_CREDENTIALS if n in self.environ}

@@ -12,7 +12,7 @@ from runner.config import Config
 from runner.credentials import NotebookIdentity
 from runner.errors import RunFailed, Stopped
 from runner.locations import Location, aws_client, aws_problem
-from runner.processes import kill_descendants
+from runner.processes import kill_descendants, signals_held
 
 log = logging.getLogger("runner")
 
@@ -87,11 +87,14 @@ def preflight(config: Config, identity: NotebookIdentity) -> dict[str, Any]:
 def failing_cell(executed: Path) -> str:
     """In the executed notebook, the cell that failed, or else the last one started (a timeout or a stop),
     named as the report shows it: cell [N] ('first line'); '' if there is no notebook or no cell started."""
-    if not executed.exists():
+    from runner.report import read_regular
+
+    data = read_regular(executed)
+    if data is None:
         return ""
     import nbformat
 
-    code_cells = [c for c in nbformat.read(executed, as_version=4).cells if c.cell_type == "code"]
+    code_cells = [c for c in nbformat.reads(data.decode(), as_version=4).cells if c.cell_type == "code"]
 
     def state(cell: Any) -> dict:
         return cell.get("metadata", {}).get("papermill", {})
@@ -106,6 +109,14 @@ def failing_cell(executed: Path) -> str:
         return ""
     first = next((line for line in cell.source.splitlines() if line.strip()), "")
     return f"cell [{cell.get('execution_count') or code_cells.index(cell) + 1}] ({first[:80]!r})"
+
+
+def kernel_python() -> str:
+    """The notebook's Python: the one its kernel spec runs (the image's notebook environment, /opt/venv),
+    never the runner's own. The check and the row count run there too."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KernelSpecManager().get_kernel_spec(KERNEL_NAME).argv[0]
 
 
 def start_kernel(cwd: Path, env: dict[str, str]) -> Any:
@@ -150,9 +161,10 @@ def execute(config: Config, identity: NotebookIdentity, executed: Path) -> None:
     except Exception as exc:
         raise notebook_failure(name, executed, config.cell_timeout, exc) from exc
     finally:
-        if km is not None:
-            stop_kernel(km)
-        kill_descendants("after the notebook")
+        with signals_held():
+            if km is not None:
+                stop_kernel(km)
+            kill_descendants("after the notebook")
 
 
 def notebook_failure(name: str, executed: Path, timeout: int, exc: Exception) -> RunFailed:

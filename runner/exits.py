@@ -27,7 +27,9 @@ CONFIG = Exit(
 NOTEBOOK = Exit(10, "the notebook failed", "the report shows the failing cell; nothing was published")
 TIMEOUT = Exit(11, "a cell timed out", "raise CELL_TIMEOUT or make the cell faster; nothing was published")
 CHECK = Exit(20, "the check failed", "its verdict is in check.txt; nothing was published")
-PUBLISH = Exit(30, "publishing failed", "the previous output of that day is unchanged; rerun the day")
+PUBLISH = Exit(
+    30, "publishing failed", "its last line says whether the output of that day is unchanged; rerun the day"
+)
 STOPPED = Exit(143, "stopped by SIGTERM", "StopTask, or the end of its time, came before it finished")
 
 EXITS = {e.code: e for e in (OK, INTERNAL, CONFIG, NOTEBOOK, TIMEOUT, CHECK, PUBLISH, STOPPED)}

@@ -10,6 +10,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("runner")
@@ -35,6 +37,17 @@ def harden() -> None:
         log.warning(
             "could not make the runner a child subreaper: a daemonized notebook process may outlive it"
         )
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGTERM and SIGINT wait until the block ends: a stop never cuts a clean-up short."""
+    held = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def descendants(root: int | None = None) -> list[int]:
@@ -87,7 +100,15 @@ def kill_descendants(why: str) -> int:
         time.sleep(0.01)
         reap()
     else:
-        raise RuntimeError(f"processes keep appearing below the runner after 100 rounds of SIGKILL ({why})")
+        from runner import exits
+        from runner.errors import RunFailed
+
+        raise RunFailed(
+            exits.NOTEBOOK,
+            f"processes kept appearing {why}, faster than 100 rounds of SIGKILL removed them (a fork bomb?): "
+            "nothing was checked or published",
+            "notebook",
+        )
     reap()
     if killed:
         log.info("killed %d process(es) left running %s", len(killed), why)

@@ -13,10 +13,15 @@ check: a run whose notebook or check changed it fails, and what they changed is 
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import logging
 import os
 import shutil
+import stat
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ class Pinned:
     name: str  # relative to the partition, '/'-separated
     size: int
     digest: str  # sha256:<hex> locally, the ETag on S3
+    version: str | None = None  # the S3 object version, where the bucket keeps versions
 
 
 @dataclass
@@ -56,12 +62,49 @@ class Inventory:
         return sum(f.size for f in self.files)
 
 
-def sha256(path: Path) -> str:
+def open_regular(path: Path) -> int:
+    """A file descriptor for a regular file at path, never through a symlink and never blocking on a FIFO
+    (the notebook, the same user as the runner, may have put either there)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
+
+
+def sha256(path: Path, copy_to: Path | None = None) -> str:
+    """The file's SHA-256, read once through open_regular; with copy_to, the same bytes copied there (a new
+    file, never through a symlink), so what is copied is exactly what was hashed."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    with os.fdopen(open_regular(path), "rb") as f:
+        sink = None
+        if copy_to is not None:
+            sink = os.fdopen(
+                os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb"
+            )
+        try:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+                if sink:
+                    sink.write(block)
+        finally:
+            if sink:
+                sink.close()
     return f"sha256:{digest.hexdigest()}"
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether path lies in root with no symlink on the way below root (path itself included)."""
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return False
+    here = root
+    for part in relative.parts:
+        here = here / part
+        if here.is_symlink():
+            return False
+    return True
 
 
 def nothing_written(staged: Location) -> RunFailed:
@@ -73,8 +116,9 @@ def nothing_written(staged: Location) -> RunFailed:
     )
 
 
-def pin(staged: Location) -> Inventory:
-    """The staged partition's files, each with its size and content digest; hidden names set apart."""
+def pin(staged: Location, staging: Location) -> Inventory:
+    """The staged partition's files, each with its size and content digest (and S3 version); hidden names,
+    and locally anything that is not a regular file, set apart. Nothing is followed out of staging."""
     inventory = Inventory(staged)
     if staged.is_s3:
         s3 = aws_client()
@@ -82,43 +126,62 @@ def pin(staged: Location) -> Inventory:
             name = obj["Key"][len(staged.prefix()) :]
             if not name or name.endswith("/"):
                 continue  # the empty "folder" objects some writers leave
-            if is_data(name):
-                inventory.files.append(Pinned(name, obj["Size"], obj["ETag"]))
-            else:
+            if not is_data(name):
                 inventory.left_out.append(name)
-    elif staged.path.is_dir():
-        for path in sorted(p for p in staged.path.rglob("*") if not p.is_dir()):
-            name = path.relative_to(staged.path).as_posix()
-            if is_data(name) and path.is_file() and not path.is_symlink():
-                inventory.files.append(Pinned(name, path.stat().st_size, sha256(path)))
-            else:
-                inventory.left_out.append(name)
+                continue
+            head = s3.head_object(Bucket=staged.bucket, Key=obj["Key"])
+            inventory.files.append(Pinned(name, head["ContentLength"], head["ETag"], head.get("VersionId")))
+    elif staged.path.is_dir() or staged.path.is_symlink():
+        if not inside(staged.path, staging.path):
+            raise RunFailed(
+                exits.CHECK,
+                f"{staged} is a link out of the run's staging location: write the output itself under "
+                "output_uri/date=YYYY-MM-DD/, not a link to it",
+                "check",
+            )
+        for root, dirs, names in os.walk(staged.path):  # never into a linked folder
+            here = Path(root)
+            for name in sorted(names + [d for d in dirs if (here / d).is_symlink()]):
+                path = here / name
+                relative = path.relative_to(staged.path).as_posix()
+                if is_data(relative) and not path.is_symlink() and path.is_file():
+                    inventory.files.append(Pinned(relative, path.lstat().st_size, sha256(path)))
+                else:
+                    inventory.left_out.append(relative)
     if inventory.left_out:
         log.warning("not data, so not published (kept in staging): %s", ", ".join(inventory.left_out[:20]))
     return inventory
 
 
-def count_rows(inventory: Inventory) -> int | None:
-    """Rows in the pinned Parquet files, read from their footers; None if they are not all Parquet."""
+# Reads the Parquet footers of the files named on stdin (JSON), under the root in argv; prints the rows.
+COUNT_ROWS = """
+import json, sys
+import pyarrow.fs as pafs, pyarrow.parquet as pq
+root, names = sys.argv[1], json.load(sys.stdin)
+fs, base = pafs.FileSystem.from_uri(root) if root.startswith("s3://") else (pafs.LocalFileSystem(), root)
+print(sum(pq.ParquetFile(fs.open_input_file(f"{base}/{n}")).metadata.num_rows for n in names))
+"""
+
+
+def count_rows(inventory: Inventory, env: dict[str, str], python: str) -> int | None:
+    """Rows in the pinned Parquet files, from their footers; None if they are not all Parquet or cannot be
+    read. Counted by the notebook's Python with the notebook's identity: the runner never parses what the
+    notebook wrote (nor imports the notebook's pyarrow)."""
     if not inventory.files or not all(f.name.endswith(".parquet") for f in inventory.files):
         return None
+    names = json.dumps([f.name for f in inventory.files])
     try:
-        import pyarrow.fs as pafs
-        import pyarrow.parquet as pq
-    except ImportError:
-        return None
-    staged = inventory.staged
-    try:
-        if staged.is_s3:
-            fs, root = pafs.FileSystem.from_uri(staged.uri)
-        else:
-            fs, root = pafs.LocalFileSystem(), str(staged.path)
-        return sum(
-            pq.ParquetFile(fs.open_input_file(f"{root}/{f.name}")).metadata.num_rows for f in inventory.files
-        )
-    except Exception as exc:  # noqa: BLE001 -- the count is informative only
+        done = subprocess.run(
+            [python, "-I", "-c", COUNT_ROWS, inventory.staged.uri], input=names, env=env, capture_output=True,
+            text=True, timeout=300, check=False,
+        )  # fmt: skip
+        lines = done.stdout.strip().splitlines()
+        if done.returncode == 0 and lines and lines[-1].isdigit():
+            return int(lines[-1])
+        log.info("rows not counted (%s)", (done.stderr.strip().splitlines() or ["no output"])[-1][:300])
+    except (OSError, subprocess.TimeoutExpired) as exc:
         log.info("rows not counted (%s)", exc)
-        return None
+    return None
 
 
 def changed(name: str) -> RunFailed:
@@ -142,21 +205,27 @@ def publish(inventory: Inventory, target: Location, run_id: str) -> None:
 
 
 def publish_local(inventory: Inventory, target: Path, run_id: str) -> None:
-    """Copy the pinned files (verified) beside the partition, then swap it in with two renames."""
-    incoming = target.with_name(f".{target.name}.incoming-{run_id}")
+    """Copy the pinned files, re-hashed as they are copied, into a new private folder beside the partition,
+    then swap it in with two renames on one file system; restore the old partition on failure."""
     previous = target.with_name(f".{target.name}.replaced-{run_id}")
+    incoming: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        incoming = Path(tempfile.mkdtemp(prefix=f".{target.name}.incoming-", dir=target.parent))
         for f in inventory.files:
             dest = incoming / f.name
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(inventory.staged.path / f.name, dest)
-            if dest.stat().st_size != f.size or sha256(dest) != f.digest:
+            if sha256(inventory.staged.path / f.name, copy_to=dest) != f.digest:
                 raise changed(f.name)
-        if target.exists():
+        found = sorted(p.relative_to(incoming).as_posix() for p in incoming.rglob("*") if not p.is_dir())
+        if found != sorted(f.name for f in inventory.files):
+            raise changed(", ".join(sorted(set(found) ^ {f.name for f in inventory.files})))
+        incoming.chmod(0o755)
+        if target.exists() or target.is_symlink():
             target.rename(previous)
         try:
             incoming.rename(target)
+            incoming = None
         except OSError:
             if previous.exists():
                 previous.rename(target)
@@ -169,36 +238,49 @@ def publish_local(inventory: Inventory, target: Path, run_id: str) -> None:
             "publish",
         ) from exc
     finally:
-        shutil.rmtree(incoming, ignore_errors=True)
-    shutil.rmtree(previous, ignore_errors=True)
+        if incoming is not None:
+            shutil.rmtree(incoming, ignore_errors=True)
+    remove(previous)
 
 
 def publish_s3(inventory: Inventory, target: Location) -> None:
-    """Copy each pinned object if its ETag is still the pinned one, then delete the partition's other keys."""
+    """Copy each pinned object (its pinned version, if still its pinned ETag), then delete the partition's
+    other keys. A failure after the first copy says the partition may be mixed: S3 has no multi-key commit."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     s3 = aws_client()
     staged = inventory.staged
+    written: set[str] = set()
     try:
         for f in inventory.files:  # all still as checked, before anything is copied
-            head = s3.head_object(Bucket=staged.bucket, Key=staged.prefix() + f.name)
+            head = s3.head_object(Bucket=staged.bucket, Key=staged.prefix() + f.name, **version(f))
             if (head["ETag"], head["ContentLength"]) != (f.digest, f.size):
                 raise changed(f.name)
         old = {o["Key"] for o in list_objects(s3, target.bucket, target.prefix())}
-        written = set()
         for f in inventory.files:
             dest = target.prefix() + f.name
             copy_pinned(s3, staged.bucket, staged.prefix() + f.name, target.bucket, dest, f)
             written.add(dest)
         delete_keys(s3, target.bucket, sorted(old - written))
     except (BotoCoreError, ClientError, OSError) as exc:
+        state = (
+            f"{len(written)} of its {len(inventory.files)} new files were copied in, so {target}/ may now "
+            "mix "
+            "old and new files: rerun the day"
+            if written
+            else "the previous partition is unchanged"
+        )
         raise RunFailed(
             exits.PUBLISH,
             f"could not publish to {target}/ ({aws_problem(exc)}): check the role's "
             "s3:PutObject/DeleteObject "
-            "on the output prefix, then rerun the day",
+            f"on the output prefix; {state}",
             "publish",
         ) from exc
+
+
+def version(pinned: Pinned) -> dict[str, str]:
+    return {"VersionId": pinned.version} if pinned.version else {}
 
 
 def copy_pinned(s3: Any, bucket: str, key: str, dest_bucket: str, dest: str, pinned: Pinned) -> None:
@@ -207,7 +289,7 @@ def copy_pinned(s3: Any, bucket: str, key: str, dest_bucket: str, dest: str, pin
     condition)."""
     from botocore.exceptions import ClientError
 
-    source = {"Bucket": bucket, "Key": key}
+    source = {"Bucket": bucket, "Key": key, **version(pinned)}
     try:
         if pinned.size <= COPY_OBJECT_LIMIT:
             etag = s3.copy_object(
@@ -238,8 +320,12 @@ def remove_published_from_staging(inventory: Inventory, staging: Location) -> No
             delete_keys(s3, staging.bucket, published + ([] if inventory.left_out else markers))
         else:
             for f in inventory.files:
-                (inventory.staged.path / f.name).unlink(missing_ok=True)
-            folders = [p for p in staging.path.rglob("*") if p.is_dir()] + [staging.path]
+                path = inventory.staged.path / f.name
+                if inside(path, staging.path):
+                    path.unlink(missing_ok=True)
+            folders = [p for p in staging.path.rglob("*") if p.is_dir() and not p.is_symlink()] + [
+                staging.path
+            ]
             for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
                 if not any(folder.iterdir()):
                     folder.rmdir()
@@ -252,17 +338,18 @@ def remove_published_from_staging(inventory: Inventory, staging: Location) -> No
 
 @dataclass(frozen=True)
 class Fingerprint:
-    files: dict[str, tuple[int, int, int]]  # relative path: size, mtime, inode
+    files: dict[
+        str, tuple[int, ...]
+    ]  # relative path: size, mtime, ctime (the user cannot set it), inode, links
     folders: frozenset[str]
 
 
 def fingerprint(output: Location, *apart: Location) -> Fingerprint | None:
-    """Every file and folder under a local OUTPUT_URI, outside the locations set apart (the reports, the
-    staging location) and the runner's own hidden work folders; None for S3, where the notebook's role
-    cannot write the published keys."""
+    """Every file, link and folder under a local OUTPUT_URI, outside the locations set apart (the reports,
+    the staging location); None for S3, where the notebook's role cannot write the published keys."""
     if output.is_s3:
         return None
-    files: dict[str, tuple[int, int, int]] = {}
+    files: dict[str, tuple[int, ...]] = {}
     folders: set[str] = set()
     skip = {loc.path for loc in apart if not loc.is_s3 and output.contains(loc)}
     for root, dirs, names in os.walk(output.path):
@@ -270,18 +357,23 @@ def fingerprint(output: Location, *apart: Location) -> Fingerprint | None:
         dirs[:] = [
             d for d in dirs if here / d not in skip and not (here == output.path and d.startswith("."))
         ]
+        links = [d for d in dirs if (here / d).is_symlink()]
+        dirs[:] = [d for d in dirs if d not in links]
         folders.update((here / d).relative_to(output.path).as_posix() for d in dirs)
-        for name in names:
+        for name in names + links:
             path = here / name
             try:
                 st = path.lstat()
             except OSError:
                 continue
-            files[path.relative_to(output.path).as_posix()] = (st.st_size, st.st_mtime_ns, st.st_ino)
+            files[path.relative_to(output.path).as_posix()] = (
+                st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_nlink
+            )  # fmt: skip
     return Fingerprint(files, frozenset(folders))
 
 
 def remove(path: Path) -> None:
+    """A file, a link (never what it points to) or a folder, gone."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -301,9 +393,9 @@ def undo_writes(output: Location, before: Fingerprint, after: Fingerprint) -> Ru
     for top in damaged:
         remove(output.path / top)
     for name in added:
-        (output.path / name).unlink(missing_ok=True)
+        remove(output.path / name)
     for name in new_folders:
-        shutil.rmtree(output.path / name, ignore_errors=True)
+        remove(output.path / name)
 
     def some(names: list[str]) -> str:
         return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

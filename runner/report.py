@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,43 +24,61 @@ CONTENT_TYPES = {
 }
 
 
+RENDER_SECONDS = 600  # the longest the run waits for its HTML report
+LARGEST = 512 * 2**20  # a report file larger than this is the notebook's doing: it is not kept
+
+
+def read_regular(path: Path) -> bytes | None:
+    """A file the notebook's processes could have replaced (they run as the same user): read only if it is
+    a regular file, never through a link, never blocking on a FIFO, never unbounded; None otherwise."""
+    from runner.publish import open_regular
+
+    try:
+        with os.fdopen(open_regular(path), "rb") as f:
+            data = f.read(LARGEST + 1)
+    except OSError:
+        return None
+    return data if len(data) <= LARGEST else None
+
+
 class HtmlReport:
     """Renders the executed notebook as HTML off the critical path: nbconvert is imported while the notebook
-    runs, and the page is rendered while the check runs."""
+    runs, and the page is rendered, in memory, while the check runs."""
 
-    def __init__(self, executed: Path, html: Path) -> None:
-        self.executed, self.html = executed, html
+    def __init__(self, executed: Path) -> None:
+        self.executed = executed
+        self.body: str | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._work, name="report", daemon=True)
-        self.problem = ""
 
     def start(self) -> HtmlReport:
         self._thread.start()
         return self
 
     def render(self) -> None:
-        """The notebook has ended: render now (in the background)."""
+        """The notebook has ended and its processes are gone: render now (in the background)."""
         self._ready.set()
 
-    def wait(self) -> None:
+    def wait(self) -> str | None:
         self._ready.set()
-        self._thread.join()
+        self._thread.join(timeout=RENDER_SECONDS)
+        if self._thread.is_alive():
+            log.warning("the HTML report took longer than %d s: the run goes on without it", RENDER_SECONDS)
+            return None
+        return self.body
 
     def _work(self) -> None:
         try:
             import nbformat
             from nbconvert import HTMLExporter
 
-            exporter = HTMLExporter()
+            exporter = HTMLExporter(sanitize_html=True)  # the notebook's outputs are untrusted HTML
             self._ready.wait()
-            if self.executed.exists():
-                body, _ = exporter.from_notebook_node(nbformat.read(self.executed, as_version=4))
-                self.html.write_text(body, encoding="utf-8")
+            data = read_regular(self.executed)
+            if data is not None:
+                self.body, _ = exporter.from_notebook_node(nbformat.reads(data.decode(), as_version=4))
         except Exception as exc:  # noqa: BLE001 -- the executed notebook is kept either way
-            self.problem = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "the HTML report could not be rendered (%s); the executed notebook is kept", self.problem
-            )
+            log.warning("the HTML report could not be rendered (%s); the executed notebook is kept", exc)
 
 
 def store(report_dir: Path, dest: Location) -> None:
@@ -75,13 +95,28 @@ def store(report_dir: Path, dest: Location) -> None:
             shutil.copyfile(path, dest.path / path.name)
 
 
-def write_and_store(report_dir: Path, manifest: dict[str, Any], dest: Location | None) -> str:
+def assemble(work: Path, files: dict[str, bytes | None]) -> Path:
+    """The report's files, written anew in a folder made now, after every process of the notebook and the
+    check has gone: none of them can have been swapped for a link or a FIFO."""
+    folder = Path(tempfile.mkdtemp(prefix="report.", dir=work))
+    for name, data in files.items():
+        if data is not None:
+            fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    return folder
+
+
+def write_and_store(folder: Path, manifest: dict[str, Any], dest: Location | None) -> str:
     """manifest.json written, the folder stored; returns '' or why the report could not be stored."""
-    (report_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    assemble_into = folder / "manifest.json"
+    fd = os.open(assemble_into, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(manifest, indent=2) + "\n")
     if dest is None:
         return ""
     try:
-        store(report_dir, dest)
+        store(folder, dest)
     except Exception as exc:  # noqa: BLE001 -- losing the report must not change the run's exit code
         log.warning("could not store the report in %s (%s)", dest, aws_problem(exc))
         return f"not stored: writing {dest} failed ({aws_problem(exc)})"

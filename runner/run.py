@@ -25,9 +25,9 @@ from runner import exits, notify, processes, publish
 from runner.checking import run_check
 from runner.credentials import NotebookIdentity, RoleCredentials
 from runner.errors import RunFailed, Stopped
-from runner.execute import execute, failing_cell
+from runner.execute import execute, failing_cell, kernel_python
 from runner.locations import Location
-from runner.report import HtmlReport, write_and_store
+from runner.report import HtmlReport, assemble, read_regular, write_and_store
 
 log = logging.getLogger("runner")
 
@@ -49,6 +49,7 @@ class Run:
     stage: str = "starting"
     reports_ready: bool = False  # the run's report folder exists: the report can be stored there
     html: HtmlReport | None = None
+    check_report: Path | None = None
     inventory: publish.Inventory | None = None
     rows: int | None = None
     publishing: bool = False  # once publishing has begun, a stop waits for it to complete
@@ -96,18 +97,20 @@ class Run:
             before = publish.fingerprint(config.output, config.reports, config.staging_area)
             try:
                 self.stage = "running the notebook"
-                self.html = HtmlReport(
-                    self.executed, self.report_dir / f"{config.notebook_name}.html"
-                ).start()
+                self.html = HtmlReport(self.executed).start()
                 execute(config, identity, self.executed)
                 self.html.render()
                 # Pinned before the check reads it: publish copies exactly these files, unchanged.
-                self.inventory = publish.pin(config.staging.child(config.partition))
+                self.inventory = publish.pin(config.staging.child(config.partition), config.staging)
                 self.stage = "checking the output"
-                run_check(config, identity.env(), self.report_dir / "check.txt")
+                # check.txt in a folder made after the kernel's end: nothing of the notebook's is there
+                self.check_report = Path(tempfile.mkdtemp(prefix="check.", dir=self.work)) / "check.txt"
+                run_check(config, identity.env(), kernel_python(), self.check_report)
             finally:
-                self.guard_output(before)
-        self.rows = publish.count_rows(self.inventory)
+                with processes.signals_held():
+                    self.guard_output(before)
+            self.rows = publish.count_rows(self.inventory, identity.env(), kernel_python())
+            processes.kill_descendants("after counting the rows")
         self.stage = "publishing"
         self.publishing = True
         publish.publish(self.inventory, config.output.child(config.partition), config.run_id)
@@ -145,11 +148,21 @@ class Run:
         assert self.config is not None
         if before is None:
             return
+        config = self.config
         violation = publish.undo_writes(
-            self.config.output,
+            config.output,
             before,
-            publish.fingerprint(self.config.output, self.config.reports, self.config.staging_area) or before,
+            publish.fingerprint(config.output, config.reports, config.staging_area) or before,
         )
+        after = publish.fingerprint(config.output, config.reports, config.staging_area)
+        if violation is not None and after is not None:
+            left = sorted((set(after.files) - set(before.files)) | (after.folders - before.folders))
+            if left:  # the undo could not remove everything: say so, never that it did
+                violation = RunFailed(
+                    violation.exit,
+                    f"{violation}; NOT removed, remove by hand: {', '.join(left[:5])}",
+                    violation.step,
+                )
         if violation is None:
             return
         if sys.exc_info()[0] is None:
@@ -172,14 +185,20 @@ class Run:
         """The manifest and the report stored, the metrics and the mail sent, the last line printed."""
         self.finishing = True
         config = self.config
-        if self.html is not None:
-            self.html.wait()
+        body = self.html.wait() if self.html is not None else None
         name = config.notebook_name if config else Path(self.environ.get("NOTEBOOK") or "the notebook").stem
+        files: dict[str, bytes | None] = {}
+        if config is not None:
+            files[f"{name}.ipynb"] = read_regular(self.executed)
+            files[f"{name}.html"] = body.encode() if body is not None else None
+        if self.check_report is not None:
+            files["check.txt"] = read_regular(self.check_report)
+        folder = assemble(self.work, files)
         report = "none (the run stopped before it started)"
         dest: Location | None = None
         if config is not None and self.reports_ready:
             dest = config.run_reports
-            shown = f"{name}.html" if (self.report_dir / f"{name}.html").exists() else "manifest.json"
+            shown = f"{name}.html" if (folder / f"{name}.html").exists() else "manifest.json"
             report = f"{dest}/{shown}"
         manifest = {
             "run_id": config.run_id if config else self.environ.get("RUN_ID", ""),
@@ -193,7 +212,7 @@ class Run:
             "message": outcome.message,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "duration_seconds": round(time.time() - self.started, 2),
-            "rows": self.rows if self.rows is not None else self.count_staged_rows(),
+            "rows": self.rows,
             "output_uri": f"{config.output}/{config.partition}/" if config else "",
             "report_uri": dest.uri if dest else "",
             "report": report,
@@ -202,7 +221,7 @@ class Run:
             else [],
             "not_published": self.inventory.left_out if self.inventory else [],
         }
-        lost = write_and_store(self.report_dir, manifest, dest)
+        lost = write_and_store(folder, manifest, dest)
         if lost:
             manifest["report"] = report = lost
         if config is not None and outcome.exit is exits.OK and config.metrics_namespace:
@@ -227,12 +246,6 @@ class Run:
             )
         print(line, file=sys.stderr, flush=True)
         return outcome.exit.code
-
-    def count_staged_rows(self) -> int | None:
-        """A failed run's manifest still says how many rows the notebook wrote, when it can tell."""
-        if self.inventory is None:
-            return None
-        return publish.count_rows(self.inventory)
 
 
 def main(argv: list[str] | None = None) -> int:

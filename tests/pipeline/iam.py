@@ -143,14 +143,15 @@ def _s3_checks(method: str, path: str, query: dict[str, list[str]], headers: Any
         return [Check("s3:ListBucket", bucket_arn, context)]
     object_arn = f"{bucket_arn}/{key}"
     if method in ("GET", "HEAD"):
-        return [Check("s3:GetObject", object_arn)]
+        return [Check("s3:GetObjectVersion" if "versionId" in query else "s3:GetObject", object_arn)]
     if method == "DELETE":
         return [Check("s3:AbortMultipartUpload" if "uploadId" in query else "s3:DeleteObject", object_arn)]
     checks = [Check("s3:PutObject", object_arn)]  # PUT (an object, a part, a copy), POST (multipart uploads)
     source = headers.get("x-amz-copy-source")
     if source:
         source_path = urllib.parse.unquote(source.split("?", 1)[0]).lstrip("/")
-        checks.insert(0, Check("s3:GetObject", f"arn:aws:s3:::{source_path}"))
+        action = "s3:GetObjectVersion" if "versionId=" in source else "s3:GetObject"
+        checks.insert(0, Check(action, f"arn:aws:s3:::{source_path}"))
     return checks
 
 

@@ -132,6 +132,9 @@ def stack() -> Iterator[Stack]:
         )
         for bucket in (VALUES["DataLakeBucket"], VALUES["OutputBucket"], VALUES["StagingBucket"]):
             s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(  # as the template's StagingBucket
+            Bucket=VALUES["StagingBucket"], VersioningConfiguration={"Status": "Enabled"}
+        )
         for path in SAMPLE_LAKE.rglob("*.json"):
             s3.upload_file(
                 str(path),

@@ -239,8 +239,8 @@ def test_every_variable_the_task_sets_is_one_the_runner_reads() -> None:
 RUNNER_CALLS = {
     "list_objects_v2": {"s3:ListBucket"},
     "get_paginator": {"s3:ListBucket"},  # list_objects_v2, paginated
-    "head_object": {"s3:GetObject"},
-    "copy_object": {"s3:GetObject", "s3:PutObject"},
+    "head_object": {"s3:GetObject", "s3:GetObjectVersion"},  # the staged version the check read
+    "copy_object": {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"},
     "copy": {"s3:GetObject", "s3:PutObject"},
     "delete_object": {"s3:DeleteObject"},
     "delete_objects": {"s3:DeleteObject"},
@@ -484,4 +484,4 @@ def test_the_runner_is_the_containers_only_holder_of_the_task_role(definition: s
 
     assert not linux.get("InitProcessEnabled") and "SYS_PTRACE" not in str(linux.get("Capabilities", {}))
     assert container["ReadonlyRootFilesystem"] is True
-    assert 'exec "$PYTHON" -P -m runner "$@"' in entrypoint
+    assert 'exec "$RUNNER_PYTHON" -I -c' in entrypoint

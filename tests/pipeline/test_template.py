@@ -100,6 +100,13 @@ def test_each_project_sets_exactly_what_its_buildspec_reads(project: str) -> Non
     assert variables_read(project) - CODEBUILD_SETS - {"CANDIDATE", "POLL_SECONDS"} == given
 
 
+def test_the_validation_never_runs_python_that_could_import_from_the_repository() -> None:
+    validate = "\n".join(commands("ValidateProject"))
+
+    assert commands("ValidateProject")[0] == 'cd "$(mktemp -d)"'
+    assert re.findall(r"python3(?! -I )", validate) == []
+
+
 def test_what_promotes_is_the_templates_and_nobody_may_override_it() -> None:
     source = RESOURCES["ValidateProject"]["Properties"]["Source"]
     environment = RESOURCES["ValidateProject"]["Properties"]["Environment"]
@@ -173,7 +180,10 @@ def test_the_validation_run_writes_only_under_the_validation_prefix_and_its_proj
             {"Fn::Sub": "arn:${AWS::Partition}:s3:::${OutputBucket}/${ValidationPrefix}/*"},
             ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
         ),
-        ({"Fn::Sub": "${StagingBucket.Arn}/validation/*"}, ["s3:GetObject", "s3:DeleteObject"]),  # clears it
+        (
+            {"Fn::Sub": "${StagingBucket.Arn}/validation/*"},
+            ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject"],
+        ),
     ]
     assert not {a for a in granted(RESOURCES, "ValidateRole") if a.startswith("s3:Put")}
 
@@ -184,7 +194,7 @@ def test_build_exports_the_digest_the_validation_runs() -> None:
 
     assert spec["env"]["exported-variables"] == ["IMAGE_DIGEST"]
     assert "IMAGE_DIGEST" in action_variables("ValidateProject")
-    assert 'container["image"] = sys.argv[1]' in validate and 'python3 - "$IMAGE_DIGEST"' in validate
+    assert 'container["image"] = sys.argv[1]' in validate and 'python3 -I - "$IMAGE_DIGEST"' in validate
     assert '"taskDefinition": os.environ["CANDIDATE"]' in validate
 
 

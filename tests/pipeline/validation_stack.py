@@ -157,6 +157,9 @@ def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
         s3 = stack.client("s3")
         for bucket in (values["DataLakeBucket"], values["OutputBucket"], values["StagingBucket"]):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_bucket_versioning(  # as the template's StagingBucket
+            Bucket=values["StagingBucket"], VersioningConfiguration={"Status": "Enabled"}
+        )
         for path in SAMPLE_LAKE.rglob("*.json"):
             s3.upload_file(str(path), values["DataLakeBucket"], f"snapshots/{path.relative_to(SAMPLE_LAKE)}")
         stack.client("ssm").put_parameter(Name=values["ImageDigestParameter"], Value="none", Type="String")

@@ -5,9 +5,11 @@ and the process reaper."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -167,7 +169,7 @@ def test_a_staged_file_changed_after_pinning_is_never_published(tmp_path: Path) 
     staged.mkdir()
     (staged / "part-0.parquet").write_bytes(b"checked")
     (staged / "_extra").write_bytes(b"not data")
-    inventory = publish.pin(Location(str(staged)))
+    inventory = publish.pin(Location(str(staged)), Location(str(tmp_path)))
     (staged / "part-0.parquet").write_bytes(b"rewritten")
 
     with pytest.raises(RunFailed, match="changed in staging after it was checked"):
@@ -175,6 +177,44 @@ def test_a_staged_file_changed_after_pinning_is_never_published(tmp_path: Path) 
 
     assert inventory.left_out == ["_extra"]
     assert not (tmp_path / "out" / "date=1").exists()
+
+
+def test_a_staged_partition_linked_out_of_staging_is_refused_and_linked_files_are_left_out(
+    tmp_path: Path,
+) -> None:
+    staging, elsewhere = tmp_path / "staging", tmp_path / "published" / "date=2019-07-31"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "part-0.parquet").write_bytes(b"another day")
+    staging.mkdir()
+    (staging / "date=2019-08-01").symlink_to(elsewhere)
+
+    with pytest.raises(RunFailed, match="is a link out of the run's staging location"):
+        publish.pin(Location(str(staging / "date=2019-08-01")), Location(str(staging)))
+
+    (staging / "date=2019-08-01").unlink()
+    (staging / "date=2019-08-01").mkdir()
+    (staging / "date=2019-08-01" / "part-0.parquet").symlink_to(elsewhere / "part-0.parquet")
+    (staging / "date=2019-08-01" / "sub").symlink_to(elsewhere)
+    inventory = publish.pin(Location(str(staging / "date=2019-08-01")), Location(str(staging)))
+    assert (inventory.files, sorted(inventory.left_out)) == ([], ["part-0.parquet", "sub"])
+
+
+def test_the_guard_sees_an_overwrite_that_kept_size_and_mtime(tmp_path: Path) -> None:
+    out = Location(str(tmp_path))
+    (tmp_path / "date=1").mkdir()
+    part = tmp_path / "date=1" / "p.parquet"
+    part.write_bytes(b"published")
+    before = publish.fingerprint(out)
+    stat = part.stat()
+    time.sleep(0.01)
+    with part.open("r+b") as f:
+        f.write(b"TAMPERED!")
+    os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    failure = publish.undo_writes(out, before, publish.fingerprint(out))
+
+    assert failure is not None and "changed or deleted date=1/p.parquet" in str(failure)
+    assert not (tmp_path / "date=1").exists()
 
 
 def test_the_guard_removes_what_was_added_and_a_partition_that_was_changed(tmp_path: Path) -> None:
