@@ -31,8 +31,14 @@ RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin run
 # boto3, pinned to the runner's lock, and the notebook's requirements; its kernel spec is where the runner's
 # jupyter_client finds it, so the notebook runs there whatever kernel it was saved with.
 COPY runner/requirements.txt /opt/notebook-runner/runner/requirements.txt
+# The kernel's own stack (IPython, its debugger and completion) runs in /opt/venv only: it leaves the runner's.
 RUN /opt/notebook-runner/venv/bin/pip install --no-cache-dir -r /opt/notebook-runner/runner/requirements.txt \
     && pip install --no-cache-dir -c /opt/notebook-runner/runner/requirements.txt ipykernel boto3 \
+    && /opt/notebook-runner/venv/bin/pip uninstall --yes --quiet ipykernel ipython ipython_pygments_lexers jedi parso \
+        debugpy matplotlib-inline comm stack_data executing asttokens pure_eval prompt_toolkit wcwidth decorator \
+        pexpect ptyprocess \
+    && /opt/notebook-runner/venv/bin/pip check \
+    && /opt/notebook-runner/venv/bin/pip uninstall --yes --quiet pip \
     && python -m ipykernel install --prefix /opt/notebook-runner/venv --name python3 --display-name "Python 3 (notebook)" \
     && find /opt/venv/lib /opt/notebook-runner/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) -exec rm -rf {} +
 

@@ -9,6 +9,7 @@ the mail, the run's last line and its exit code (exits.py).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -244,6 +245,7 @@ class Run:
                 f"(exit {outcome.exit.code}, {outcome.step}): {outcome.message}; nothing was published; "
                 f"report: {report}"
             )
+        gc.collect()  # what the collector logs about the finished kernel client comes before the last line
         print(line, file=sys.stderr, flush=True)
         return outcome.exit.code
 
@@ -251,6 +253,8 @@ class Run:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="[runner] %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:  # jupyter_client's noise when a finished client is collected
+        handler.addFilter(lambda record: not record.getMessage().startswith("Could not destroy zmq context"))
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "traitlets", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     processes.harden()
