@@ -109,13 +109,14 @@ lock: docker ## re-pin runner/requirements.txt from runner/requirements.in, in t
 	@mv runner/requirements.txt.new runner/requirements.txt && echo "runner/requirements.txt re-pinned"
 
 # --- the CI/CD pipeline in AWS (template/pipeline.yaml) ---------------------------------------------
+# The model's settings come from settings.yml (SETTINGS_FILE= for another), read with the venv's PyYAML.
 .PHONY: deploy
-deploy: ## deploy or update the pipeline and its daily run: GITHUB_REPO=owner/name DATA_LAKE_BUCKET= OUTPUT_BUCKET= [GITHUB_BRANCH= NOTIFICATION_EMAILS= CONNECTION_ARN= SCHEDULE= SCHEDULE_TIMEZONE= SUBNETS= SECURITY_GROUPS= ...]
-	@scripts/pipeline.sh deploy
+deploy: venv ## deploy or update the pipeline and its daily run with settings.yml: GITHUB_REPO=owner/name [SETTINGS_FILE=path; a variable such as DATA_LAKE_BUCKET= OUTPUT_BUCKET= SCHEDULE= TASK_MEMORY= SUBNETS= overrides the file's value]
+	@SETTINGS_PYTHON=$(BIN)/python scripts/pipeline.sh deploy
 
 .PHONY: deploy-plan
-deploy-plan: ## the change set `make deploy` would execute, created but not executed (same variables)
-	@scripts/pipeline.sh plan
+deploy-plan: venv ## the change set `make deploy` would execute, created but not executed (same settings and variables)
+	@SETTINGS_PYTHON=$(BIN)/python scripts/pipeline.sh plan
 
 .PHONY: status
 status: ## the stack's status and the pipeline's last execution (GITHUB_REPO= or STACK_NAME=)

@@ -108,8 +108,10 @@ def overhead(work: Path) -> tuple[float, float, list[float], list[float]]:
     # The same notebook and parameters as a plain script: papermill only injects them, nbconvert converts.
     sh(
         "docker", "run", "--rm", "-v", f"{plain}:/plain", "--entrypoint", "sh", TAG, "-c",
-        "papermill --prepare-only -p date 2019-08-01 -p data_uri /data/lake -p output_uri /tmp/out "
-        "/app/usp.ipynb /plain/usp.ipynb && jupyter nbconvert --log-level ERROR --to python /plain/usp.ipynb",
+        # papermill and nbconvert are the runner's, in its own environment
+        "R=/opt/notebook-runner/venv/bin; $R/papermill --prepare-only -p date 2019-08-01 "
+        "-p data_uri /data/lake -p output_uri /tmp/out /app/usp.ipynb /plain/usp.ipynb "
+        "&& $R/jupyter nbconvert --log-level ERROR --to python /plain/usp.ipynb",
     )  # fmt: skip
     mounts = ["-v", f"{lake}:/data/lake:ro"]
 

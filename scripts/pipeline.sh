@@ -3,17 +3,25 @@
 #
 #   scripts/pipeline.sh deploy|plan|status|delete     (the Makefile's deploy, deploy-plan, status, delete)
 #
-# Configuration comes from the environment, as `make deploy GITHUB_REPO=owner/name ...` passes it:
-#   GITHUB_REPO        owner/name, or a bare name with GITHUB_OWNER set           (required for deploy/plan)
+# Configuration comes from the model's settings file and the environment: deploy and plan first read
+# SETTINGS_FILE (default: settings.yml at the repository root; none there is fine) with scripts/settings.py,
+# run by SETTINGS_PYTHON (make passes .venv's, which has PyYAML; default python3). It checks the file against the
+# template and sets the variables below that the environment does not set: a variable given to make on the
+# command line (`make deploy GITHUB_REPO=owner/name TASK_MEMORY=4096`) wins over the file's value.
+#   GITHUB_REPO        owner/name, or a bare name with GITHUB_OWNER set (not in the file; required for deploy/plan)
 #   DATA_LAKE_BUCKET   the bucket the notebook reads                              (required for deploy/plan)
+#   DATA_LAKE_PREFIX   the data lake's root in DATA_LAKE_BUCKET                   (default: snapshots)
 #   OUTPUT_BUCKET      the bucket the notebook publishes to                       (required for deploy/plan)
+#   VALIDATION_DATE    the day the validation runs the notebook for, YYYY-MM-DD   (default: 2019-08-01)
+#   VALIDATION_PREFIX  where validation runs publish in OUTPUT_BUCKET             (default: validation)
 #   GITHUB_BRANCH      the branch that triggers the pipeline                      (default: main)
 #   CONNECTION_ARN     an existing GitHub connection (default: the stack creates one)
 #   NOTEBOOK           the notebook baked into the image                          (default: usp.ipynb)
 #   NOTIFICATION_EMAILS up to 3 addresses, comma-separated, told of every outcome (each confirms from its first mail)
 #   STACK_NAME         the stack's name (default: notebook-pipeline-<repository name>)
 #   AWS_REGION         the region (default: the AWS CLI's)
-# The daily run (each unset one keeps the stack's value, or the template's default on creation):
+# The daily run (each unset one keeps the stack's value, or the template's default on creation; so do the
+# DATA_LAKE_PREFIX and VALIDATION_ variables):
 #   SCHEDULE           cron(...) or rate(...) in SCHEDULE_TIMEZONE; empty for no schedule (default: cron(0 6 * * ? *))
 #   SCHEDULE_TIMEZONE  an IANA time zone (default: UTC)
 #   OUTPUT_PREFIX      where runs publish in OUTPUT_BUCKET (default: daily)
@@ -31,18 +39,34 @@
 #   scripts/pipeline.sh pause|resume   set the schedule's state, every other parameter unchanged
 set -Eeuo pipefail
 
-TEMPLATE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/template/pipeline.yaml"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly ROOT
+TEMPLATE="${ROOT}/template/pipeline.yaml"
 readonly TEMPLATE
 AWS=${AWS_CLI:-aws}
 PROGRAM=pipeline
-REPO_HINT="make deploy GITHUB_REPO=owner/name DATA_LAKE_BUCKET=... OUTPUT_BUCKET=..."
+REPO_HINT="make deploy GITHUB_REPO=owner/name (the other settings come from settings.yml)"
 # The template's ValidatedImage pattern, less its '^$|' (an empty value means: keep the stack's).
 VALIDATED_IMAGE='^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$'
 readonly VALIDATED_IMAGE
 # shellcheck source=scripts/stack.sh
 source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 
+# The model's settings file: the variables it sets that the environment does not, each checked against the
+# template by scripts/settings.py (a bad file stops here, before any AWS call, with settings.py's message).
+load_settings() {
+	local file=${SETTINGS_FILE:-${ROOT}/settings.yml} python=${SETTINGS_PYTHON:-python3} assignments
+	if [[ -z "${SETTINGS_FILE:-}" && ! -e "$file" ]]; then
+		return 0 # no settings file: every setting comes from the variables
+	fi
+	command -v "$python" >/dev/null ||
+		die "cannot run ${python} to read ${file}: set SETTINGS_PYTHON, or use make deploy"
+	assignments=$("$python" "${ROOT}/scripts/settings.py" "$file") || exit 2
+	eval "$assignments"
+}
+
 load_config() {
+	load_settings
 	load_repository
 	load_stack_name
 	GITHUB_BRANCH=${GITHUB_BRANCH:-main}
@@ -59,8 +83,10 @@ load_config() {
 		check CONNECTION_ARN "$CONNECTION_ARN" \
 			'^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:[0-9]{12}:connection/[0-9a-f-]{36}$' \
 			"an arn:aws:codeconnections:REGION:ACCOUNT:connection/UUID, or leave it empty to create one"
-	[[ -n "${DATA_LAKE_BUCKET:-}" ]] || die "DATA_LAKE_BUCKET is not set: the bucket the notebook reads"
-	[[ -n "${OUTPUT_BUCKET:-}" ]] || die "OUTPUT_BUCKET is not set: the bucket the notebook publishes to"
+	[[ -n "${DATA_LAKE_BUCKET:-}" ]] ||
+		die "DATA_LAKE_BUCKET is not set: the bucket the notebook reads (settings.yml data_lake.bucket, or DATA_LAKE_BUCKET=)"
+	[[ -n "${OUTPUT_BUCKET:-}" ]] ||
+		die "OUTPUT_BUCKET is not set: the bucket the notebook publishes to (settings.yml output.bucket, or OUTPUT_BUCKET=)"
 	check DATA_LAKE_BUCKET "$DATA_LAKE_BUCKET" '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' "an S3 bucket name"
 	check OUTPUT_BUCKET "$OUTPUT_BUCKET" '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' "an S3 bucket name"
 	load_run_config
@@ -75,9 +101,16 @@ pass_if_set() {
 	RUN_OVERRIDES+=("$2=${value}")
 }
 
-# The daily run's variables: each one set is checked here and passed; an unset one is not passed.
+# The daily run's and the validation's variables: each one set is checked here and passed; an unset one is not
+# passed (the stack keeps its value).
 load_run_config() {
 	RUN_OVERRIDES=()
+	pass_if_set DATA_LAKE_PREFIX DataLakePrefix '^[A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*$' \
+		"a key prefix without leading or trailing '/', e.g. snapshots"
+	pass_if_set VALIDATION_DATE ValidationDate '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$' \
+		"a date, YYYY-MM-DD, e.g. 2019-08-01"
+	pass_if_set VALIDATION_PREFIX ValidationPrefix '^[A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*$' \
+		"a key prefix without leading or trailing '/', e.g. validation"
 	if [[ -n "${SCHEDULE+set}" ]]; then
 		[[ -z "$SCHEDULE" ]] ||
 			check SCHEDULE "$SCHEDULE" '^(cron\([^ ()]+( [^ ()]+){5}\)|rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\))$' \

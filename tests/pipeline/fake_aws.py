@@ -87,7 +87,11 @@ def make(tmp_path: Path, target: str, env: dict[str, str] | None = None, **varia
     aws.write_text(f"#!{sys.executable}{SCRIPT}")
     aws.chmod(0o755)
     calls = tmp_path / "calls.jsonl"
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "AWS_", "STACK_", "FAKE_"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "AWS_", "STACK_", "FAKE_", "SETTINGS_"))
+    }
     base |= {"PATH": f"{aws.parent}:{base['PATH']}", "AWS_CALLS": str(calls), **(env or {})}
     args = [f"{k}={v}" for k, v in variables.items()]
     done = subprocess.run(["make", "-s", target, *args], cwd=REPO, env=base, capture_output=True, text=True)

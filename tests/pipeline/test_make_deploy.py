@@ -35,6 +35,15 @@ GOOD = {
 }
 
 
+def without_settings(tmp_path: Path) -> dict[str, str]:
+    """SETTINGS_FILE for a deploy that takes every setting from the variables: an empty settings file (the
+    repository's settings.yml would add its own overrides)."""
+    empty = tmp_path / "empty-settings.yml"
+    empty.parent.mkdir(parents=True, exist_ok=True)
+    empty.write_text("")
+    return {"SETTINGS_FILE": str(empty)}
+
+
 def deploy_call(calls: list[list[str]]) -> list[str]:
     (call,) = [c for c in calls if c[:2] == ["cloudformation", "deploy"]]
     return call
@@ -47,6 +56,7 @@ def test_deploy_of_a_new_stack_makes_the_cloudformation_deploy_call_in_the_defau
         tmp_path,
         "deploy",
         **GOOD,
+        **without_settings(tmp_path),
         AWS_REGION="eu-west-1",
         FAKE_CONNECTION_STATUS="PENDING",
         FAKE_STACK_EXISTS="no",
@@ -73,7 +83,7 @@ def test_deploy_of_a_new_stack_makes_the_cloudformation_deploy_call_in_the_defau
 
 
 def test_updating_a_stack_keeps_its_network_and_run_settings_unless_given(tmp_path: Path) -> None:
-    done, calls = make(tmp_path, "deploy", **GOOD)
+    done, calls = make(tmp_path, "deploy", **GOOD, **without_settings(tmp_path))
 
     assert done.returncode == 0, done.stderr
     assert not [c for c in calls if c[0] == "ec2"]
@@ -320,6 +330,16 @@ TRIED = {
         "99999999999999999999",
     ]),
     "ASSIGN_PUBLIC_IP": ("AssignPublicIp", ["ENABLED", "DISABLED", "", "yes", "enabled"]),
+    "DATA_LAKE_PREFIX": ("DataLakePrefix", [
+        "snapshots", "lake/snapshots", "a.b_c-(1)", "", "/snapshots", "snapshots/", "a//b", "a b", "a\\b",
+    ]),
+    "VALIDATION_DATE": ("ValidationDate", [
+        "2019-08-01", "2024-02-29", "2019-12-31", "", "2019-8-1", "2019-13-01", "2019-08-32", "20190801",
+        "2019-08-01T00:00", "yesterday",
+    ]),
+    "VALIDATION_PREFIX": ("ValidationPrefix", [
+        "validation", "ci/validation", "", "/validation", "validation/", "a//b", "a b",
+    ]),
 }  # fmt: skip
 # Checked, but against no template constraint: the stack's name and region are no parameters, and Subnets and
 # SecurityGroups are typed ids (List<AWS::EC2::Subnet::Id>...) that CloudFormation looks up in the account.

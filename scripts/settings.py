@@ -1,0 +1,219 @@
+"""settings.py -- read a model's settings file (settings.yml) for scripts/pipeline.sh deploy|plan.
+
+    python scripts/settings.py SETTINGS_FILE
+
+Prints one shell assignment per variable the file sets and the environment does not already set (a variable
+given to make on the command line wins over the file), for pipeline.sh to evaluate. Every value in the file
+is checked first, against the constraints (AllowedPattern, AllowedValues, MinValue/MaxValue) of the template
+parameter it sets, read from template/pipeline.yaml: a bad file stops with exit 2 and one line on stderr
+naming the key, the value and the fix, before any AWS call.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import os
+import re
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover -- make deploy runs this with .venv's Python, which has PyYAML
+    sys.stderr.write("pipeline: reading settings.yml needs PyYAML: run make deploy, or set SETTINGS_PYTHON\n")
+    sys.exit(2)
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "template" / "pipeline.yaml"
+
+
+@dataclass(frozen=True)
+class Key:
+    variable: str  # what pipeline.sh reads
+    parameter: str  # the template parameter it sets
+    kind: type  # str, int or list (of strings, comma-joined for pipeline.sh)
+
+
+KEYS = {
+    "notebook": Key("NOTEBOOK", "NotebookPath", str),
+    "data_lake.bucket": Key("DATA_LAKE_BUCKET", "DataLakeBucket", str),
+    "data_lake.prefix": Key("DATA_LAKE_PREFIX", "DataLakePrefix", str),
+    "output.bucket": Key("OUTPUT_BUCKET", "OutputBucket", str),
+    "output.prefix": Key("OUTPUT_PREFIX", "OutputPrefix", str),
+    "validation.date": Key("VALIDATION_DATE", "ValidationDate", str),
+    "validation.prefix": Key("VALIDATION_PREFIX", "ValidationPrefix", str),
+    "schedule.expression": Key("SCHEDULE", "ScheduleExpression", str),
+    "schedule.timezone": Key("SCHEDULE_TIMEZONE", "ScheduleTimezone", str),
+    "run.cpu": Key("TASK_CPU", "TaskCpu", int),
+    "run.memory": Key("TASK_MEMORY", "TaskMemory", int),
+    "alerts.emails": Key("NOTIFICATION_EMAILS", "NotificationEmails", list),
+    "network.subnets": Key("SUBNETS", "Subnets", list),
+    "network.security_groups": Key("SECURITY_GROUPS", "SecurityGroups", list),
+    "network.assign_public_ip": Key("ASSIGN_PUBLIC_IP", "AssignPublicIp", str),
+    "github.branch": Key("GITHUB_BRANCH", "GitHubBranch", str),
+    "github.connection_arn": Key("CONNECTION_ARN", "ConnectionArn", str),
+}
+SECTIONS = sorted({name.split(".")[0] for name in KEYS if "." in name})
+EXAMPLES = {str: "'text'", int: "1024", list: "[a, b]"}
+
+
+class Refused(Exception):
+    """A bad settings file: the message names the key, the value and the fix."""
+
+
+class _TemplateLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML that accepts CloudFormation's short tags (!Ref, !Sub ...): only the Parameters are read."""
+
+
+_TemplateLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def template_parameters(template: Path = TEMPLATE) -> dict[str, dict[str, Any]]:
+    return yaml.load(template.read_text(), Loader=_TemplateLoader)["Parameters"]  # noqa: S506 -- safe subclass
+
+
+def fail(message: str) -> NoReturn:
+    sys.stderr.write(f"pipeline: {message}\n")
+    sys.exit(2)
+
+
+def unknown(name: str, known: list[str]) -> Refused:
+    """An unknown key, with the closest known one (a typo is never silently ignored)."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    leaf = name.rsplit(".", 1)[-1]
+    close = close or [k for k in KEYS if k.rsplit(".", 1)[-1] == leaf or k.split(".")[0] == leaf][:1]
+    hint = f"did you mean {close[0]}?" if close else f"the keys are {', '.join(known)}"
+    return Refused(f"unknown key {name}: {hint} (see the comments in settings.yml)")
+
+
+def flatten(document: Any) -> dict[str, Any]:
+    """The file's values by dotted key (data_lake.bucket), its shape checked against KEYS."""
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise Refused(
+            f"the file is a YAML {type(document).__name__}, not a mapping of keys: write key: value lines, "
+            f"e.g. notebook: usp.ipynb (the keys: {', '.join(sorted({k.split('.')[0] for k in KEYS}))})"
+        )
+    values = {}
+    for top, value in document.items():
+        top = str(top)
+        if top in SECTIONS:
+            names = sorted(k.split(".", 1)[1] for k in KEYS if k.startswith(f"{top}."))
+            if not isinstance(value, dict):
+                raise Refused(
+                    f"{top}={value!r} is not a mapping: write {top}: {{{': ..., '.join(names)}: ...}}"
+                )
+            for leaf, item in value.items():
+                name = f"{top}.{leaf}"
+                if name not in KEYS:
+                    raise unknown(name, [f"{top}.{n}" for n in names])
+                values[name] = item
+        elif top in KEYS:
+            values[top] = value
+        else:
+            raise unknown(top, sorted({k.split(".")[0] for k in KEYS}))
+    return values
+
+
+def as_text(name: str, key: Key, value: Any) -> str:
+    """A value as pipeline.sh takes it, if it has the key's type."""
+    given = f"{name}={value!r}"
+    if value is None:
+        raise Refused(f"{name} has no value: give it one (e.g. {EXAMPLES[key.kind]}), or remove the key")
+    if key.kind is list:
+        if not isinstance(value, list):
+            raise Refused(f"{given} is not a list: write a YAML list, e.g. {name.split('.')[-1]}: [{value}]")
+        if not all(isinstance(item, str) and item and "," not in item for item in value):
+            raise Refused(f"{given}: each item must be one non-empty text without commas, e.g. [a, b]")
+        return ",".join(value)
+    if key.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Refused(
+                f"{given} is not a whole number: write digits only, e.g. {name.split('.')[-1]}: 1024"
+            )
+        return str(value)
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return value.isoformat()  # validation.date: 2019-08-01, unquoted, is a YAML date
+    if not isinstance(value, str):
+        kind = (
+            "list" if isinstance(value, list) else "mapping" if isinstance(value, dict) else "number or flag"
+        )
+        raise Refused(
+            f"{given} is a {kind}, not a text: write one value, quoted if need be, e.g. {name}: 'x'"
+        )
+    return value
+
+
+def check(name: str, key: Key, text: str, parameter: dict[str, Any]) -> None:
+    """The template parameter's own constraints; an empty value only where the parameter has a Default
+    (pipeline.sh then keeps the stack's value) or for a list (the network: the default VPC on creation)."""
+    if text == "":
+        if "Default" in parameter or key.kind is list:
+            return
+        refused = True
+    elif "AllowedValues" in parameter:
+        refused = text not in [str(v) for v in parameter["AllowedValues"]]
+    elif parameter["Type"] == "Number":
+        refused = not re.fullmatch(r"-?[0-9]+", text) or not (
+            parameter["MinValue"] <= int(text) <= parameter["MaxValue"]
+        )
+    elif "AllowedPattern" in parameter:
+        refused = re.fullmatch(parameter["AllowedPattern"], text) is None
+    else:
+        refused = False
+    if refused:
+        raise Refused(
+            f"{name}={text!r} is not valid: it {parameter['ConstraintDescription'].rstrip('.')} "
+            f"(the template's {key.parameter}): fix it in the file, or override it with {key.variable}=..."
+        )
+
+
+def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
+    """The shell assignments of the file's variables that the environment does not set."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise Refused(
+            f"the file is not valid YAML{at}: {problem} (check its indentation and quoting)"
+        ) from None
+    values = flatten(document)
+    parameters = template_parameters()
+    lines = []
+    for name, value in values.items():
+        key = KEYS[name]
+        text = as_text(name, key, value)
+        check(name, key, text, parameters[key.parameter])
+        if key.variable not in environment:
+            lines.append(f"{key.variable}={shlex.quote(text)}")
+    return lines
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 1:
+        fail("usage: settings.py SETTINGS_FILE")
+    path = Path(argv[0])
+    try:
+        shown = path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        shown = path
+    try:
+        lines = assignments(path, os.environ)
+    except OSError as error:
+        fail(
+            f"SETTINGS_FILE={shown} cannot be read: {error.strerror} (point SETTINGS_FILE at a settings file)"
+        )
+    except Refused as refused:
+        fail(f"{shown}: {refused}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,243 @@
+"""settings.yml, the model's settings: `make deploy` reads it (scripts/settings.py), a command-line variable
+wins over it, and a bad file is refused before any AWS call with a message naming the key, the value and the
+fix (a stand-in `aws` records the calls, tests/pipeline/fake_aws.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from support import REPO
+from test_make_deploy import CONNECTION, deploy_call, make
+
+SETTINGS = REPO / "settings.yml"
+SCRIPT = REPO / "scripts" / "settings.py"
+spec = importlib.util.spec_from_file_location("settings", SCRIPT)
+assert spec and spec.loader
+settings = sys.modules["settings"] = importlib.util.module_from_spec(spec)  # a script, not a package
+spec.loader.exec_module(settings)
+
+
+def overrides(call: list[str]) -> list[str]:
+    return call[call.index("--parameter-overrides") + 1 :]
+
+
+def said(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """What the script wrote on stderr, without make's own "make: *** ... Error 2" line."""
+    return [line for line in done.stderr.splitlines() if not line.startswith("make: ")]
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "model-settings.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("target", ["deploy", "deploy-plan"])
+def test_make_deploy_with_only_the_repository_takes_every_other_setting_from_settings_yml(
+    tmp_path: Path, target: str
+) -> None:
+    done, calls = make(tmp_path, target, GITHUB_REPO="o/r")
+
+    assert done.returncode == 0, done.stderr
+    assert overrides(deploy_call(calls)) == [
+        "GitHubRepository=o/r", "GitHubBranch=main", "ConnectionArn=", "NotebookPath=usp.ipynb",
+        "DataLakeBucket=hotel-data-lake", "OutputBucket=hotel-output", "NotificationEmails=",
+        "DataLakePrefix=snapshots", "ValidationDate=2019-08-01", "ValidationPrefix=validation",
+        "ScheduleExpression=cron(0 6 * * ? *)", "ScheduleTimezone=UTC", "OutputPrefix=usp/daily",
+        "TaskCpu=1024", "TaskMemory=2048",
+    ] + (["--no-execute-changeset"] if target == "deploy-plan" else [])  # fmt: skip
+
+
+def test_a_variable_on_the_command_line_wins_over_the_settings_file(tmp_path: Path) -> None:
+    done, calls = make(
+        tmp_path, "deploy", GITHUB_REPO="o/r", TASK_MEMORY="4096", SCHEDULE="", OUTPUT_BUCKET="other-out",
+        DATA_LAKE_PREFIX="lake/v2",
+    )  # fmt: skip
+
+    passed = overrides(deploy_call(calls))
+    assert done.returncode == 0, done.stderr
+    assert {
+        "TaskMemory=4096",
+        "ScheduleExpression=",
+        "OutputBucket=other-out",
+        "DataLakePrefix=lake/v2",
+    } < set(passed)
+    assert {"TaskCpu=1024", "DataLakeBucket=hotel-data-lake"} < set(passed)  # the file's other values
+    assert not {"TaskMemory=2048", "OutputBucket=hotel-output", "DataLakePrefix=snapshots"} & set(passed)
+
+
+def test_settings_file_reads_another_models_settings(tmp_path: Path) -> None:
+    other = write(
+        tmp_path,
+        "notebook: models/adr.ipynb\ndata_lake: {bucket: adr-lake, prefix: raw}\n"
+        "output: {bucket: adr-out, prefix: adr/daily}\nvalidation: {date: 2024-02-29}\n"
+        "schedule: {expression: '', timezone: Europe/Amsterdam}\nrun: {cpu: 2048, memory: 8192}\n"
+        "alerts: {emails: [data-eng@example.com, oncall@example.com]}\n"
+        "network: {subnets: [subnet-0a1b2c3d, subnet-4e5f6a7b], security_groups: [sg-0a1b2c3d],"
+        " assign_public_ip: DISABLED}\n"
+        f"github: {{branch: release/1, connection_arn: '{CONNECTION}'}}\n",
+    )
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/adr", SETTINGS_FILE=other, FAKE_STACK_EXISTS="no")
+
+    assert done.returncode == 0, done.stderr
+    assert not [c for c in calls if c[0] == "ec2"]  # the file's network, not the default VPC
+    assert overrides(deploy_call(calls)) == [
+        "GitHubRepository=o/adr", "GitHubBranch=release/1", f"ConnectionArn={CONNECTION}",
+        "NotebookPath=models/adr.ipynb", "DataLakeBucket=adr-lake", "OutputBucket=adr-out",
+        "NotificationEmails=data-eng@example.com,oncall@example.com", "DataLakePrefix=raw",
+        "ValidationDate=2024-02-29", "ScheduleExpression=", "ScheduleTimezone=Europe/Amsterdam",
+        "OutputPrefix=adr/daily", "TaskCpu=2048", "TaskMemory=8192",
+        "Subnets=subnet-0a1b2c3d,subnet-4e5f6a7b", "SecurityGroups=sg-0a1b2c3d", "AssignPublicIp=DISABLED",
+    ]  # fmt: skip
+
+
+def test_without_a_settings_file_every_setting_comes_from_the_variables(tmp_path: Path) -> None:
+    empty = write(tmp_path, "")
+    missing, missing_calls = make(tmp_path / "missing", "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=empty)
+    given, calls = make(
+        tmp_path / "given", "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=empty, DATA_LAKE_BUCKET="lake",
+        OUTPUT_BUCKET="out",
+    )  # fmt: skip
+
+    assert (missing.returncode, missing_calls) == (2, [])
+    assert missing.stderr.startswith("pipeline: DATA_LAKE_BUCKET is not set"), missing.stderr
+    assert given.returncode == 0, given.stderr
+    assert overrides(deploy_call(calls))[-1] == "NotificationEmails="  # nothing else: the stack keeps it
+
+
+def test_a_settings_file_named_but_missing_is_refused(tmp_path: Path) -> None:
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=str(tmp_path / "nope.yml"))
+
+    assert (done.returncode, calls) == (2, [])
+    assert said(done) == [
+        (
+            f"pipeline: SETTINGS_FILE={tmp_path / 'nope.yml'} cannot be read: No such file or directory "
+            "(point SETTINGS_FILE at a settings file)"
+        )
+    ]
+
+
+BAD = {
+    "unknown key": (
+        "data_lake: {buket: hotel-lake}\n",
+        "unknown key data_lake.buket: did you mean data_lake.bucket? (see the comments in settings.yml)",
+    ),
+    "unknown top-level key": ("notebok: usp.ipynb\n", "unknown key notebok: did you mean notebook?"),
+    "a key in the wrong section": (
+        "subnets: [subnet-0a1b2c3d]\n",
+        "unknown key subnets: did you mean network.subnets?",
+    ),
+    "bad bucket": (
+        "output: {bucket: Hotel_Out}\n",
+        (
+            "output.bucket='Hotel_Out' is not valid: it must be an S3 bucket name (3-63 lowercase letters, "
+            "digits, '.', '-') (the template's OutputBucket): fix it in the file, or override it with "
+            "OUTPUT_BUCKET=..."
+        ),
+    ),
+    "wrong kind of ARN": (
+        "github: {connection_arn: 'arn:aws:codebuild:eu-west-1:123456789012:project/usp'}\n",
+        (
+            "github.connection_arn='arn:aws:codebuild:eu-west-1:123456789012:project/usp' is not valid: it "
+            "must be empty or a connection ARN, arn:aws:codeconnections:REGION:ACCOUNT:connection/UUID (the "
+            "template's ConnectionArn)"
+        ),
+    ),
+    "a list for a text": (
+        "notebook: [usp.ipynb]\n",
+        "notebook=['usp.ipynb'] is a list, not a text: write one value",
+    ),
+    "a text for a list": (
+        "network: {subnets: subnet-0a1b2c3d, security_groups: [sg-0a1b2c3d]}\n",
+        "network.subnets='subnet-0a1b2c3d' is not a list: write a YAML list, e.g. subnets: [subnet-0a1b2c3d]",
+    ),
+    "a text for a number": (
+        "run: {cpu: 1 vCPU}\n",
+        "run.cpu='1 vCPU' is not a whole number: write digits only, e.g. cpu: 1024",
+    ),
+    "a number the template refuses": (
+        "run: {cpu: 3000}\n",
+        "run.cpu='3000' is not valid: it must be 256, 512, 1024, 2048, 4096, 8192 or 16384 (the template's",
+    ),
+    "memory out of the template's range": (
+        "run: {memory: 100}\n",
+        "run.memory='100' is not valid: it must be a whole number of MiB from 512 to 122880",
+    ),
+    "four addresses": (
+        "alerts: {emails: [a@x.io, b@x.io, c@x.io, d@x.io]}\n",
+        "alerts.emails='a@x.io,b@x.io,c@x.io,d@x.io' is not valid: it must be empty or 1 to 3 email",
+    ),
+    "an empty required bucket": ("data_lake: {bucket: ''}\n", "data_lake.bucket='' is not valid"),
+    "a key without a value": ("schedule: {expression: }\n", "schedule.expression has no value: give it one"),
+    "a section that is no mapping": (
+        "output: hotel-out\n",
+        "output='hotel-out' is not a mapping: write output: {",
+    ),
+    "invalid YAML": (
+        "data_lake: {bucket: hotel-lake\nnotebook: usp.ipynb\n",
+        "the file is not valid YAML at line 2, column 9:",
+    ),
+    "a top-level list": ("- notebook: usp.ipynb\n", "the file is a YAML list, not a mapping of keys"),
+}
+
+
+@pytest.mark.parametrize("text, message", BAD.values(), ids=BAD.keys())
+def test_a_bad_settings_file_is_refused_before_any_aws_call_naming_the_key_value_and_fix(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, text)
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=path)
+
+    assert (done.returncode, calls) == (2, [])
+    (line,) = said(done)
+    assert line.startswith(f"pipeline: {path}: {message}"), line
+
+
+def test_a_bad_value_in_the_file_is_refused_even_when_a_variable_overrides_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "run: {cpu: 3000}\n")
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=path, TASK_CPU="1024")
+
+    assert (done.returncode, calls) == (2, [])
+    assert f"pipeline: {path}: run.cpu='3000' is not valid" in done.stderr
+
+
+def test_every_key_checks_the_template_parameter_the_deploy_passes_it_to() -> None:
+    """settings.py's table names the variables pipeline.sh passes as those parameters."""
+    code = (REPO / "scripts" / "pipeline.sh").read_text()
+    for name, key in settings.KEYS.items():
+        assert key.parameter in settings.template_parameters(), name
+        assert f"{key.parameter}=${{{key.variable}}}" in code or (
+            f"{key.variable} {key.parameter}" in code  # pass_if_set VARIABLE PARAMETER
+        ), f"{name}: pipeline.sh passes {key.variable} as another parameter than {key.parameter}"
+
+
+def test_the_shipped_settings_file_is_valid_and_documents_every_key() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {key.variable for key in settings.KEYS.values()}}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(SETTINGS)], cwd=REPO, env=env, capture_output=True, text=True
+    )
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "SCHEDULE='cron(0 6 * * ? *)'" in done.stdout.splitlines()
+    lines = SETTINGS.read_text().splitlines()
+    root = yaml.compose(SETTINGS.read_text())
+    assert isinstance(root, yaml.MappingNode)
+    found = set()
+    for section, value in root.value:
+        nested = value.value if isinstance(value, yaml.MappingNode) else []
+        for key, _ in [(section, value), *nested]:
+            line = key.start_mark.line
+            name = key.value if key is section else f"{section.value}.{key.value}"
+            found.add(name)
+            while line > 0 and lines[line - 1].lstrip().startswith("#"):
+                line -= 1  # to the first line of the comment just above the key
+            comment = lines[line].lstrip()
+            assert comment.startswith((f"# {key.value} ", f"# {key.value}:")), f"{name}: no comment above it"
+    assert found - set(settings.SECTIONS) == set(settings.KEYS), "the file ships every key, and no other"
