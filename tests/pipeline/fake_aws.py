@@ -91,6 +91,8 @@ def make(tmp_path: Path, target: str, env: dict[str, str] | None = None, **varia
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("GITHUB_", "AWS_", "STACK_", "FAKE_", "SETTINGS_"))
+        and k
+        not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")  # a make of its own, also when the tests run under make
     }
     base |= {"PATH": f"{aws.parent}:{base['PATH']}", "AWS_CALLS": str(calls), **(env or {})}
     args = [f"{k}={v}" for k, v in variables.items()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,8 @@ def overrides(call: list[str]) -> list[str]:
 
 
 def said(done: subprocess.CompletedProcess[str]) -> list[str]:
-    """What the script wrote on stderr, without make's own "make: *** ... Error 2" line."""
-    return [line for line in done.stderr.splitlines() if not line.startswith("make: ")]
+    """What the script wrote on stderr, less make's own "make: *** ... Error 2" (make[1]: under make)."""
+    return [line for line in done.stderr.splitlines() if not re.match(r"make(\[\d+\])?: ", line)]
 
 
 def write(tmp_path: Path, text: str) -> str:
