@@ -12,7 +12,7 @@ import os
 import re
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ SETTINGS = (
     Setting("METRICS_JOB", "", "the Job dimension of those metrics (default: the notebook's name)"),
 )  # fmt: skip
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+DEFAULTS = {s.name: s.default for s in SETTINGS}
 
 
 def usage() -> str:
@@ -93,7 +94,6 @@ class Config:
     metrics_namespace: str = ""
     metrics_job: str = ""
     image: str = "unknown"
-    environ: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def notebook_name(self) -> str:
@@ -231,9 +231,13 @@ def load(environ: Mapping[str, str]) -> Config:
     """The configuration from the environment; RunFailed(exit 2) names the first bad variable and the fix."""
 
     def get(name: str) -> str:
-        assert name in SETTING_NAMES, name
-        setting = next(s for s in SETTINGS if s.name == name)
-        return environ.get(name) or setting.default
+        return environ.get(name) or DEFAULTS[name]
+
+    def seconds(name: str) -> int:
+        value = get(name)
+        if not re.fullmatch(r"[1-9][0-9]{0,8}", value):
+            raise fail(f"{name}={value} is not a whole number of seconds: use e.g. {name}=600")
+        return int(value)
 
     run_id = check_run_id(get("RUN_ID")) if get("RUN_ID") else new_run_id()
     project_dir = Path(get("PROJECT_DIR") or Path.cwd()).absolute()
@@ -241,22 +245,14 @@ def load(environ: Mapping[str, str]) -> Config:
     check_script = project_dir / get("CHECK_SCRIPT")
     run_date = get("RUN_DATE") or default_run_date(get("SCHEDULED_TIME"), get("SCHEDULE_TIMEZONE"))
     run_date = check_date(run_date)
-    timeout = get("CELL_TIMEOUT")
-    if not re.fullmatch(r"[1-9][0-9]{0,8}", timeout):
-        raise fail(f"CELL_TIMEOUT={timeout} is not a whole number of seconds: use e.g. CELL_TIMEOUT=600")
-    check_timeout = get("CHECK_TIMEOUT")
-    if not re.fullmatch(r"[1-9][0-9]{0,8}", check_timeout):
-        raise fail(
-            f"CHECK_TIMEOUT={check_timeout} is not a whole number of seconds: use e.g. CHECK_TIMEOUT=600"
-        )
+    cell_timeout, check_timeout = seconds("CELL_TIMEOUT"), seconds("CHECK_TIMEOUT")
     notify = get("NOTIFY_ON_SUCCESS").lower()
     if notify not in ("true", "false"):
         raise fail(f"NOTIFY_ON_SUCCESS={get('NOTIFY_ON_SUCCESS')} must be true or false")
     if notebook.suffix == ".ipynb" and not readable(notebook):
         raise fail(
             f"NOTEBOOK={notebook} cannot be read by the container user ({os.getuid()}): make it and its "
-            "folders "
-            "readable (chmod a+rX), or bake it into the image"
+            "folders readable (chmod a+rX), or bake it into the image"
         )
     if not (notebook.is_file() and notebook.suffix == ".ipynb"):
         raise fail(
@@ -266,8 +262,7 @@ def load(environ: Mapping[str, str]) -> Config:
     if not readable(check_script) and check_script.parent.exists():
         raise fail(
             f"CHECK_SCRIPT={check_script} cannot be read by the container user ({os.getuid()}): make it "
-            "readable "
-            "(chmod a+rX), or bake it into the image"
+            "readable (chmod a+rX), or bake it into the image"
         )
     if not check_script.is_file():
         raise fail(
@@ -303,13 +298,12 @@ def load(environ: Mapping[str, str]) -> Config:
         notebook=notebook,
         check_script=check_script,
         params=params,
-        cell_timeout=int(timeout),
-        check_timeout=int(check_timeout),
+        cell_timeout=cell_timeout,
+        check_timeout=check_timeout,
         notebook_role_arn=role,
         topic_arn=topic,
         notify_on_success=notify == "true",
         metrics_namespace=get("METRICS_NAMESPACE"),
         metrics_job=get("METRICS_JOB") or notebook.stem,
         image=environ.get("RUNNER_IMAGE", "unknown"),
-        environ=dict(environ),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import exits
-from runner.config import Config
+from runner.config import Config, fail
 from runner.credentials import NotebookIdentity
 from runner.errors import RunFailed, Stopped
 from runner.locations import Location, aws_client, aws_problem
@@ -19,21 +19,17 @@ log = logging.getLogger("runner")
 KERNEL_NAME = "python3"  # the image's own ipykernel, whatever kernel the notebook was saved with
 
 
-def config_error(message: str) -> RunFailed:
-    return RunFailed(exits.CONFIG, message, "config")
-
-
 def check_notebook(notebook: Path) -> None:
     import nbformat
 
     try:
         nb = nbformat.read(notebook, as_version=4)
     except Exception as exc:
-        raise config_error(
+        raise fail(
             f"{notebook} is not a readable Jupyter notebook ({exc}): save it again from Jupyter"
         ) from exc
     if not [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]:
-        raise config_error(
+        raise fail(
             f"{notebook.name} has no cell tagged 'parameters', so the run's date, "
             "data_uri and output_uri would be overridden by the notebook's defaults: "
             "tag the cell that defines them (JupyterLab: Property Inspector > Cell Tags; "
@@ -45,7 +41,7 @@ def check_location(name: str, loc: Location, session: Any, must_hold_data: bool)
     """A local folder exists; an S3 prefix answers a one-key listing, signed as the step that will use it."""
     if not loc.is_s3:
         if must_hold_data and not loc.path.is_dir():
-            raise config_error(
+            raise fail(
                 f"{name} {loc.uri} is not a folder: mount the data lake "
                 "(docker run -v /host/lake:/data/lake:ro -e DATA_URI=/data/lake) or pass s3://…"
             )
@@ -57,9 +53,9 @@ def check_location(name: str, loc: Location, session: Any, must_hold_data: bool)
             Bucket=loc.bucket, Prefix=loc.prefix(), MaxKeys=1
         )
         if must_hold_data and not found.get("KeyCount", 0):
-            raise config_error(f"{name} {loc.uri} holds no objects: check the bucket and prefix")
+            raise fail(f"{name} {loc.uri} holds no objects: check the bucket and prefix")
     except (BotoCoreError, ClientError) as exc:
-        raise config_error(
+        raise fail(
             f"cannot reach {name} {loc.uri} ({aws_problem(exc)}): check the "
             "bucket name, the AWS credentials and region, and the role's S3 permissions"
         ) from exc
@@ -69,10 +65,10 @@ def preflight(config: Config, identity: NotebookIdentity) -> dict[str, Any]:
     """Everything that can be found wrong before the notebook runs (exit 2); returns its parameters."""
     check_notebook(config.notebook)
     if config.data.is_s3 and identity.mode == "none":
-        raise config_error(
+        raise fail(
             f"DATA_URI {config.data.uri} is on S3, but the notebook has no AWS credentials: the task's own "
-            "are "
-            "never handed to it; set NOTEBOOK_ROLE_ARN to the role it reads with (the stack's NotebookRole)"
+            "are never handed to it; set NOTEBOOK_ROLE_ARN to the role it reads with (the stack's "
+            "NotebookRole)"
         )
     check_location("DATA_URI", config.data, identity.session(), must_hold_data=True)
     check_location("OUTPUT_URI", config.output, None, must_hold_data=False)

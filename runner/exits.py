@@ -37,7 +37,3 @@ EXITS = {e.code: e for e in (OK, INTERNAL, CONFIG, NOTEBOOK, TIMEOUT, CHECK, PUB
 # Not the runner's own: what ECS reports when the container was killed (out of memory, or a stop that
 # outlived StopTimeout). RunMailer names it too.
 KILLED = Exit(137, "killed (SIGKILL)", "out of memory (raise TaskMemory), or StopTimeout ran out")
-
-
-def meaning(code: int) -> str:
-    return EXITS[code].meaning if code in EXITS else "unknown"

@@ -45,6 +45,11 @@ class Location:
         return self.uri
 
 
+def default_region() -> str | None:
+    """The region the task or the user set: AWS_REGION (the template's), else AWS_DEFAULT_REGION."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
 def aws_client(service: str = "s3", region: str | None = None, session: Any = None) -> Any:
     """A boto3 client that honours AWS_ENDPOINT_URL and retries, but never hangs a run; session: whose
     credentials sign its requests (the runner's own when None)."""
@@ -52,7 +57,7 @@ def aws_client(service: str = "s3", region: str | None = None, session: Any = No
     from botocore.config import Config
 
     config = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"})
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+    region = region or default_region()
     return (session or boto3).client(service, region_name=region, config=config)
 
 

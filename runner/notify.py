@@ -4,10 +4,9 @@ metrics the missed-run alarm watches. Neither ever changes the run's exit code."
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
-from runner.locations import Location, aws_client, aws_problem
+from runner.locations import Location, aws_client, aws_problem, default_region
 from runner.report import console_link
 
 log = logging.getLogger("runner")
@@ -16,7 +15,7 @@ SUBJECT_LIMIT = 100  # SNS refuses longer subjects
 
 
 def region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return default_region() or "us-east-1"
 
 
 def mail(manifest: dict[str, Any]) -> tuple[str, str]:

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from runner import exits
 from runner.errors import RunFailed
@@ -57,10 +57,6 @@ class Inventory:
     files: list[Pinned] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)  # hidden names: not data, never published
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
 
 def open_regular(path: Path) -> int:
     """A file descriptor for a regular file at path, never through a symlink and never blocking on a FIFO
@@ -72,16 +68,17 @@ def open_regular(path: Path) -> int:
     return fd
 
 
+def create_new(path: Path) -> BinaryIO:
+    """A new file at path, opened for writing: never one that exists, never through a link."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb")
+
+
 def sha256(path: Path, copy_to: Path | None = None) -> str:
     """The file's SHA-256, read once through open_regular; with copy_to, the same bytes copied there (a new
     file, never through a symlink), so what is copied is exactly what was hashed."""
     digest = hashlib.sha256()
     with os.fdopen(open_regular(path), "rb") as f:
-        sink = None
-        if copy_to is not None:
-            sink = os.fdopen(
-                os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb"
-            )
+        sink = create_new(copy_to) if copy_to is not None else None
         try:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -265,16 +262,14 @@ def publish_s3(inventory: Inventory, target: Location) -> None:
     except (BotoCoreError, ClientError, OSError) as exc:
         state = (
             f"{len(written)} of its {len(inventory.files)} new files were copied in, so {target}/ may now "
-            "mix "
-            "old and new files: rerun the day"
+            "mix old and new files: rerun the day"
             if written
             else "the previous partition is unchanged"
         )
         raise RunFailed(
             exits.PUBLISH,
             f"could not publish to {target}/ ({aws_problem(exc)}): check the role's "
-            "s3:PutObject/DeleteObject "
-            f"on the output prefix; {state}",
+            f"s3:PutObject/DeleteObject on the output prefix; {state}",
             "publish",
         ) from exc
 
@@ -338,9 +333,8 @@ def remove_published_from_staging(inventory: Inventory, staging: Location) -> No
 
 @dataclass(frozen=True)
 class Fingerprint:
-    files: dict[
-        str, tuple[int, ...]
-    ]  # relative path: size, mtime, ctime (the user cannot set it), inode, links
+    # relative path: size, mtime, ctime (which no user can set), inode, links
+    files: dict[str, tuple[int, ...]]
     folders: frozenset[str]
 
 
@@ -385,7 +379,7 @@ def undo_writes(output: Location, before: Fingerprint, after: Fingerprint) -> Ru
     published partition they changed or deleted from (consumers must never read unchecked data). Returns
     the failure to report, or None when OUTPUT_URI is as it was."""
     added = sorted(set(after.files) - set(before.files))
-    touched = sorted(n for n, stat in before.files.items() if after.files.get(n) != stat)
+    touched = sorted(n for n, seen in before.files.items() if after.files.get(n) != seen)
     new_folders = sorted(after.folders - before.folders, key=lambda n: n.count("/"), reverse=True)
     if not added and not touched and not new_folders:
         return None

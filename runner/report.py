@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.locations import Location, aws_client, aws_problem
+from runner.publish import create_new, open_regular
 
 log = logging.getLogger("runner")
 
@@ -31,8 +32,6 @@ LARGEST = 512 * 2**20  # a report file larger than this is the notebook's doing:
 def read_regular(path: Path) -> bytes | None:
     """A file the notebook's processes could have replaced (they run as the same user): read only if it is
     a regular file, never through a link, never blocking on a FIFO, never unbounded; None otherwise."""
-    from runner.publish import open_regular
-
     try:
         with os.fdopen(open_regular(path), "rb") as f:
             data = f.read(LARGEST + 1)
@@ -101,18 +100,15 @@ def assemble(work: Path, files: dict[str, bytes | None]) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="report.", dir=work))
     for name, data in files.items():
         if data is not None:
-            fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as f:
+            with create_new(folder / name) as f:
                 f.write(data)
     return folder
 
 
 def write_and_store(folder: Path, manifest: dict[str, Any], dest: Location | None) -> str:
     """manifest.json written, the folder stored; returns '' or why the report could not be stored."""
-    assemble_into = folder / "manifest.json"
-    fd = os.open(assemble_into, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(manifest, indent=2) + "\n")
+    with create_new(folder / "manifest.json") as f:
+        f.write((json.dumps(manifest, indent=2) + "\n").encode())
     if dest is None:
         return ""
     try:

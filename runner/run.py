@@ -135,12 +135,9 @@ class Run:
             try:
                 loc.path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise RunFailed(
-                    exits.CONFIG,
+                raise configuration.fail(
                     f"{name} folder {loc} cannot be created ({exc.strerror}): mount a folder the container "
-                    "user "
-                    f"({os.getuid()}) may write",
-                    "config",
+                    f"user ({os.getuid()}) may write"
                 ) from exc
         self.reports_ready = True
 
@@ -273,11 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv:
             print(configuration.usage(), file=sys.stderr)
-            raise RunFailed(
-                exits.CONFIG,
+            raise configuration.fail(
                 f"run_notebook.sh takes no arguments (got: {' '.join(argv)}): configure it with environment "
-                "variables",
-                "config",
+                "variables"
             )
         outcome = run.go()
     except RunFailed as exc:
