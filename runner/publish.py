@@ -348,9 +348,7 @@ def fingerprint(output: Location, *apart: Location) -> Fingerprint | None:
     skip = {loc.path for loc in apart if not loc.is_s3 and output.contains(loc)}
     for root, dirs, names in os.walk(output.path):
         here = Path(root)
-        dirs[:] = [
-            d for d in dirs if here / d not in skip and not (here == output.path and d.startswith("."))
-        ]
+        dirs[:] = [d for d in dirs if here / d not in skip]
         links = [d for d in dirs if (here / d).is_symlink()]
         dirs[:] = [d for d in dirs if d not in links]
         folders.update((here / d).relative_to(output.path).as_posix() for d in dirs)

@@ -228,11 +228,14 @@ def test_the_guard_removes_what_was_added_and_a_partition_that_was_changed(tmp_p
     (tmp_path / "date=3").mkdir()
     (tmp_path / "date=3" / "p.parquet").write_bytes(b"new")
     (tmp_path / "_runs").mkdir()  # the reports are the runner's: not a violation
+    (tmp_path / ".date=2.incoming-x").mkdir()  # hidden from readers, but not the notebook's to write
+    (tmp_path / ".date=2.incoming-x" / "unchecked.csv").write_text("x")
 
     failure = publish.undo_writes(out, before, publish.fingerprint(out, out.child("_runs")))
 
     assert failure is not None and failure.exit is exits.NOTEBOOK
-    assert "added date=3" in str(failure) and "changed or deleted date=1/p.parquet" in str(failure)
+    assert "added .date=2.incoming-x/unchecked.csv, date=3/p.parquet" in str(failure)
+    assert "changed or deleted date=1/p.parquet" in str(failure)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_runs", "date=2"]
 
 
