@@ -8,9 +8,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO
 
-from runner import exits
+from runner import exits, redaction
 from runner.config import Config
 from runner.errors import RunFailed
 from runner.processes import kill_descendants, signals_held
@@ -27,15 +26,6 @@ def verdict(output: str) -> str:
     if len(last) > VERDICT_LIMIT:
         last = f"{last[:VERDICT_LIMIT]}… (cut at {VERDICT_LIMIT} of {len(last):,} characters: see check.txt)"
     return last
-
-
-def copy_lines(source: IO[bytes] | None, sink: IO[bytes]) -> None:
-    """The check's output, line by line, into its report file and the run's log."""
-    assert source is not None
-    for line in iter(source.readline, b""):
-        sink.write(line)
-        sys.stderr.buffer.write(line)
-        sys.stderr.flush()
 
 
 def run_check(config: Config, env: dict[str, str], python: str, report: Path) -> None:
@@ -57,7 +47,9 @@ def run_check(config: Config, env: dict[str, str], python: str, report: Path) ->
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         # A reader thread: a process the check left behind may hold the pipe open; it is killed first.
-        reader = threading.Thread(target=copy_lines, args=(proc.stdout, sink), daemon=True)
+        reader = threading.Thread(
+            target=redaction.copy_lines, args=(proc.stdout, sink, sys.stderr.buffer), daemon=True
+        )
         reader.start()
         try:
             code = proc.wait(timeout=config.check_timeout)

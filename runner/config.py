@@ -54,6 +54,8 @@ SETTINGS = (
     Setting("STAGING_URI", "", "where the notebook writes before the check, a run per folder DATE/RUN_ID "
             "(default: the run's report folder, REPORT_URI/date=D/RUN_ID/staging)"),
     Setting("RUN_ID", "", "this run's id, letters, digits, '.', '_' and '-' (default: time and random)"),
+    Setting("NOTEBOOK_SECRETS", "", "comma-separated names of the environment variables holding the "
+            "notebook's secrets; their values are redacted from all the runner writes (in AWS: SecretNames)"),
     Setting("NOTEBOOK_ROLE_ARN", "", "IAM role the notebook and the check run under (in AWS: the stack's "
             "NotebookRole); the runner serves its credentials to them alone"),
     Setting("SNS_TOPIC_ARN", "", "topic told of failures (optional)"),

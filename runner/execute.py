@@ -4,10 +4,12 @@ papermill into the run's staging location (exit 10, 11), under the notebook's ow
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
-from runner import exits
+from runner import exits, redaction
 from runner.config import Config, fail
 from runner.credentials import NotebookIdentity
 from runner.errors import RunFailed, Stopped
@@ -116,12 +118,23 @@ def kernel_python() -> str:
 
 
 def start_kernel(cwd: Path, env: dict[str, str]) -> Any:
-    """Start the image's kernel now, with the notebook's environment, so it boots while papermill loads."""
+    """Start the image's kernel now, with the notebook's environment, so it boots while papermill loads.
+    What it (or a process it starts) writes to its own stdout and stderr reaches the container's output
+    through the runner, redacted, never directly."""
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
     km = AsyncKernelManager(kernel_name=KERNEL_NAME)
-    run_sync(km.start_kernel)(cwd=str(cwd), env=env)
+    read, write = os.pipe()
+    try:
+        run_sync(km.start_kernel)(cwd=str(cwd), env=env, stdout=write, stderr=write)
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)  # the kernel and its children hold it now: the pipe ends when the last of them does
+    # A daemon: a process the notebook left behind may hold the pipe open; kill_descendants ends it.
+    threading.Thread(target=redaction.to_stderr, args=(os.fdopen(read, "rb"),), daemon=True).start()
     return km
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import config as configuration
-from runner import exits, notify, processes, publish
+from runner import exits, notify, processes, publish, redaction
 from runner.checking import run_check
 from runner.credentials import NotebookIdentity, RoleCredentials
 from runner.errors import RunFailed, Stopped
@@ -82,7 +82,9 @@ class Run:
     # --- the steps ------------------------------------------------------------------------------------
 
     def go(self) -> Outcome:
+        redaction.load(self.environ)  # first: every later line, file and mail is redacted
         config = self.config = configuration.load(self.environ)
+        redaction.check_params(config.params)
         log.info(
             "run %s: %s for %s; data %s; output %s; report %s", config.run_id, config.notebook,
             config.run_date, config.data, config.output, config.run_reports,
@@ -191,6 +193,7 @@ class Run:
             files[f"{name}.html"] = body.encode() if body is not None else None
         if self.check_report is not None:
             files["check.txt"] = read_regular(self.check_report)
+        files = {file: redaction.ACTIVE.file_bytes(data, file) for file, data in files.items()}
         folder = assemble(self.work, files)
         report = "none (the run stopped before it started)"
         dest: Location | None = None
@@ -219,6 +222,7 @@ class Run:
             else [],
             "not_published": self.inventory.left_out if self.inventory else [],
         }
+        manifest = redaction.data(manifest)
         lost = write_and_store(folder, manifest, dest)
         if lost:
             manifest["report"] = report = lost
@@ -243,14 +247,15 @@ class Run:
                 f"report: {report}"
             )
         gc.collect()  # what the collector logs about the finished kernel client comes before the last line
-        print(line, file=sys.stderr, flush=True)
+        print(redaction.text(line), file=sys.stderr, flush=True)
         return outcome.exit.code
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="[runner] %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     for handler in logging.getLogger().handlers:  # jupyter_client's noise when a finished client is collected
+        handler.setFormatter(redaction.RedactingFormatter("[runner] %(message)s"))
         handler.addFilter(lambda record: not record.getMessage().startswith("Could not destroy zmq context"))
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "traitlets", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

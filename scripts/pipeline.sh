@@ -19,6 +19,11 @@
 #   NOTEBOOK           the notebook baked into the image                          (default: usp.ipynb)
 #   NOTIFICATION_EMAILS up to 3 addresses, comma-separated, told of every outcome (each confirms from its first mail)
 #   STACK_NAME         the stack's name (default: notebook-pipeline-<repository name>)
+# The notebook's data sources (each off unless set; always passed, so one left out of the file is turned off):
+#   ATHENA_WORKGROUP, ATHENA_RESULTS_BUCKET, ATHENA_RESULTS_PREFIX   Athena and its query result location
+#   GLUE_DATABASES     Glue databases, comma-separated      OPENSEARCH_DOMAIN_ARNS  domain ARNs, comma-separated
+#   SECRET_NAMES, SECRET_ARNS  the secrets' variables and their ARNs, comma-separated, in the same order
+#   SECRET_KMS_KEY_ARNS  customer managed keys of the secrets, comma-separated
 #   AWS_REGION         the region (default: the AWS CLI's)
 # The daily run (each unset one keeps the stack's value, or the template's default on creation; so do the
 # DATA_LAKE_PREFIX and VALIDATION_ variables):
@@ -57,7 +62,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 load_settings() {
 	local file=${SETTINGS_FILE:-${ROOT}/settings.yml} python=${SETTINGS_PYTHON:-python3} assignments
 	if [[ -z "${SETTINGS_FILE:-}" && ! -e "$file" ]]; then
-		return 0 # no settings file: every setting comes from the variables
+		file=/dev/null # no settings file: every setting comes from the variables, checked all the same
 	fi
 	command -v "$python" >/dev/null ||
 		die "cannot run ${python} to read ${file}: set SETTINGS_PYTHON, or use make deploy"
@@ -73,6 +78,15 @@ load_config() {
 	CONNECTION_ARN=${CONNECTION_ARN:-}
 	NOTEBOOK=${NOTEBOOK:-usp.ipynb}
 	NOTIFICATION_EMAILS=${NOTIFICATION_EMAILS:-}
+	# The data sources (settings.py checked them): always passed, so that one left out is off.
+	ATHENA_WORKGROUP=${ATHENA_WORKGROUP:-}
+	ATHENA_RESULTS_BUCKET=${ATHENA_RESULTS_BUCKET:-}
+	ATHENA_RESULTS_PREFIX=${ATHENA_RESULTS_PREFIX:-}
+	GLUE_DATABASES=${GLUE_DATABASES:-}
+	OPENSEARCH_DOMAIN_ARNS=${OPENSEARCH_DOMAIN_ARNS:-}
+	SECRET_NAMES=${SECRET_NAMES:-}
+	SECRET_ARNS=${SECRET_ARNS:-}
+	SECRET_KMS_KEY_ARNS=${SECRET_KMS_KEY_ARNS:-}
 	[[ -z "$NOTIFICATION_EMAILS" ]] ||
 		check NOTIFICATION_EMAILS "$NOTIFICATION_EMAILS" \
 			'^[^@[:space:],]+@[^@[:space:],]+\.[^@[:space:],]+(,[^@[:space:],]+@[^@[:space:],]+\.[^@[:space:],]+){0,2}$' \
@@ -212,6 +226,10 @@ deploy() {
 		--parameter-overrides "GitHubRepository=${GITHUB_REPO}" "GitHubBranch=${GITHUB_BRANCH}"
 		"ConnectionArn=${CONNECTION_ARN}" "NotebookPath=${NOTEBOOK}"
 		"DataLakeBucket=${DATA_LAKE_BUCKET}" "OutputBucket=${OUTPUT_BUCKET}" "NotificationEmails=${NOTIFICATION_EMAILS}"
+		"AthenaWorkGroup=${ATHENA_WORKGROUP}" "AthenaResultsBucket=${ATHENA_RESULTS_BUCKET}"
+		"AthenaResultsPrefix=${ATHENA_RESULTS_PREFIX}" "GlueDatabases=${GLUE_DATABASES}"
+		"OpenSearchDomainArns=${OPENSEARCH_DOMAIN_ARNS}" "SecretNames=${SECRET_NAMES}" "SecretArns=${SECRET_ARNS}"
+		"SecretKmsKeyArns=${SECRET_KMS_KEY_ARNS}"
 		"${RUN_OVERRIDES[@]}"
 	)
 	printf 'pipeline: %s stack %s for %s (branch %s)\n' "$mode" "$STACK_NAME" "$GITHUB_REPO" "$GITHUB_BRANCH" >&2

@@ -28,7 +28,10 @@ except ImportError:  # pragma: no cover -- make deploy runs this with .venv's Py
     sys.stderr.write("pipeline: reading settings.yml needs PyYAML: run make deploy, or set SETTINGS_PYTHON\n")
     sys.exit(2)
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "template" / "pipeline.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template" / "pipeline.yaml"
+sys.path.insert(0, str(ROOT))
+from runner.redaction import NAME_PATTERN, reserved  # noqa: E402 -- the runner's own rule for a secret's name
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,21 @@ KEYS = {
     "network.assign_public_ip": Key("ASSIGN_PUBLIC_IP", "AssignPublicIp", str),
     "github.branch": Key("GITHUB_BRANCH", "GitHubBranch", str),
     "github.connection_arn": Key("CONNECTION_ARN", "ConnectionArn", str),
+    "athena.workgroup": Key("ATHENA_WORKGROUP", "AthenaWorkGroup", str),
+    "athena.results_bucket": Key("ATHENA_RESULTS_BUCKET", "AthenaResultsBucket", str),
+    "athena.results_prefix": Key("ATHENA_RESULTS_PREFIX", "AthenaResultsPrefix", str),
+    "glue.databases": Key("GLUE_DATABASES", "GlueDatabases", list),
+    "opensearch.domains": Key("OPENSEARCH_DOMAIN_ARNS", "OpenSearchDomainArns", list),
+    "secrets": Key("SECRET_ARNS", "SecretArns", dict),  # NAME: ARN; SECRET_NAMES holds the names
+    "secret_kms_keys": Key("SECRET_KMS_KEY_ARNS", "SecretKmsKeyArns", list),
 }
+# The data sources: off unless set. pipeline.sh always passes them (an unset one turns its grant off, so that
+# a source removed from the file loses its grant), and settings.py checks a value the environment gives too.
+DATA_SOURCES = ("athena.workgroup", "athena.results_bucket", "athena.results_prefix", "glue.databases",
+                "opensearch.domains", "secrets", "secret_kms_keys")  # fmt: skip
+SECRET_NAMES = Key("SECRET_NAMES", "SecretNames", list)
 SECTIONS = sorted({name.split(".")[0] for name in KEYS if "." in name})
-EXAMPLES = {str: "'text'", int: "1024", list: "[a, b]"}
+EXAMPLES = {str: "'text'", int: "1024", list: "[a, b]", dict: "{NAME: arn:...}"}
 
 
 class Refused(Exception):
@@ -173,6 +188,40 @@ def check(name: str, key: Key, text: str, parameter: dict[str, Any]) -> None:
         )
 
 
+def check_items(name: str, key: Key, text: str, parameter: dict[str, Any]) -> None:
+    """A list's items one by one (the message names the bad one), then the list (its length)."""
+    if key.kind is list:
+        for item in text.split(",") if text else []:
+            check(f"{name} item", key, item, parameter)
+    check(name, key, text, parameter)
+
+
+def secret_lists(name: str, value: Any) -> tuple[str, str]:
+    """secrets: {VARIABLE: ARN, ...} as SecretNames and SecretArns, in the same order."""
+    if value is None or value == []:
+        return "", ""
+    if not isinstance(value, dict):
+        raise Refused(
+            f"{name}={value!r} is not a mapping: write one VARIABLE: ARN line per secret, e.g. "
+            f"{name}: {{HADOOP_PASSWORD: arn:aws:secretsmanager:eu-west-1:123456789012:secret:hadoop-AbCdEf}}"
+        )
+    for variable, arn in value.items():
+        variable = str(variable)
+        if not NAME_PATTERN.match(variable):
+            raise Refused(
+                f"{name}.{variable} is not a variable name: the notebook reads the secret from it, so use "
+                "A-Z, 0-9 and '_', not starting with a digit, e.g. HADOOP_PASSWORD"
+            )
+        if reserved(variable):
+            raise Refused(
+                f"{name}.{variable} is a variable the runner, the AWS SDKs or Python read: give the secret "
+                "another name, e.g. HADOOP_PASSWORD"
+            )
+        if not isinstance(arn, str) or not arn:
+            raise Refused(f"{name}.{variable}={arn!r} is not an ARN: give the secret's or parameter's ARN")
+    return ",".join(str(v) for v in value), ",".join(value.values())
+
+
 def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
     """The shell assignments of the file's variables that the environment does not set."""
     try:
@@ -189,10 +238,23 @@ def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
     lines = []
     for name, value in values.items():
         key = KEYS[name]
-        text = as_text(name, key, value)
-        check(name, key, text, parameters[key.parameter])
-        if key.variable not in environment:
-            lines.append(f"{key.variable}={shlex.quote(text)}")
+        if key.kind is dict:
+            names, arns = secret_lists(name, value)
+            texts = {SECRET_NAMES: names, key: arns}
+        else:
+            texts = {key: as_text(name, key, value)}
+        for each, text in texts.items():
+            check_items(name, each, text, parameters[each.parameter])
+            if each.variable not in environment:
+                lines.append(f"{each.variable}={shlex.quote(text)}")
+    # A data source given on the command line is checked here too (pipeline.sh passes them as they are).
+    for key in [KEYS[name] for name in DATA_SOURCES] + [SECRET_NAMES]:
+        if environment.get(key.variable):
+            check_items(key.variable, key, environment[key.variable], parameters[key.parameter])
+    if bool(environment.get("SECRET_NAMES")) != bool(environment.get("SECRET_ARNS")) and (
+        "SECRET_NAMES" in environment or "SECRET_ARNS" in environment
+    ):
+        raise Refused("SECRET_NAMES and SECRET_ARNS go together, one name for each ARN: set both, or neither")
     return lines
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,16 @@ def load(path: Path = TEMPLATE) -> dict[str, Any]:
 
 
 def resolve(value: Any, values: dict[str, Any]) -> Any:
-    """Ref, Fn::Join and Fn::Sub evaluated as CloudFormation would, given the values of the names they
-    use (a name without one stays as it is written); other maps and lists are resolved member by member."""
+    """Ref, Fn::Join, Fn::Split, Fn::Select, Fn::If and Fn::Sub evaluated as CloudFormation would, given
+    the values of the names they use (a name without one stays as it is written; Fn::If's conditions read
+    the template's parameter defaults under them); other maps and lists are resolved member by member."""
+    value = choose(value, values)
+    if isinstance(value, dict) and set(value) == {"Fn::Split"}:
+        separator, text = value["Fn::Split"]
+        return str(resolve(text, values)).split(separator)
+    if isinstance(value, dict) and set(value) == {"Fn::Select"}:
+        index, items = value["Fn::Select"]
+        return resolve(items, values)[int(index)]
     if isinstance(value, dict) and set(value) == {"Ref"}:
         return values.get(value["Ref"], f"<{value['Ref']}>")
     if isinstance(value, dict) and set(value) == {"Fn::Join"}:
@@ -76,16 +85,72 @@ def resolve(value: Any, values: dict[str, Any]) -> Any:
     return value
 
 
-def statements(resources: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+@functools.cache
+def _template() -> dict[str, Any]:
+    """The template as read once, for its parameters' defaults and its conditions (never changed)."""
+    return load()
+
+
+def defaults() -> dict[str, Any]:
+    """The template's parameters at their defaults (every data source off)."""
+    return {name: p["Default"] for name, p in _template()["Parameters"].items() if "Default" in p}
+
+
+def condition(name: str, values: dict[str, Any]) -> bool:
+    """A condition of the template's, given the parameter values (defaults for those not given)."""
+    return _holds(_template()["Conditions"][name], {**defaults(), **values})
+
+
+def _holds(expression: dict[str, Any], values: dict[str, Any]) -> bool:
+    ((function, arguments),) = expression.items()
+    if function in ("Condition", "Fn::Condition"):  # !Condition, as this loader reads it
+        return condition(arguments, values)
+    if function == "Fn::Equals":
+        left, right = (str(resolve(a, values)) for a in arguments)
+        return left == right
+    if function == "Fn::Not":
+        return not _holds(arguments[0], values)
+    if function == "Fn::And":
+        return all(_holds(a, values) for a in arguments)
+    if function == "Fn::Or":
+        return any(_holds(a, values) for a in arguments)
+    raise AssertionError(f"cfn.py does not evaluate {function} in a condition")
+
+
+def choose(value: Any, values: dict[str, Any]) -> Any:
+    """Fn::If decided and AWS::NoValue dropped, as CloudFormation does; every other function left as is."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        name, when_true, when_false = value["Fn::If"]
+        return choose(when_true if condition(name, values) else when_false, values)
+    if isinstance(value, dict):
+        chosen = {k: choose(v, values) for k, v in value.items()}
+        return {k: v for k, v in chosen.items() if v != NO_VALUE}
+    if isinstance(value, list):
+        return [c for c in (choose(v, values) for v in value) if c != NO_VALUE]
+    return value
+
+
+def exists(resource: dict[str, Any], values: dict[str, Any]) -> bool:
+    return "Condition" not in resource or condition(resource["Condition"], values)
+
+
+def statements(
+    resources: dict[str, Any], role: str, values: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """A role's policy statements, inline or in AWS::IAM::Policy resources attached to it, by Sid (by policy
-    and position where a statement has none)."""
+    and position where a statement has none), for the parameter values given (the defaults otherwise):
+    a conditional policy only when its condition holds, each Fn::If decided."""
+    values = values or {}
     found = {}
     attached = [
         r["Properties"] for r in resources.values()
-        if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"]
+        if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"] and exists(r, values)
     ]  # fmt: skip
     for policy in resources[role]["Properties"]["Policies"] + attached:
-        for n, statement in enumerate(policy["PolicyDocument"]["Statement"]):
+        for n, statement in enumerate(choose(policy["PolicyDocument"]["Statement"], values)):
             found[statement.get("Sid", f"{policy['PolicyName']}-{n}")] = statement
     return found
 
@@ -96,6 +161,6 @@ def actions(statement: dict[str, Any]) -> set[str]:
     return {listed} if isinstance(listed, str) else set(listed)
 
 
-def granted(resources: dict[str, Any], role: str) -> set[str]:
-    """Every action a role's inline policies allow."""
-    return set().union(*(actions(s) for s in statements(resources, role).values()))
+def granted(resources: dict[str, Any], role: str, values: dict[str, Any] | None = None) -> set[str]:
+    """Every action a role's policies allow (for the parameter values given, the defaults otherwise)."""
+    return set().union(*(actions(s) for s in statements(resources, role, values).values()))

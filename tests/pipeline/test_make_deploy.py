@@ -20,6 +20,13 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
 PROMOTED = f"{REPOSITORY}@{DIGEST}"  # what the validation writes into /<stack>/validated-image
 
 
+# The data sources, all off: always passed, so that a source left out of the settings loses its grant.
+SOURCES_OFF = [
+    "AthenaWorkGroup=", "AthenaResultsBucket=", "AthenaResultsPrefix=", "GlueDatabases=",
+    "OpenSearchDomainArns=", "SecretNames=", "SecretArns=", "SecretKmsKeyArns=",
+]  # fmt: skip
+
+
 def make(
     tmp_path: Path, target: str, **variables: str
 ) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
@@ -74,8 +81,8 @@ def test_deploy_of_a_new_stack_makes_the_cloudformation_deploy_call_in_the_defau
         "--capabilities", "CAPABILITY_IAM", "--no-fail-on-empty-changeset",
         "--parameter-overrides", "GitHubRepository=hotel-profiling/usp-model", "GitHubBranch=main",
         "ConnectionArn=", "NotebookPath=usp.ipynb", "DataLakeBucket=hotel-lake", "OutputBucket=hotel-out",
-        "NotificationEmails=", "Subnets=subnet-0a1b2c3d,subnet-4e5f6a7b", "SecurityGroups=sg-0a1b2c3d",
-        "AssignPublicIp=ENABLED",
+        "NotificationEmails=", *SOURCES_OFF, "Subnets=subnet-0a1b2c3d,subnet-4e5f6a7b",
+        "SecurityGroups=sg-0a1b2c3d", "AssignPublicIp=ENABLED",
     ]  # fmt: skip
     assert calls[5][:2] == ["cloudformation", "describe-stacks"]
     assert "runs start in the default VPC vpc-0a1b2c3d" in done.stderr
@@ -87,7 +94,8 @@ def test_updating_a_stack_keeps_its_network_and_run_settings_unless_given(tmp_pa
 
     assert done.returncode == 0, done.stderr
     assert not [c for c in calls if c[0] == "ec2"]
-    assert deploy_call(calls)[-1] == "NotificationEmails="  # nothing of the run: CloudFormation keeps it
+    # nothing of the run: CloudFormation keeps it
+    assert deploy_call(calls)[-9:] == ["NotificationEmails=", *SOURCES_OFF]
 
 
 def test_run_settings_given_are_passed_and_an_empty_schedule_removes_it(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import iam
 import pytest
-from cfn import statements
+from cfn import defaults, statements
 from support import (
     SAMPLE_DATE,
     SAMPLE_LAKE,
@@ -42,7 +42,7 @@ ARNS = {
     "TaskExecutionRole.Arn": f"arn:aws:iam::{iam.ACCOUNT}:role/pull",
     "AlertKey.Arn": f"arn:aws:kms:{REGION}:{iam.ACCOUNT}:key/alerts",
 }
-STACK_VALUES = {**VALUES, **ARNS}
+STACK_VALUES = {**defaults(), **VALUES, **ARNS}  # every parameter not set here at its default
 ROLE_NAMES = {arn: name.split(".")[0] for name, arn in ARNS.items()}
 
 

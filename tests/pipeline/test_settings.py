@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from support import REPO
-from test_make_deploy import CONNECTION, deploy_call, make
+from test_make_deploy import CONNECTION, SOURCES_OFF, deploy_call, make
 
 SETTINGS = REPO / "settings.yml"
 SCRIPT = REPO / "scripts" / "settings.py"
@@ -49,7 +49,7 @@ def test_make_deploy_with_only_the_repository_takes_every_other_setting_from_set
     assert done.returncode == 0, done.stderr
     assert overrides(deploy_call(calls)) == [
         "GitHubRepository=o/r", "GitHubBranch=main", "ConnectionArn=", "NotebookPath=usp.ipynb",
-        "DataLakeBucket=hotel-data-lake", "OutputBucket=hotel-output", "NotificationEmails=",
+        "DataLakeBucket=hotel-data-lake", "OutputBucket=hotel-output", "NotificationEmails=", *SOURCES_OFF,
         "DataLakePrefix=snapshots", "ValidationDate=2019-08-01", "ValidationPrefix=validation",
         "ScheduleExpression=cron(0 6 * * ? *)", "ScheduleTimezone=UTC", "OutputPrefix=usp/daily",
         "TaskCpu=1024", "TaskMemory=2048",
@@ -92,7 +92,7 @@ def test_settings_file_reads_another_models_settings(tmp_path: Path) -> None:
     assert overrides(deploy_call(calls)) == [
         "GitHubRepository=o/adr", "GitHubBranch=release/1", f"ConnectionArn={CONNECTION}",
         "NotebookPath=models/adr.ipynb", "DataLakeBucket=adr-lake", "OutputBucket=adr-out",
-        "NotificationEmails=data-eng@example.com,oncall@example.com", "DataLakePrefix=raw",
+        "NotificationEmails=data-eng@example.com,oncall@example.com", *SOURCES_OFF, "DataLakePrefix=raw",
         "ValidationDate=2024-02-29", "ScheduleExpression=", "ScheduleTimezone=Europe/Amsterdam",
         "OutputPrefix=adr/daily", "TaskCpu=2048", "TaskMemory=8192",
         "Subnets=subnet-0a1b2c3d,subnet-4e5f6a7b", "SecurityGroups=sg-0a1b2c3d", "AssignPublicIp=DISABLED",
@@ -110,7 +110,8 @@ def test_without_a_settings_file_every_setting_comes_from_the_variables(tmp_path
     assert (missing.returncode, missing_calls) == (2, [])
     assert missing.stderr.startswith("pipeline: DATA_LAKE_BUCKET is not set"), missing.stderr
     assert given.returncode == 0, given.stderr
-    assert overrides(deploy_call(calls))[-1] == "NotificationEmails="  # nothing else: the stack keeps it
+    # nothing else: the stack keeps it
+    assert overrides(deploy_call(calls))[-9:] == ["NotificationEmails=", *SOURCES_OFF]
 
 
 def test_a_settings_file_named_but_missing_is_refused(tmp_path: Path) -> None:

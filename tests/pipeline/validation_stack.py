@@ -98,6 +98,7 @@ def stack_values(suffix: str) -> dict[str, Any]:
         for r in (*VALIDATION_ROLES, "TaskRole", "TaskExecutionRole")
     }
     return {
+        **cfn.defaults(),
         "AWS::StackName": name, "AWS::Region": REGION, "AWS::AccountId": account, "AWS::Partition": "aws",
         "DataLakeBucket": f"lake-{suffix}", "DataLakePrefix": "snapshots", "OutputBucket": f"output-{suffix}",
         "StagingBucket": f"staging-{suffix}", "StagingBucket.Arn": f"arn:aws:s3:::staging-{suffix}",
@@ -144,7 +145,8 @@ def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
     suffix = uuid4().hex[:8]
     values = stack_values(suffix)
     roles = {
-        r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r).values()] for r in VALIDATION_ROLES
+        r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r, values).values()]
+        for r in VALIDATION_ROLES
     }
     enforcer = iam.Iam(roles, {values[f"{r}.Arn"]: r for r in VALIDATION_ROLES})
     validate_key = enforcer.give(f"AKIAVALIDATE{suffix}", "ValidateRole")

@@ -1,0 +1,120 @@
+"""The notebook's secrets (NOTEBOOK_SECRETS): a notebook and a check that print one, every way a cell can,
+leave its value nowhere the runner writes (the report, the manifest, check.txt) nor in the container's
+output; a secret that cannot be redacted, or passed as a parameter, stops the run before the notebook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support import make_notebook, manifest, published
+from test_runner_failures import GOOD_ROWS, run_notebook
+
+pytestmark = pytest.mark.docker
+
+# Quotes, markup and two lines: the escapes of JSON, repr and HTML each show it differently.
+SECRET = 'hunter2-"s3cr3t"-<b>&amp;\nsecond-line-of-the-key'
+SECRETS_ENV = {"NOTEBOOK_SECRETS": "HADOOP_PASSWORD", "HADOOP_PASSWORD": SECRET}
+
+PRINT_IT = """
+import os, subprocess, sys
+secret = os.environ["HADOOP_PASSWORD"]
+print(secret)
+print(repr(secret))
+sys.stderr.write(secret + "\\n")
+os.write(1, (secret + "\\n").encode())
+os.write(2, (secret + "\\n").encode())
+sys.__stdout__.write(secret + "\\n"); sys.__stdout__.flush()
+subprocess.run(["sh", "-c", 'echo "$HADOOP_PASSWORD"; echo "$HADOOP_PASSWORD" >&2'], check=True)
+from IPython.display import HTML, display
+display(HTML(f"<p>{secret}</p>"))
+secret
+"""
+
+CHECK_PRINTS_IT = """
+import os, sys
+print("the password is", os.environ["HADOOP_PASSWORD"])
+print("CHECK PASSED")
+"""
+
+
+def leaks(text: str) -> list[str]:
+    """The forms of SECRET found in text: the value, its lines, its JSON and repr escapes."""
+    forms = {SECRET, json.dumps(SECRET)[1:-1], repr(SECRET)[1:-1], *SECRET.splitlines()}
+    return sorted(f for f in forms if f in text)
+
+
+def written(out: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(out)): p.read_bytes().decode(errors="replace")
+        for p in out.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_a_printed_secret_is_redacted_everywhere_the_runner_writes(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    nb = tmp_path / "nb"
+    make_notebook(nb / "leaky.ipynb", PRINT_IT, GOOD_ROWS)
+    (nb / "check.py").write_text(CHECK_PRINTS_IT)
+
+    run = run_notebook(runner_image, out, nb, "leaky.ipynb", CHECK_SCRIPT="/nb/check.py", **SECRETS_ENV)
+
+    assert run.code == 0, run.stderr
+    assert len(published(out)) == 1
+    files = written(out)
+    assert {name for name in files if name.endswith((".ipynb", ".html", "check.txt", "manifest.json"))}
+    assert {name: leaks(text) for name, text in files.items() if leaks(text)} == {}
+    assert leaks(run.stdout + run.stderr) == []
+    report = next(text for name, text in files.items() if name.endswith("leaky.ipynb"))
+    assert report.count("[REDACTED]") >= 8  # each way the cell printed it, and the cell's value
+    assert "the password is [REDACTED]" in next(t for n, t in files.items() if n.endswith("check.txt"))
+    assert "[REDACTED]" in run.stderr  # the kernel's own stdout and stderr, through the runner
+
+
+def test_a_secret_in_a_failing_cells_error_is_redacted_in_the_message_and_manifest(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    nb = tmp_path / "nb"
+    make_notebook(
+        nb / "fails.ipynb", "import os\nraise ValueError('login failed for ' + os.environ['HADOOP_PASSWORD'])"
+    )
+
+    run = run_notebook(runner_image, out, nb, "fails.ipynb", **SECRETS_ENV)
+
+    assert run.code == 10, run.stderr
+    assert "raised ValueError in cell [3]: login failed for [REDACTED]" in run.last_line
+    assert manifest(out)["message"].startswith(
+        "fails.ipynb raised ValueError in cell [3]: login failed for [REDACTED]"
+    )
+    assert {name: leaks(text) for name, text in written(out).items() if leaks(text)} == {}
+    assert leaks(run.stdout + run.stderr) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"NOTEBOOK_SECRETS": "HADOOP_PASSWORD"}, "HADOOP_PASSWORD is not set: in AWS, ECS injects it"),
+        ({"NOTEBOOK_SECRETS": "PIN", "PIN": "1234"}, "PIN's value is shorter than 6 characters"),
+        ({"NOTEBOOK_SECRETS": "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY": "x" * 40}, "rename it"),
+        (
+            {**SECRETS_ENV, "NOTEBOOK_PARAMS": json.dumps({"password": SECRET})},
+            "NOTEBOOK_PARAMS password hold a secret",
+        ),
+    ],
+    ids=["missing", "too-short", "reserved-name", "passed-as-parameter"],
+)
+def test_a_secret_that_cannot_be_kept_out_of_the_report_stops_the_run_before_the_notebook(
+    runner_image: str, out: Path, tmp_path: Path, env: dict[str, str], said: str
+) -> None:
+    nb = tmp_path / "nb"
+    make_notebook(nb / "good.ipynb", GOOD_ROWS)
+
+    run = run_notebook(runner_image, out, nb, "good.ipynb", **env)
+
+    assert run.code == 2, run.stderr
+    assert said in run.last_line
+    assert published(out) == []
+    assert leaks(run.stdout + run.stderr) == []
