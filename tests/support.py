@@ -59,6 +59,22 @@ def docker_run(
     return Run(done.returncode, done.stdout, done.stderr)
 
 
+# What a model repository holds of the platform, beside its own notebook, check and requirements.
+PLATFORM_FILES = ("Dockerfile", "run_notebook.sh", "runner")
+
+
+def model_repository(project: Path, dest: Path, *leave_out: str) -> Path:
+    """Another model's repository: its own files (less leave_out) plus the platform's, copied as they are."""
+    shutil.copytree(project, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*leave_out))
+    for name in PLATFORM_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 def copy_repository(dest: Path) -> Path:
     """The repository's tracked and untracked-but-not-ignored files: what a fresh clone (or CodePipeline's
     source artifact) holds."""

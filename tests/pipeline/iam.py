@@ -216,11 +216,44 @@ def _json_checks(service: str, action: str, region: str, body: dict[str, Any]) -
             *_pass_role(overrides.get("taskRoleArn")),
             *_pass_role(overrides.get("executionRoleArn")),
         ]
+    if service == "athena":
+        return _athena_checks(name, region, body)
+    if name in GLUE_READS:
+        return _glue_checks(name, region, body)
     if name in ("ecs:DescribeTasks", "ecs:StopTask"):
         cluster = body.get("cluster", "default").rsplit("/", 1)[-1]
         tasks = body.get("tasks") or [body.get("task", "")]
         return [Check(name, _ecs_arn(region, "task", f"{cluster}/{t.rsplit('/', 1)[-1]}")) for t in tasks]
     return [Check(name, "*")]
+
+
+QUERY = "athena-query:"  # a query's resource until Iam.decide names its workgroup
+
+
+def _athena_checks(name: str, region: str, body: dict[str, Any]) -> list[Check]:
+    """Athena authorizes on the workgroup: named by the request, or the one its query ran in (Iam learns it
+    from StartQueryExecution's reply)."""
+    if "QueryExecutionId" in body:
+        return [Check(name, QUERY + body["QueryExecutionId"])]
+    workgroup = body.get("WorkGroup") or body.get("Name") or "primary"
+    return [Check(name, f"arn:aws:athena:{region}:{ACCOUNT}:workgroup/{workgroup}")]
+
+
+# The Glue Data Catalog's reads and the resources each authorizes on (the AWS Glue Developer Guide,
+# "Specifying AWS Glue resource ARNs": the catalog, the database, and the table or all its tables).
+GLUE_READS = (
+    "glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:GetPartition", "glue:GetPartitions",
+)  # fmt: skip
+
+
+def _glue_checks(name: str, region: str, body: dict[str, Any]) -> list[Check]:
+    prefix = f"arn:aws:glue:{region}:{ACCOUNT}"
+    database = body.get("Name", "") if name == "glue:GetDatabase" else body.get("DatabaseName", "")
+    table = {"glue:GetTable": body.get("Name"), "glue:GetTables": "*"}.get(name, body.get("TableName"))
+    resources = [f"{prefix}:catalog", f"{prefix}:database/{database}"]
+    if table:
+        resources.append(f"{prefix}:table/{database}/{table}")
+    return [Check(name, resource) for resource in resources]
 
 
 def _query_checks(service: str, form: dict[str, list[str]]) -> list[Check]:
@@ -276,6 +309,7 @@ class Iam:
         self.role_arns = role_arns  # role ARN -> logical name, for AssumeRole
         self.keys: dict[str, Principal] = {}
         self.decisions: list[Decision] = []
+        self.queries: dict[str, str] = {}  # Athena query id -> its workgroup's ARN
         self.lock = threading.Lock()
 
     def give(self, key: str, role: str) -> str:
@@ -287,6 +321,12 @@ class Iam:
 
     def decide(self, method: str, target: str, headers: Any, body: bytes) -> Decision:
         key, _, checks = requested(method, target, headers, body)
+        checks = [
+            Check(c.action, self.queries.get(c.resource[len(QUERY) :], "an unknown query"), c.context)
+            if c.resource.startswith(QUERY)
+            else c
+            for c in checks
+        ]
         who = self.principal(key)
         if who is None:
             allowed = False
@@ -312,6 +352,11 @@ class Iam:
                 for n in range(1, count + 1)
             }
             self.keys[found.group(1).decode()] = Principal(role, tags)
+
+    def learn_query(self, decision: Decision, reply: bytes) -> None:
+        """An allowed StartQueryExecution: later calls on its query are authorized on its workgroup."""
+        (check,) = decision.checks
+        self.queries[json.loads(reply)["QueryExecutionId"]] = check.resource
 
     def by_role(self, role: str | None) -> list[Decision]:
         return [d for d in self.decisions if d.role == role]
@@ -368,6 +413,8 @@ def enforcing(iam: Iam, upstream: str) -> Iterator[str]:
                 status, headers, reply = self._forward(body)
                 if status == 200 and any(c.action == "sts:AssumeRole" for c in decision.checks):
                     iam.learn(decision, reply, urllib.parse.parse_qs(body.decode(), keep_blank_values=True))
+                if status == 200 and decision.actions == ["athena:StartQueryExecution"]:
+                    iam.learn_query(decision, reply)
             else:
                 status, headers, reply = _denied(decision, self.headers)
             decision.status = status

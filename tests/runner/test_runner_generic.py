@@ -4,30 +4,21 @@ Dockerfile and run_notebook.sh, unchanged, and gets the same contract."""
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from support import REPO, SAMPLE_DATE, docker_run, manifest, published, writable_dir
+from support import REPO, SAMPLE_DATE, docker_run, manifest, model_repository, published, writable_dir
 
 pytestmark = pytest.mark.docker
 
 OTHER_PROJECT = REPO / "tests" / "fixtures" / "other_project"
-PLATFORM_FILES = ("Dockerfile", "run_notebook.sh", "runner")
 
 
 @pytest.fixture(scope="module")
 def counts_image(build, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The other project's repository: its own files plus the platform's, copied as they are."""
-    context = tmp_path_factory.mktemp("other-repo")
-    shutil.copytree(OTHER_PROJECT, context, dirs_exist_ok=True, ignore=shutil.ignore_patterns("lake"))
-    for name in PLATFORM_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, context / name)
+    context = model_repository(OTHER_PROJECT, tmp_path_factory.mktemp("other-repo"), "lake")
     return build(context, "notebook-runner-counts:test", "NOTEBOOK=counts.ipynb")
 
 
