@@ -8,6 +8,8 @@
 - a daily run on Fargate: the full snapshot's wall time and peak memory in the container, the image's
   compressed size (what a task pulls) and the time to unpack it here, and from them the start latency and
   the cost per run and per month;
+- the Athena example (examples/athena-usp): its image, awswrangler in its own requirements, against the
+  platform's (which must not grow for it), and its daily run on moto behind the IAM proxy, two queries;
 - the pipeline's stages as the tests run them (tests/pipeline/validation_stack.py): a rebuild after a
   notebook-only change in the CodeBuild stand-in, and the validation of its image by the template's inline
   buildspec, the candidate run in the Fargate stand-in behind the IAM proxy; from them and the Fargate start
@@ -31,9 +33,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "pipeline")]
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "pipeline"), str(REPO / "tests" / "examples")]
+import test_athena_example as athena  # noqa: E402 -- the Athena example's stack and run, as its tests make them
 import validation_stack  # noqa: E402 -- the tests' stack, build and validation stages
-from support import copy_repository, local_registry, moto_server  # noqa: E402
+from support import copy_repository, local_registry, model_repository, moto_server  # noqa: E402
 
 CODEBUILD_PER_MINUTE = 0.005  # USD, BUILD_GENERAL1_SMALL on Linux, us-east-1 (first 100 minutes a month free)
 PROVISIONING = 60  # seconds CodeBuild takes to provision a build, before the buildspec starts
@@ -280,6 +283,34 @@ def pipeline_stages(work: Path, base: str, compressed: int, unpack: float) -> li
     ]  # fmt: skip
 
 
+def athena_example(work: Path, base: str, platform_size: int) -> list[tuple[str, str, str]]:
+    """The Athena example's image (its requirements hold awswrangler; the platform's do not) and its daily
+    run on moto behind the IAM proxy, as tests/examples/test_athena_example.py makes them."""
+    context = model_repository(athena.EXAMPLE, work / "athena-repo")
+    notebook = athena.PARAMETERS["NotebookPath"]
+    sh("docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"NOTEBOOK={notebook}",
+       "-t", athena.IMAGE, str(context))  # fmt: skip
+    size = image_size(athena.IMAGE)
+    runs = []
+    for _ in range(REPEAT):
+        with athena.deployed(athena.VALUES) as stack:
+            stack.queue_results(
+                athena.athena_result(athena.USP_COLUMNS, athena.USPS),
+                athena.athena_result(athena.DESTINATION_COLUMNS, athena.DESTINATIONS),
+            )
+            start = time.perf_counter()
+            run = stack.run(athena.IMAGE)
+            runs.append(time.perf_counter() - start)
+            assert run.code == 0, run.stderr[-3000:]
+    rows = len(athena.USPS)
+    return [
+        ("Athena example image (awswrangler in its requirements)", f"{size / 1e6:.0f} MB",
+         f"{(size - platform_size) / 1e6:+.0f} MB over the usp image, whose requirements are unchanged"),
+        ("Athena example daily run on moto", f"{statistics.median(runs):.2f} s",
+         f"2 queries, {rows:,} rows, behind the IAM proxy, container start included; runs {runs_s(runs)}"),
+    ]  # fmt: skip
+
+
 def main() -> int:
     base = os.environ.get("BASE_IMAGE") or sh(str(REPO / "scripts" / "base-image.sh")).stdout.strip()
     rows: list[tuple[str, str, str]] = []
@@ -315,6 +346,7 @@ def main() -> int:
             rows += daily_run(Path(tmp), compressed, unpack)
         else:
             rows.append(("runner overhead", "not measured", f"no snapshot at {SNAPSHOT}"))
+        rows += athena_example(Path(tmp), base, total)
         rows += pipeline_stages(Path(tmp), base, compressed, unpack)
     table = "\n".join(
         ["| measure | value | note |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]

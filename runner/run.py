@@ -254,6 +254,7 @@ class Run:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    logging.captureWarnings(True)  # a library's warning goes through the redacting handler too
     for handler in logging.getLogger().handlers:  # jupyter_client's noise when a finished client is collected
         handler.setFormatter(redaction.RedactingFormatter("[runner] %(message)s"))
         handler.addFilter(lambda record: not record.getMessage().startswith("Could not destroy zmq context"))

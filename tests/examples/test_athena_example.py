@@ -20,10 +20,8 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -32,12 +30,13 @@ from support import REPO, SAMPLE_DATE, SAMPLE_LAKE, Run, docker_run, model_repos
 sys.path.insert(0, str(REPO / "tests" / "pipeline"))  # the template's reader and the IAM proxy
 import cfn
 import iam
+import test_run_identity as run_identity
 
 pytestmark = pytest.mark.docker
 
 EXAMPLE = REPO / "examples" / "athena-usp"
 IMAGE = "notebook-runner-athena:test"
-REGION = "us-east-1"
+REGION = run_identity.REGION
 RESOURCES = cfn.load()["Resources"]
 ROLES = ("TaskRole", "NotebookRole")
 ARNS = {
@@ -123,17 +122,8 @@ def expected_output() -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["accommodation_id"], r["usp"]))
 
 
-@dataclass
-class Stack:
-    iam: iam.Iam
-    endpoint: str
-    moto: str
-    credentials_uri: str
-    credentials_token: str
-
-    def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION, endpoint_url=self.moto,
-                            aws_access_key_id="setup", aws_secret_access_key="setup")  # fmt: skip
+class Stack(run_identity.Stack):
+    """The daily run's stack of test_run_identity.py, with Athena's result queue."""
 
     def queue_results(self, *results: dict[str, Any]) -> None:
         body = json.dumps({"account_id": iam.ACCOUNT, "region": REGION, "results": list(results)}).encode()
@@ -145,16 +135,7 @@ class Stack:
             assert reply.status == 201
 
     def run(self, image: str) -> Run:
-        """The image run as the task definition configures it, with the task's credentials as ECS serves
-        them."""
-        (container,) = RESOURCES["TaskDefinition"]["Properties"]["ContainerDefinitions"]
-        env = {e["Name"]: str(cfn.resolve(e["Value"], VALUES)) for e in container["Environment"]}
-        env |= {
-            "AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-            "RUN_DATE": SAMPLE_DATE, "AWS_CONTAINER_CREDENTIALS_FULL_URI": self.credentials_uri,
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN": self.credentials_token,
-        }  # fmt: skip
-        return docker_run(image, env, network_host=True)
+        return docker_run(image, run_identity.task_environment(self, VALUES), network_host=True)
 
 
 def glue_table(name: str, columns: list[tuple[str, str]]) -> dict[str, Any]:

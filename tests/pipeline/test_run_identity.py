@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import iam
 import pytest
-from cfn import defaults, statements
+from cfn import defaults, resolve, statements
 from support import (
     SAMPLE_DATE,
     SAMPLE_LAKE,
@@ -52,9 +52,7 @@ def role_statements(*roles: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def cfn_resolve(value: Any) -> Any:
-    import cfn
-
-    return cfn.resolve(value, STACK_VALUES)
+    return resolve(value, STACK_VALUES)
 
 
 # Tries, with whatever credentials it finds, what only the trusted steps or promotion may do; then writes
@@ -148,18 +146,25 @@ def stack() -> Iterator[Stack]:
         yield Stack(enforcer, endpoint, moto, *creds)
 
 
-def daily_run(stack: Stack, image: str, nb_dir: Path, **extra: str) -> Run:
-    """The image run as the task definition configures it, with the task's credentials as ECS serves them."""
+def task_environment(stack: Stack, values: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as the task definition sets it for these stack values, with the task's
+    credentials as ECS serves them, for a run of SAMPLE_DATE."""
     (container,) = RESOURCES["TaskDefinition"]["Properties"]["ContainerDefinitions"]
-    env = {e["Name"]: str(cfn_resolve(e["Value"])) for e in container["Environment"]}
-    env |= {
+    env = {e["Name"]: str(resolve(e["Value"], values)) for e in container["Environment"]}
+    return env | {
         "AWS_ENDPOINT_URL": stack.endpoint,
         "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,  # Fargate sets both
         "RUN_DATE": SAMPLE_DATE,
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": stack.credentials_uri,
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN": stack.credentials_token, **extra,
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": stack.credentials_token,
     }  # fmt: skip
-    return docker_run(image, env, {nb_dir: "/nb:ro"}, network_host=True)
+
+
+def daily_run(stack: Stack, image: str, nb_dir: Path, **extra: str) -> Run:
+    """The image run as the task definition configures it, with the task's credentials as ECS serves them."""
+    return docker_run(
+        image, task_environment(stack, STACK_VALUES) | extra, {nb_dir: "/nb:ro"}, network_host=True
+    )
 
 
 @pytest.fixture(scope="module")
