@@ -80,6 +80,10 @@ class Refused(Exception):
     """A bad settings file: the message names the key, the value and the fix."""
 
 
+class RefusedVariable(Refused):
+    """A bad variable (make's command line, or the environment): the message names it, not the file."""
+
+
 class _TemplateLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """YAML that accepts CloudFormation's short tags (!Ref, !Sub ...): only the Parameters are read."""
 
@@ -164,7 +168,7 @@ def as_text(name: str, key: Key, value: Any) -> str:
     return value
 
 
-def check(name: str, key: Key, text: str, parameter: dict[str, Any]) -> None:
+def check(name: str, key: Key, text: str, parameter: dict[str, Any], fix: str = "") -> None:
     """The template parameter's own constraints; an empty value only where the parameter has a Default
     (pipeline.sh then keeps the stack's value) or for a list (the network: the default VPC on creation)."""
     if text == "":
@@ -182,23 +186,28 @@ def check(name: str, key: Key, text: str, parameter: dict[str, Any]) -> None:
     else:
         refused = False
     if refused:
+        fix = fix or f"fix it in the file, or override it with {key.variable}=..."
         raise Refused(
             f"{name}={text!r} is not valid: it {parameter['ConstraintDescription'].rstrip('.')} "
-            f"(the template's {key.parameter}): fix it in the file, or override it with {key.variable}=..."
+            f"(the template's {key.parameter}): {fix}"
         )
 
 
-def check_items(name: str, key: Key, text: str, parameter: dict[str, Any]) -> None:
+def check_items(name: str, key: Key, text: str, parameter: dict[str, Any], fix: str = "") -> None:
     """A list's items one by one (the message names the bad one), then the list (its length)."""
     if key.kind is list:
         for item in text.split(",") if text else []:
-            check(f"{name} item", key, item, parameter)
-    check(name, key, text, parameter)
+            check(f"{name} item", key, item, parameter, fix)
+    check(name, key, text, parameter, fix)
 
 
 def secret_lists(name: str, value: Any) -> tuple[str, str]:
     """secrets: {VARIABLE: ARN, ...} as SecretNames and SecretArns, in the same order."""
-    if value is None or value == []:
+    if value is None:
+        raise Refused(
+            f"{name} has no value: give it one (e.g. {EXAMPLES[dict]}, or {{}} for none), or remove the key"
+        )
+    if value == []:
         return "", ""
     if not isinstance(value, dict):
         raise Refused(
@@ -217,8 +226,9 @@ def secret_lists(name: str, value: Any) -> tuple[str, str]:
                 f"{name}.{variable} is a variable the runner, the AWS SDKs or Python read: give the secret "
                 "another name, e.g. HADOOP_PASSWORD"
             )
-        if not isinstance(arn, str) or not arn:
+        if not isinstance(arn, str) or not arn or "," in arn:  # one ARN: a comma would make two
             raise Refused(f"{name}.{variable}={arn!r} is not an ARN: give the secret's or parameter's ARN")
+        check(f"{name}.{variable}", KEYS[name], arn, template_parameters()["SecretArns"])  # names the bad one
     return ",".join(str(v) for v in value), ",".join(value.values())
 
 
@@ -236,6 +246,7 @@ def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
     values = flatten(document)
     parameters = template_parameters()
     lines = []
+    from_file = {}
     for name, value in values.items():
         key = KEYS[name]
         if key.kind is dict:
@@ -245,16 +256,27 @@ def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
             texts = {key: as_text(name, key, value)}
         for each, text in texts.items():
             check_items(name, each, text, parameters[each.parameter])
+            from_file[each.variable] = text
             if each.variable not in environment:
                 lines.append(f"{each.variable}={shlex.quote(text)}")
     # A data source given on the command line is checked here too (pipeline.sh passes them as they are).
     for key in [KEYS[name] for name in DATA_SOURCES] + [SECRET_NAMES]:
         if environment.get(key.variable):
-            check_items(key.variable, key, environment[key.variable], parameters[key.parameter])
-    if bool(environment.get("SECRET_NAMES")) != bool(environment.get("SECRET_ARNS")) and (
-        "SECRET_NAMES" in environment or "SECRET_ARNS" in environment
-    ):
-        raise Refused("SECRET_NAMES and SECRET_ARNS go together, one name for each ARN: set both, or neither")
+            fix = f"fix the variable {key.variable} (make's command line or the environment), or leave it out"
+            try:
+                check_items(key.variable, key, environment[key.variable], parameters[key.parameter], fix)
+            except Refused as refused:
+                raise RefusedVariable(str(refused)) from None
+    # The names and ARNs deployed, each the variable's if set, else the file's: one name for each ARN.
+    names, arns = (
+        [item for item in environment.get(v, from_file.get(v, "")).split(",") if item]
+        for v in ("SECRET_NAMES", "SECRET_ARNS")
+    )
+    if len(names) != len(arns):
+        raise RefusedVariable(
+            "SECRET_NAMES and SECRET_ARNS go together, one name for each ARN in the same order (SECRET_NAMES "
+            f"has {len(names)}, SECRET_ARNS {len(arns)}): set both, or neither"
+        )
     return lines
 
 
@@ -272,6 +294,8 @@ def main(argv: list[str]) -> None:
         fail(
             f"SETTINGS_FILE={shown} cannot be read: {error.strerror} (point SETTINGS_FILE at a settings file)"
         )
+    except RefusedVariable as refused:
+        fail(str(refused))
     except Refused as refused:
         fail(f"{shown}: {refused}")
     print("\n".join(lines))

@@ -19,7 +19,9 @@ parser.add_argument("--date", required=True)
 parser.add_argument("--output", required=True, help="s3://bucket/prefix or a folder holding date=D/")
 args = parser.parse_args()
 
-fs, root = pafs.FileSystem.from_uri(args.output) if "://" in args.output else (pafs.LocalFileSystem(), args.output)
+fs, root = (
+    pafs.FileSystem.from_uri(args.output) if "://" in args.output else (pafs.LocalFileSystem(), args.output)
+)
 table = ds.dataset(f"{root.rstrip('/')}/date={args.date}", filesystem=fs, format="parquet").to_table()
 problems = [f"{name} is {table.schema.field(name).type if name in table.column_names else 'missing'}"
             for name, kind in COLUMNS.items()

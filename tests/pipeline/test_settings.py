@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from support import REPO
-from test_make_deploy import CONNECTION, SOURCES_OFF, deploy_call, make
+from test_make_deploy import CONNECTION, GOOD, SOURCES_OFF, deploy_call, make, without_settings
 
 SETTINGS = REPO / "settings.yml"
 SCRIPT = REPO / "scripts" / "settings.py"
@@ -243,3 +243,258 @@ def test_the_shipped_settings_file_is_valid_and_documents_every_key() -> None:
             comment = lines[line].lstrip()
             assert comment.startswith((f"# {key.value} ", f"# {key.value}:")), f"{name}: no comment above it"
     assert found - set(settings.SECTIONS) == set(settings.KEYS), "the file ships every key, and no other"
+
+
+# --- the notebook's data sources -------------------------------------------------------------------------
+
+DOMAIN = "arn:aws:es:eu-west-1:123456789012:domain/reviews-domain"
+HADOOP = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:hadoop-AbCdEf"
+KEYTAB = "arn:aws:ssm:eu-west-1:123456789012:parameter/usp/hive-keytab"
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f"
+BUCKETS = "data_lake: {bucket: hotel-data-lake}\noutput: {bucket: hotel-output}\n"
+ATHENA = (
+    "athena: {workgroup: usp-analysts, results_bucket: hotel-athena-results,"
+    " results_prefix: athena-results/usp}\n"
+)
+SOURCES = (
+    f"{ATHENA}glue: {{databases: [hotel_lake, reviews]}}\nopensearch: {{domains: ['{DOMAIN}']}}\n"
+    f"secrets:\n  HIVE_KEYTAB: '{KEYTAB}'\n  HADOOP_PASSWORD: '{HADOOP}'\nsecret_kms_keys: ['{KMS_KEY}']\n"
+)
+# What the deploy passes before the sources: the repository, and the file's buckets (the rest at defaults).
+BEFORE_SOURCES = [
+    "GitHubRepository=o/r", "GitHubBranch=main", "ConnectionArn=", "NotebookPath=usp.ipynb",
+    "DataLakeBucket=hotel-data-lake", "OutputBucket=hotel-output", "NotificationEmails=",
+]  # fmt: skip
+SOURCES_ON = [
+    "AthenaWorkGroup=usp-analysts", "AthenaResultsBucket=hotel-athena-results",
+    "AthenaResultsPrefix=athena-results/usp", "GlueDatabases=hotel_lake,reviews",
+    f"OpenSearchDomainArns={DOMAIN}", "SecretNames=HIVE_KEYTAB,HADOOP_PASSWORD",
+    f"SecretArns={KEYTAB},{HADOOP}", f"SecretKmsKeyArns={KMS_KEY}",
+]  # fmt: skip
+
+
+def test_the_shipped_settings_file_has_every_data_source_off_and_names_its_variables() -> None:
+    shipped = yaml.safe_load(SETTINGS.read_text())
+    variables = {key.variable for key in [*settings.KEYS.values(), settings.SECRET_NAMES]}
+    env = {k: v for k, v in os.environ.items() if k not in variables}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(SETTINGS)], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    text = SETTINGS.read_text()
+
+    assert shipped["athena"] == {"workgroup": "", "results_bucket": "", "results_prefix": ""}
+    assert (shipped["glue"], shipped["opensearch"]) == ({"databases": []}, {"domains": []})
+    assert (shipped["secrets"], shipped["secret_kms_keys"]) == ({}, [])
+    assert done.returncode == 0, done.stderr
+    assert {
+        "ATHENA_WORKGROUP=''", "ATHENA_RESULTS_BUCKET=''", "ATHENA_RESULTS_PREFIX=''", "GLUE_DATABASES=''",
+        "OPENSEARCH_DOMAIN_ARNS=''", "SECRET_NAMES=''", "SECRET_ARNS=''", "SECRET_KMS_KEY_ARNS=''",
+    } <= set(done.stdout.splitlines())  # fmt: skip
+    for name in settings.DATA_SOURCES:  # each key's comment names its variable and template parameter
+        key = settings.KEYS[name]
+        if name == "secrets":
+            assert "# secrets (SECRET_NAMES + SECRET_ARNS, SecretNames + SecretArns):" in text
+        else:
+            assert f"# {name.rsplit('.', 1)[-1]} ({key.variable}, {key.parameter}):" in text, name
+
+
+def test_a_settings_file_with_the_data_sources_deploys_with_them(tmp_path: Path) -> None:
+    path = write(tmp_path, BUCKETS + SOURCES)
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=path)
+
+    assert done.returncode == 0, done.stderr
+    assert overrides(deploy_call(calls)) == BEFORE_SOURCES + SOURCES_ON  # the secrets in the file's order
+
+
+def test_a_variable_on_the_command_line_overrides_a_data_source_of_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, BUCKETS + SOURCES)
+    other = "arn:aws:es:eu-west-1:123456789012:domain/hotels"
+    token = "arn:aws:ssm:eu-west-1:123456789012:parameter/usp/api-token"
+    done, calls = make(
+        tmp_path, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=path, OPENSEARCH_DOMAIN_ARNS=other,
+        GLUE_DATABASES="", SECRET_NAMES="API_TOKEN", SECRET_ARNS=token,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert overrides(deploy_call(calls)) == [
+        *BEFORE_SOURCES, *SOURCES_ON[:3], "GlueDatabases=", f"OpenSearchDomainArns={other}",
+        "SecretNames=API_TOKEN", f"SecretArns={token}", f"SecretKmsKeyArns={KMS_KEY}",
+    ]  # fmt: skip
+
+
+def test_a_data_source_removed_from_the_file_is_passed_empty_and_so_turned_off(tmp_path: Path) -> None:
+    deployed = {}
+    for step, text in {"all": BUCKETS + SOURCES, "athena only": BUCKETS + ATHENA, "none": BUCKETS}.items():
+        done, calls = make(
+            tmp_path / step, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=write(tmp_path / step, text)
+        )
+        assert done.returncode == 0, done.stderr
+        deployed[step] = overrides(deploy_call(calls))
+
+    assert deployed["all"] == BEFORE_SOURCES + SOURCES_ON
+    assert deployed["athena only"] == BEFORE_SOURCES + SOURCES_ON[:3] + SOURCES_OFF[3:]
+    assert deployed["none"] == BEFORE_SOURCES + SOURCES_OFF
+
+
+SECRET = "{HADOOP_PASSWORD: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:hadoop-AbCdEf'}"
+BAD_SOURCES = {
+    "a typo under athena": (
+        "athena: {work_group: usp-analysts}\n",
+        "unknown key athena.work_group: did you mean athena.workgroup? (see the comments in settings.yml)",
+    ),
+    "a bad results bucket": (
+        "athena: {workgroup: usp, results_bucket: Athena_Results, results_prefix: usp}\n",
+        (
+            "athena.results_bucket='Athena_Results' is not valid: it must be empty or an S3 bucket name "
+            "(3-63 lowercase letters, digits, '.', '-') (the template's AthenaResultsBucket): fix it in the "
+            "file, or override it with ATHENA_RESULTS_BUCKET=..."
+        ),
+    ),
+    "an s3 arn as an opensearch domain": (
+        "opensearch: {domains: ['arn:aws:s3:::hotel-data-lake']}\n",
+        (
+            "opensearch.domains item='arn:aws:s3:::hotel-data-lake' is not valid: it must be empty or 1 to 5 "
+            "domain ARNs, arn:aws:es:REGION:ACCOUNT:domain/NAME, separated by commas (the template's "
+            "OpenSearchDomainArns): fix it in the file, or override it with OPENSEARCH_DOMAIN_ARNS=..."
+        ),
+    ),
+    "a secret arn without its suffix": (
+        "secrets: {HADOOP_PASSWORD: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:hadoop'}\n",
+        (
+            "secrets.HADOOP_PASSWORD='arn:aws:secretsmanager:eu-west-1:123456789012:secret:hadoop' is not "
+            "valid: it must be empty or 1 to 5 ARNs of secrets "
+            "(arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf) or parameters "
+            "(arn:aws:ssm:REGION:ACCOUNT:parameter/NAME) separated by commas (the template's SecretArns): "
+            "fix it in the file, or override it with SECRET_ARNS=..."
+        ),
+    ),
+    "secrets as a list": (
+        "secrets: ['arn:aws:secretsmanager:eu-west-1:123456789012:secret:hadoop-AbCdEf']\n",
+        (
+            "secrets=['arn:aws:secretsmanager:eu-west-1:123456789012:secret:hadoop-AbCdEf'] is not a "
+            "mapping: write one VARIABLE: ARN line per secret, e.g. secrets: {HADOOP_PASSWORD: "
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:hadoop-AbCdEf}"
+        ),
+    ),
+    "a secret named as an aws variable": (
+        f"secrets: {SECRET.replace('HADOOP_PASSWORD', 'AWS_SECRET_ACCESS_KEY')}\n",
+        (
+            "secrets.AWS_SECRET_ACCESS_KEY is a variable the runner, the AWS SDKs or Python read: give the "
+            "secret another name, e.g. HADOOP_PASSWORD"
+        ),
+    ),
+    "a secret name that is no variable name": (
+        f"secrets: {SECRET.replace('HADOOP_PASSWORD', 'hadoop-password')}\n",
+        (
+            "secrets.hadoop-password is not a variable name: the notebook reads the secret from it, so use "
+            "A-Z, 0-9 and '_', not starting with a digit, e.g. HADOOP_PASSWORD"
+        ),
+    ),
+    "two arns for one secret": (
+        f"secrets: {{HADOOP_PASSWORD: '{HADOOP},{KEYTAB}'}}\n",
+        f"secrets.HADOOP_PASSWORD='{HADOOP},{KEYTAB}' is not an ARN: give the secret's or parameter's ARN",
+    ),
+    "six secrets": (
+        "secrets:\n" + "".join(f"  S{n}: '{KEYTAB}{n}'\n" for n in range(6)),
+        (
+            "secrets='S0,S1,S2,S3,S4,S5' is not valid: it must be empty or 1 to 5 variable names (A-Z, 0-9, "
+            "'_'; not starting with a digit) separated by commas (the template's SecretNames): fix it in the "
+            "file, or override it with SECRET_NAMES=..."
+        ),
+    ),
+    "secrets without a value": (
+        "secrets:\n",
+        "secrets has no value: give it one (e.g. {NAME: arn:...}, or {} for none), or remove the key",
+    ),
+    "glue databases as a text": (
+        "glue: {databases: hotel_lake}\n",
+        "glue.databases='hotel_lake' is not a list: write a YAML list, e.g. databases: [hotel_lake]",
+    ),
+    "four glue databases": (
+        "glue: {databases: [a, b, c, d]}\n",
+        (
+            "glue.databases='a,b,c,d' is not valid: it must be empty or 1 to 3 database names (lowercase "
+            "letters, digits, '_', '-') separated by commas (the template's GlueDatabases): fix it in the "
+            "file, or override it with GLUE_DATABASES=..."
+        ),
+    ),
+    "a kms alias for a key": (
+        "secret_kms_keys: ['arn:aws:kms:eu-west-1:123456789012:alias/aws/secretsmanager']\n",
+        (
+            "secret_kms_keys item='arn:aws:kms:eu-west-1:123456789012:alias/aws/secretsmanager' is not "
+            "valid: it must be empty or 1 to 5 KMS key ARNs, arn:aws:kms:REGION:ACCOUNT:key/UUID, separated "
+            "by commas (the template's SecretKmsKeyArns): fix it in the file, or override it with "
+            "SECRET_KMS_KEY_ARNS=..."
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("text, message", BAD_SOURCES.values(), ids=BAD_SOURCES.keys())
+def test_a_bad_data_source_in_the_file_is_refused_before_any_aws_call_with_its_message(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, BUCKETS + text)
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=path)
+
+    assert (done.returncode, calls) == (2, [])
+    assert said(done) == [f"pipeline: {path}: {message}"]
+
+
+BAD_VARIABLES = {
+    "secret names without arns": (
+        {"SECRET_NAMES": "HADOOP_PASSWORD"},
+        (
+            "SECRET_NAMES and SECRET_ARNS go together, one name for each ARN in the same order "
+            "(SECRET_NAMES has 1, SECRET_ARNS 0): set both, or neither"
+        ),
+    ),
+    "more secret names than arns": (
+        {"SECRET_NAMES": "HADOOP_PASSWORD,HIVE_KEYTAB", "SECRET_ARNS": HADOOP},
+        (
+            "SECRET_NAMES and SECRET_ARNS go together, one name for each ARN in the same order "
+            "(SECRET_NAMES has 2, SECRET_ARNS 1): set both, or neither"
+        ),
+    ),
+    "an s3 arn as an opensearch domain": (
+        {"OPENSEARCH_DOMAIN_ARNS": f"{DOMAIN},arn:aws:s3:::hotel-data-lake"},
+        (
+            "OPENSEARCH_DOMAIN_ARNS item='arn:aws:s3:::hotel-data-lake' is not valid: it must be empty or 1 "
+            "to 5 domain ARNs, arn:aws:es:REGION:ACCOUNT:domain/NAME, separated by commas (the template's "
+            "OpenSearchDomainArns): fix the variable OPENSEARCH_DOMAIN_ARNS (make's command line or the "
+            "environment), or leave it out"
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("variables, message", BAD_VARIABLES.values(), ids=BAD_VARIABLES.keys())
+def test_a_bad_data_source_variable_without_a_settings_file_is_refused_naming_the_variable(
+    tmp_path: Path, variables: dict[str, str], message: str
+) -> None:
+    """Named as the variable, not as a file: with no settings file at all, pipeline.sh has settings.py read
+    /dev/null (run here as it runs it), and make deploy with an empty one."""
+    done, calls = make(tmp_path, "deploy", **GOOD, **without_settings(tmp_path), **variables)
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_NAMES", "SECRET_ARNS"}}
+    direct = subprocess.run(
+        [sys.executable, str(SCRIPT), "/dev/null"], cwd=REPO, env={**env, **variables}, capture_output=True,
+        text=True,
+    )  # fmt: skip
+
+    assert (done.returncode, calls) == (2, [])
+    assert said(done) == [f"pipeline: {message}"]
+    assert (direct.returncode, direct.stdout, direct.stderr) == (2, "", f"pipeline: {message}\n")
+
+
+def test_emptying_only_the_files_secret_names_on_the_command_line_is_refused(tmp_path: Path) -> None:
+    """SecretNames='' beside the file's SecretArns would fail the template's rule mid-deploy."""
+    path = write(tmp_path, BUCKETS + SOURCES)
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=path, SECRET_NAMES="")
+
+    assert (done.returncode, calls) == (2, [])
+    assert said(done) == [
+        (
+            "pipeline: SECRET_NAMES and SECRET_ARNS go together, one name for each ARN in the same order "
+            "(SECRET_NAMES has 0, SECRET_ARNS 2): set both, or neither"
+        )
+    ]
