@@ -105,7 +105,7 @@ def failing_cell(executed: Path) -> str:
         cell = started[-1]
     else:
         return ""
-    first = next((line for line in cell.source.splitlines() if line.strip()), "")
+    first = redaction.text(next((line for line in cell.source.splitlines() if line.strip()), ""))
     return f"cell [{cell.get('execution_count') or code_cells.index(cell) + 1}] ({first[:80]!r})"
 
 
@@ -182,7 +182,7 @@ def notebook_failure(name: str, executed: Path, timeout: int, exc: Exception) ->
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     if isinstance(exc, pm.PapermillExecutionError):
-        reason = str(exc.evalue).strip()[:300]
+        reason = redaction.text(str(exc.evalue)).strip()[:300]  # redacted first: a cut secret is not one
         return RunFailed(
             exits.NOTEBOOK, f"{name} raised {exc.ename} in cell [{exc.exec_count}]: {reason}", "notebook"
         )

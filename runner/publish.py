@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from runner import exits
+from runner import exits, redaction
 from runner.errors import RunFailed
 from runner.locations import Location, aws_client, aws_problem, delete_keys, list_objects
 
@@ -175,7 +175,8 @@ def count_rows(inventory: Inventory, env: dict[str, str], python: str) -> int | 
         lines = done.stdout.strip().splitlines()
         if done.returncode == 0 and lines and lines[-1].isdigit():
             return int(lines[-1])
-        log.info("rows not counted (%s)", (done.stderr.strip().splitlines() or ["no output"])[-1][:300])
+        said = redaction.text(done.stderr).strip().splitlines() or ["no output"]  # redacted before the cut
+        log.info("rows not counted (%s)", said[-1][:300])
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.info("rows not counted (%s)", exc)
     return None

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -25,8 +26,12 @@ MARK = "[REDACTED]"
 MIN_LENGTH = 6  # a shorter value would also replace text that merely contains it
 NAME_PATTERN = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 # Variables a secret may not take: the runner's settings, and what the SDKs, Python and Jupyter read.
+# Variables a secret may not take: the runner's settings, and what the loader, the C library, OpenSSL, the
+# SDKs, Python and Jupyter read (ECS sets a secret's variable before any of them starts).
 RESERVED_PATTERN = re.compile(
-    r"^(AWS_|ECS_|RUNNER_|PYTHON|JUPYTER|IPY|PAPERMILL|LD_|NOTEBOOK_SECRETS$|PATH$|HOME$)"
+    r"^(AWS_|ECS_|RUNNER_|PYTHON|JUPYTER|IPY|PAPERMILL|LD_|GLIBC_|GCONV_|MALLOC_|OPENSSL_|SSL_|BOTO_|LC_|"
+    r"(HTTPS?|NO|ALL|FTP)_PROXY$|(REQUESTS|CURL)_CA_BUNDLE$|NOTEBOOK_SECRETS$|PATH$|HOME$|TMPDIR$|TZ$|LANG$|"
+    r"USER$|SHELL$)"
 )
 
 
@@ -34,25 +39,53 @@ def reserved(name: str) -> bool:
     return name in SETTING_NAMES or RESERVED_PATTERN.match(name) is not None
 
 
+TRUNCATED_FROM = 12  # a display that cuts a long value (pandas: 47 characters and '...') keeps this many
+
+
+def parts(value: str) -> set[str]:
+    """The value, and for a JSON object (Secrets Manager's shape for credentials) each string in it."""
+    found = {value}
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return found
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, dict | list):
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return found
+
+
 def forms(value: str) -> set[str]:
-    """The ways a value shows in text the runner writes."""
-    found = {
-        value,
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-        repr(value)[1:-1],
-        html.escape(value),
-        html.escape(value, quote=False),
-    }
+    """The ways a value shows in text the runner writes: as it is, escaped for JSON, repr (of the text and
+    of its bytes), HTML and URLs (and HTML over repr), and each line of a multi-line value."""
+    escapes = {value, repr(value)[1:-1], json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    found = set(escapes)
+    found |= {html.escape(f) for f in escapes} | {html.escape(f, quote=False) for f in escapes}
+    found |= {repr(value.encode())[2:-1], urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}
     found |= {line.strip() for line in value.splitlines()}
     return {f for f in found if len(f) >= MIN_LENGTH}
 
 
+def truncated(value: str) -> str | None:
+    """A display's cut of a long value: its first TRUNCATED_FROM or more characters, then '...' or '…'."""
+    if len(value) <= TRUNCATED_FROM + 3:
+        return None
+    rest = value[TRUNCATED_FROM:200]
+    nested = "".join(f"(?:{re.escape(c)}" for c in rest) + ")?" * len(rest)
+    return f"{re.escape(value[:TRUNCATED_FROM])}{nested}(?:\\.\\.\\.|…)"
+
+
 class Redactor:
     def __init__(self, values: list[str]) -> None:
-        every = set().union(*(forms(v) for v in values)) if values else set()
+        every = {f for v in values for part in parts(v) for f in forms(part)}
+        cuts = [c for v in values for part in parts(v) if (c := truncated(part))]
         ordered = sorted(every, key=len, reverse=True)  # a longer form first: it may contain a shorter one
-        self.pattern = re.compile("|".join(re.escape(f) for f in ordered)) if ordered else None
+        alternatives = cuts + [re.escape(f) for f in ordered]  # a cut first: it may go on past the value
+        self.pattern = re.compile("|".join(alternatives)) if alternatives else None
 
     def text(self, text: str) -> str:
         return self.pattern.sub(MARK, text) if self.pattern else text
@@ -79,8 +112,30 @@ class Redactor:
             except ValueError:
                 pass
             else:
+                coalesce_streams(document)
                 return (json.dumps(self.data(document), indent=1, ensure_ascii=False) + "\n").encode()
         return self.text(data.decode("utf-8", errors="replace")).encode()
+
+
+def coalesce_streams(notebook: Any) -> None:
+    """Consecutive outputs of one stream as one, as Jupyter shows them: a value printed in pieces is whole."""
+    for cell in notebook.get("cells", []) if isinstance(notebook, dict) else []:
+        merged: list[Any] = []
+        for output in cell.get("outputs", []):
+            last = merged[-1] if merged else None
+            if (
+                isinstance(last, dict) and isinstance(output, dict) and output.get("output_type") == "stream"
+                and last.get("output_type") == "stream" and last.get("name") == output.get("name")
+            ):  # fmt: skip
+                last["text"] = "".join(_lines(last.get("text"))) + "".join(_lines(output.get("text")))
+            else:
+                merged.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+
+
+def _lines(text: Any) -> list[str]:
+    return text if isinstance(text, list) else [str(text or "")]
 
 
 ACTIVE = Redactor([])

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from runner import redaction
 from runner.locations import Location, aws_client, aws_problem
 from runner.publish import create_new, open_regular
 
@@ -73,7 +74,8 @@ class HtmlReport:
 
             exporter = HTMLExporter(sanitize_html=True)  # the notebook's outputs are untrusted HTML
             self._ready.wait()
-            data = read_regular(self.executed)
+            # rendered from the redacted notebook: the page never holds a secret, however nbconvert escapes it
+            data = redaction.ACTIVE.file_bytes(read_regular(self.executed), self.executed.name)
             if data is not None:
                 self.body, _ = exporter.from_notebook_node(nbformat.reads(data.decode(), as_version=4))
         except Exception as exc:  # noqa: BLE001 -- the executed notebook is kept either way

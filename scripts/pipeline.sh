@@ -119,12 +119,12 @@ pass_if_set() {
 # passed (the stack keeps its value).
 load_run_config() {
 	RUN_OVERRIDES=()
-	pass_if_set DATA_LAKE_PREFIX DataLakePrefix '^[A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*$' \
-		"a key prefix without leading or trailing '/', e.g. snapshots"
+	pass_if_set DATA_LAKE_PREFIX DataLakePrefix '^[A-Za-z0-9!_.()-]+(/[A-Za-z0-9!_.()-]+)*$' \
+		"a key prefix of letters, digits and !_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. snapshots"
 	pass_if_set VALIDATION_DATE ValidationDate '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$' \
 		"a date, YYYY-MM-DD, e.g. 2019-08-01"
-	pass_if_set VALIDATION_PREFIX ValidationPrefix '^[A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*$' \
-		"a key prefix without leading or trailing '/', e.g. validation"
+	pass_if_set VALIDATION_PREFIX ValidationPrefix '^[A-Za-z0-9!_.()-]+(/[A-Za-z0-9!_.()-]+)*$' \
+		"a key prefix of letters, digits and !_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. validation"
 	if [[ -n "${SCHEDULE+set}" ]]; then
 		[[ -z "$SCHEDULE" ]] ||
 			check SCHEDULE "$SCHEDULE" '^(cron\([^ ()]+( [^ ()]+){5}\)|rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\))$' \
@@ -136,8 +136,8 @@ load_run_config() {
 			die "SCHEDULE_TIMEZONE=${SCHEDULE_TIMEZONE} is not a time zone: use an IANA name such as Europe/Amsterdam or UTC"
 		RUN_OVERRIDES+=("ScheduleTimezone=${SCHEDULE_TIMEZONE}")
 	fi
-	pass_if_set OUTPUT_PREFIX OutputPrefix '^[A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*$' \
-		"a key prefix without leading or trailing '/', e.g. usp/daily"
+	pass_if_set OUTPUT_PREFIX OutputPrefix '^[A-Za-z0-9!_.()-]+(/[A-Za-z0-9!_.()-]+)*$' \
+		"a key prefix of letters, digits and !_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. usp/daily"
 	pass_if_set TASK_CPU TaskCpu '^(256|512|1024|2048|4096|8192|16384)$' \
 		"256, 512, 1024, 2048, 4096, 8192 or 16384 (1024 = 1 vCPU)"
 	if [[ -n "${TASK_MEMORY:-}" ]]; then

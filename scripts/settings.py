@@ -223,8 +223,8 @@ def secret_lists(name: str, value: Any) -> tuple[str, str]:
             )
         if reserved(variable):
             raise Refused(
-                f"{name}.{variable} is a variable the runner, the AWS SDKs or Python read: give the secret "
-                "another name, e.g. HADOOP_PASSWORD"
+                f"{name}.{variable} is a variable the runner, the AWS SDKs, the C library or Python read: "
+                "give the secret another name, e.g. HADOOP_PASSWORD"
             )
         if not isinstance(arn, str) or not arn or "," in arn:  # one ARN: a comma would make two
             raise Refused(f"{name}.{variable}={arn!r} is not an ARN: give the secret's or parameter's ARN")
@@ -267,15 +267,31 @@ def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
                 check_items(key.variable, key, environment[key.variable], parameters[key.parameter], fix)
             except Refused as refused:
                 raise RefusedVariable(str(refused)) from None
-    # The names and ARNs deployed, each the variable's if set, else the file's: one name for each ARN.
-    names, arns = (
-        [item for item in environment.get(v, from_file.get(v, "")).split(",") if item]
-        for v in ("SECRET_NAMES", "SECRET_ARNS")
-    )
+
+    def effective(variable: str) -> str:
+        """What the deploy passes: the variable's value if set, else the file's."""
+        return environment.get(variable, from_file.get(variable, ""))
+
+    # The names and ARNs deployed: one name for each ARN.
+    names, arns = ([i for i in effective(v).split(",") if i] for v in ("SECRET_NAMES", "SECRET_ARNS"))
     if len(names) != len(arns):
         raise RefusedVariable(
             "SECRET_NAMES and SECRET_ARNS go together, one name for each ARN in the same order (SECRET_NAMES "
             f"has {len(names)}, SECRET_ARNS {len(arns)}): set both, or neither"
+        )
+    results, apart = effective("ATHENA_RESULTS_BUCKET"), ("OUTPUT_BUCKET", "DATA_LAKE_BUCKET")
+    same = [variable for variable in apart if results and results == effective(variable)]
+    if same:
+        raise Refused(
+            f"athena.results_bucket={results!r} is also {same[0]}: the notebook writes its query results, so "
+            "they go to a bucket of their own, never where consumers read or the lake (the template's rule "
+            "QueryResultsApartFromTheData)"
+        )
+    taken = sorted({n for n in names if reserved(n)} | {n for n in names if names.count(n) > 1})
+    if taken and "SECRET_NAMES" in environment:  # the file's names were checked one by one above
+        raise RefusedVariable(
+            f"SECRET_NAMES names {', '.join(taken)}: a secret's variable must be new and its own, not one "
+            "the runner, the AWS SDKs, the C library or Python read: rename it, e.g. HADOOP_PASSWORD"
         )
     return lines
 

@@ -101,10 +101,10 @@ def defaults() -> dict[str, Any]:
 
 def condition(name: str, values: dict[str, Any]) -> bool:
     """A condition of the template's, given the parameter values (defaults for those not given)."""
-    return _holds(_template()["Conditions"][name], {**defaults(), **values})
+    return holds(_template()["Conditions"][name], {**defaults(), **values})
 
 
-def _holds(expression: dict[str, Any], values: dict[str, Any]) -> bool:
+def holds(expression: dict[str, Any], values: dict[str, Any]) -> bool:
     ((function, arguments),) = expression.items()
     if function in ("Condition", "Fn::Condition"):  # !Condition, as this loader reads it
         return condition(arguments, values)
@@ -112,11 +112,11 @@ def _holds(expression: dict[str, Any], values: dict[str, Any]) -> bool:
         left, right = (str(resolve(a, values)) for a in arguments)
         return left == right
     if function == "Fn::Not":
-        return not _holds(arguments[0], values)
+        return not holds(arguments[0], values)
     if function == "Fn::And":
-        return all(_holds(a, values) for a in arguments)
+        return all(holds(a, values) for a in arguments)
     if function == "Fn::Or":
-        return any(_holds(a, values) for a in arguments)
+        return any(holds(a, values) for a in arguments)
     raise AssertionError(f"cfn.py does not evaluate {function} in a condition")
 
 

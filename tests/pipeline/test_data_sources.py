@@ -26,7 +26,7 @@ import pytest
 import yaml
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from cfn import TEMPLATE, defaults, exists, load, resolve, statements
+from cfn import TEMPLATE, defaults, exists, holds, load, resolve, statements
 from opensearchpy import AWSV4SignerAuth, OpenSearch, RequestsHttpConnection
 from support import REPO
 
@@ -141,8 +141,10 @@ def notebook_sources(parameters: dict[str, str]) -> set[Grant]:
         expected |= allow(
             ATHENA_ACTIONS, [f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/{parameters['AthenaWorkGroup']}"]
         )
-        finding = ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]
-        expected |= allow(finding, [bucket])
+        prefix = parameters["AthenaResultsPrefix"]
+        expected |= allow(["s3:GetBucketLocation", "s3:ListBucketMultipartUploads"], [bucket])
+        under_prefix = {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}
+        expected |= allow(["s3:ListBucket"], [bucket], json.dumps(under_prefix, sort_keys=True))
         expected |= allow(
             ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
             [f"{bucket}/{parameters['AthenaResultsPrefix']}/*"],
@@ -602,3 +604,57 @@ def test_a_signed_opensearch_search_is_allowed_and_writes_other_domains_or_the_s
     runner = {"NotebookRole": "TaskRole", "ValidationNotebookRole": "ValidationTaskRole"}[role]
     runner_on = notebook_role(runner, {"OpenSearchDomainArns": REVIEWS_DOMAIN})
     assert not iam.allows(runner_on, es_check(REVIEWS_DOMAIN, reads[0]), tags={})
+
+
+def failed_rules(values: dict[str, str]) -> list[str]:
+    """The template's Rules CloudFormation fails for these parameter values (the rest at their defaults)."""
+    given = {**defaults(), **STACK, **values}
+    return [
+        name
+        for name, rule in load()["Rules"].items()
+        if holds(rule.get("RuleCondition", {"Fn::Equals": ["", ""]}), given)
+        and not all(holds(a["Assert"], given) for a in rule["Assertions"])
+    ]
+
+
+ATHENA_ON = {
+    "AthenaWorkGroup": "usp",
+    "AthenaResultsBucket": "hotel-athena-results",
+    "AthenaResultsPrefix": "usp",
+}
+RULE_CASES = {
+    "every source on": ({**ATHENA_ON, "SecretNames": "A_PASS", "SecretArns": SECRET_ARNS_5[0]}, []),
+    "a workgroup without its result location": ({"AthenaWorkGroup": "usp"}, ["AthenaNeedsItsResultLocation"]),
+    "a result location without a workgroup": (
+        {"AthenaResultsBucket": "hotel-athena-results", "AthenaResultsPrefix": "usp"},
+        ["ResultLocationNeedsAthena"],
+    ),
+    "query results in the output bucket": (
+        {**ATHENA_ON, "AthenaResultsBucket": STACK["OutputBucket"]},
+        ["QueryResultsApartFromTheData"],
+    ),
+    "query results in the lake": (
+        {**ATHENA_ON, "AthenaResultsBucket": DATA_LAKE},
+        ["QueryResultsApartFromTheData"],
+    ),
+    "secret arns without names": ({"SecretArns": SECRET_ARNS_5[0]}, ["SecretsNeedTheirNames"]),
+}
+
+
+@pytest.mark.parametrize(("values", "failed"), RULE_CASES.values(), ids=RULE_CASES.keys())
+def test_the_templates_rules_refuse_a_source_half_given_or_query_results_where_the_data_is(
+    values: dict[str, str], failed: list[str]
+) -> None:
+    assert failed_rules(values) == failed
+
+
+def test_no_prefix_parameter_takes_an_iam_wildcard() -> None:
+    """'*' in a prefix would widen every grant built from it (athena-results/* -> any key of the bucket)."""
+    prefixes = [name for name in load()["Parameters"] if name.endswith("Prefix")]
+
+    assert sorted(prefixes) == ["AthenaResultsPrefix", "DataLakePrefix", "OutputPrefix", "ValidationPrefix"]
+    for name in prefixes:
+        pattern = load()["Parameters"][name]["AllowedPattern"]
+        assert re.fullmatch(pattern, "usp/daily"), name
+        assert not re.fullmatch(pattern, "*"), name
+        assert not re.fullmatch(pattern, "usp/*"), name

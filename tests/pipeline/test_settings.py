@@ -350,6 +350,23 @@ BAD_SOURCES = {
             "file, or override it with ATHENA_RESULTS_BUCKET=..."
         ),
     ),
+    "query results in the output bucket": (
+        "athena: {workgroup: usp, results_bucket: hotel-output, results_prefix: usp}\n",
+        (
+            "athena.results_bucket='hotel-output' is also OUTPUT_BUCKET: the notebook writes its query "
+            "results, so they go to a bucket of their own, never where consumers read or the lake (the "
+            "template's rule QueryResultsApartFromTheData)"
+        ),
+    ),
+    "a wildcard as the results prefix": (
+        "athena: {workgroup: usp, results_bucket: hotel-athena-results, results_prefix: '*'}\n",
+        (
+            "athena.results_prefix='*' is not valid: it must be empty or a key prefix of letters, digits and "
+            "!_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. athena-results/usp "
+            "(the template's AthenaResultsPrefix): fix it in the file, or override it with "
+            "ATHENA_RESULTS_PREFIX=..."
+        ),
+    ),
     "an s3 arn as an opensearch domain": (
         "opensearch: {domains: ['arn:aws:s3:::hotel-data-lake']}\n",
         (
@@ -379,8 +396,8 @@ BAD_SOURCES = {
     "a secret named as an aws variable": (
         f"secrets: {SECRET.replace('HADOOP_PASSWORD', 'AWS_SECRET_ACCESS_KEY')}\n",
         (
-            "secrets.AWS_SECRET_ACCESS_KEY is a variable the runner, the AWS SDKs or Python read: give the "
-            "secret another name, e.g. HADOOP_PASSWORD"
+            "secrets.AWS_SECRET_ACCESS_KEY is a variable the runner, the AWS SDKs, the C library or Python "
+            "read: give the secret another name, e.g. HADOOP_PASSWORD"
         ),
     ),
     "a secret name that is no variable name": (
@@ -454,6 +471,20 @@ BAD_VARIABLES = {
         (
             "SECRET_NAMES and SECRET_ARNS go together, one name for each ARN in the same order "
             "(SECRET_NAMES has 2, SECRET_ARNS 1): set both, or neither"
+        ),
+    ),
+    "a secret named as the loader's variable": (
+        {"SECRET_NAMES": "LD_PRELOAD", "SECRET_ARNS": HADOOP},
+        (
+            "SECRET_NAMES names LD_PRELOAD: a secret's variable must be new and its own, not one the runner, "
+            "the AWS SDKs, the C library or Python read: rename it, e.g. HADOOP_PASSWORD"
+        ),
+    ),
+    "a secret named twice": (
+        {"SECRET_NAMES": "HADOOP_PASSWORD,HADOOP_PASSWORD", "SECRET_ARNS": f"{HADOOP},{HADOOP}"},
+        (
+            "SECRET_NAMES names HADOOP_PASSWORD: a secret's variable must be new and its own, not one the "
+            "runner, the AWS SDKs, the C library or Python read: rename it, e.g. HADOOP_PASSWORD"
         ),
     ),
     "an s3 arn as an opensearch domain": (
