@@ -33,7 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "pipeline"), str(REPO / "tests" / "examples")]
+# The repository first: its runner package, not the tests' runner/ folder, is `runner` (as in conftest.py).
+sys.path[:0] = [str(REPO), *(str(REPO / "tests" / d) for d in ("", "pipeline", "examples"))]
 import test_athena_example as athena  # noqa: E402 -- the Athena example's stack and run, as its tests make them
 import validation_stack  # noqa: E402 -- the tests' stack, build and validation stages
 from support import copy_repository, local_registry, model_repository, moto_server  # noqa: E402
