@@ -25,18 +25,21 @@ from runner.config import SETTING_NAMES, fail
 MARK = "[REDACTED]"
 MIN_LENGTH = 6  # a shorter value would also replace text that merely contains it
 NAME_PATTERN = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
-# Variables a secret may not take: the runner's settings, and what the SDKs, Python and Jupyter read.
 # Variables a secret may not take: the runner's settings, and what the loader, the C library, OpenSSL, the
-# SDKs, Python and Jupyter read (ECS sets a secret's variable before any of them starts).
-RESERVED_PATTERN = re.compile(
-    r"^(AWS_|ECS_|RUNNER_|PYTHON|JUPYTER|IPY|PAPERMILL|LD_|GLIBC_|GCONV_|MALLOC_|OPENSSL_|SSL_|BOTO_|LC_|"
-    r"(HTTPS?|NO|ALL|FTP)_PROXY$|(REQUESTS|CURL)_CA_BUNDLE$|NOTEBOOK_SECRETS$|PATH$|HOME$|TMPDIR$|TZ$|LANG$|"
-    r"USER$|SHELL$)"
-)
+# SDKs, Python and Jupyter read (ECS sets a secret's variable before any of them starts). The template's
+# SecretNames pattern refuses the same (tests/pipeline/test_data_sources.py holds it to these).
+RESERVED_PREFIXES = (
+    "AWS_", "ECS_", "RUNNER_", "PYTHON", "JUPYTER", "IPY", "PAPERMILL", "LD_", "GLIBC_", "GCONV_", "MALLOC_",
+    "OPENSSL_", "SSL_", "BOTO_", "LC_",
+)  # fmt: skip
+RESERVED_NAMES = (
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "FTP_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "NOTEBOOK_SECRETS", "PATH", "HOME", "TMPDIR", "TZ", "LANG", "USER", "SHELL",
+)  # fmt: skip
 
 
 def reserved(name: str) -> bool:
-    return name in SETTING_NAMES or RESERVED_PATTERN.match(name) is not None
+    return name in SETTING_NAMES or name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)
 
 
 TRUNCATED_FROM = 12  # a display that cuts a long value (pandas: 47 characters and '...') keeps this many

@@ -658,3 +658,20 @@ def test_no_prefix_parameter_takes_an_iam_wildcard() -> None:
         assert re.fullmatch(pattern, "usp/daily"), name
         assert not re.fullmatch(pattern, "*"), name
         assert not re.fullmatch(pattern, "usp/*"), name
+
+
+def test_the_secret_names_pattern_refuses_every_name_the_runner_reserves() -> None:
+    """ECS sets a secret's variable before the loader or the runner start (LD_PRELOAD would print the value
+    at once): a console deploy meets the same refusal as make deploy and the runner (runner/redaction.py)."""
+    from runner.config import SETTING_NAMES
+    from runner.redaction import RESERVED_NAMES, RESERVED_PREFIXES, reserved
+
+    pattern = load()["Parameters"]["SecretNames"]["AllowedPattern"]
+    taken = [f"{prefix}X" for prefix in RESERVED_PREFIXES] + [*RESERVED_NAMES, *SETTING_NAMES]
+
+    assert all(reserved(name) for name in taken)
+    for name in taken:
+        for listed in (name, f"HADOOP_PASSWORD,{name}", f"{name},HADOOP_PASSWORD"):
+            assert not re.fullmatch(pattern, listed), listed
+    for good in ("HADOOP_PASSWORD", "HIVE_KEYTAB,REVIEWS_TOKEN", "PATH_TO_KEYTAB", "DATA_URI_TOKEN", ""):
+        assert re.fullmatch(pattern, good), good

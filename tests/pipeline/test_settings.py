@@ -337,6 +337,12 @@ def test_a_data_source_removed_from_the_file_is_passed_empty_and_so_turned_off(t
 
 
 SECRET = "{HADOOP_PASSWORD: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:hadoop-AbCdEf'}"
+# The template's SecretNames constraint, as its messages quote it.
+SECRET_NAMES_RULE = (
+    "must be empty or 1 to 5 variable names (A-Z, 0-9, '_'; not starting with a digit) separated by commas, "
+    "none a variable the runner, the AWS SDKs, the C library or Python read (AWS_*, LD_*, *_PROXY, PATH, "
+    "TMPDIR, the runner's settings such as DATA_URI)"
+)
 BAD_SOURCES = {
     "a typo under athena": (
         "athena: {work_group: usp-analysts}\n",
@@ -414,9 +420,8 @@ BAD_SOURCES = {
     "six secrets": (
         "secrets:\n" + "".join(f"  S{n}: '{KEYTAB}{n}'\n" for n in range(6)),
         (
-            "secrets='S0,S1,S2,S3,S4,S5' is not valid: it must be empty or 1 to 5 variable names (A-Z, 0-9, "
-            "'_'; not starting with a digit) separated by commas (the template's SecretNames): fix it in the "
-            "file, or override it with SECRET_NAMES=..."
+            f"secrets='S0,S1,S2,S3,S4,S5' is not valid: it {SECRET_NAMES_RULE} (the template's SecretNames): "
+            "fix it in the file, or override it with SECRET_NAMES=..."
         ),
     ),
     "secrets without a value": (
@@ -476,8 +481,9 @@ BAD_VARIABLES = {
     "a secret named as the loader's variable": (
         {"SECRET_NAMES": "LD_PRELOAD", "SECRET_ARNS": HADOOP},
         (
-            "SECRET_NAMES names LD_PRELOAD: a secret's variable must be new and its own, not one the runner, "
-            "the AWS SDKs, the C library or Python read: rename it, e.g. HADOOP_PASSWORD"
+            f"SECRET_NAMES item='LD_PRELOAD' is not valid: it {SECRET_NAMES_RULE} (the template's "
+            "SecretNames): fix the variable SECRET_NAMES (make's command line or the environment), or leave "
+            "it out"
         ),
     ),
     "a secret named twice": (
