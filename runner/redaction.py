@@ -4,8 +4,8 @@ ECS injects each secret as an environment variable (the stack's SecretNames, lis
 kernel and the check read them there. They are never notebook parameters (papermill keeps parameters in the
 executed notebook). Everything the runner writes, the executed notebook, the HTML report, the manifest,
 check.txt, its log (with the notebook's and the check's output) and its mails, has MARK where a value was:
-the value itself and the forms printing or storing it gives (JSON, repr and HTML escapes, each line of a
-multi-line value). Redaction is for accidents: a notebook that encodes a secret some other way before it
+the value itself and the forms printing or storing it gives (see forms() and truncated()), and each string
+of a JSON secret. Redaction is for accidents: a notebook that encodes a secret some other way before it
 prints it is not caught; what a secret opens is limited by its own grants, not by this.
 """
 
