@@ -201,7 +201,7 @@ def check_items(name: str, key: Key, text: str, parameter: dict[str, Any], fix: 
     check(name, key, text, parameter, fix)
 
 
-def secret_lists(name: str, value: Any) -> tuple[str, str]:
+def secret_lists(name: str, value: Any, parameters: dict[str, dict[str, Any]]) -> tuple[str, str]:
     """secrets: {VARIABLE: ARN, ...} as SecretNames and SecretArns, in the same order."""
     if value is None:
         raise Refused(
@@ -228,7 +228,7 @@ def secret_lists(name: str, value: Any) -> tuple[str, str]:
             )
         if not isinstance(arn, str) or not arn or "," in arn:  # one ARN: a comma would make two
             raise Refused(f"{name}.{variable}={arn!r} is not an ARN: give the secret's or parameter's ARN")
-        check(f"{name}.{variable}", KEYS[name], arn, template_parameters()["SecretArns"])  # names the bad one
+        check(f"{name}.{variable}", KEYS[name], arn, parameters["SecretArns"])  # names the bad one
     return ",".join(str(v) for v in value), ",".join(value.values())
 
 
@@ -250,7 +250,7 @@ def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
     for name, value in values.items():
         key = KEYS[name]
         if key.kind is dict:
-            names, arns = secret_lists(name, value)
+            names, arns = secret_lists(name, value, parameters)
             texts = {SECRET_NAMES: names, key: arns}
         else:
             texts = {key: as_text(name, key, value)}

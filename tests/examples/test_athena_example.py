@@ -13,7 +13,6 @@ those grants from AWS's Athena documentation (its comment on NotebookDataSources
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 import sys
@@ -25,7 +24,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support import REPO, SAMPLE_DATE, SAMPLE_LAKE, Run, docker_run, model_repository, moto_server
+from support import (
+    REPO,
+    SAMPLE_DATE,
+    SAMPLE_LAKE,
+    Run,
+    docker_run,
+    model_repository,
+    moto_server,
+    settings_script,
+)  # fmt: skip
 
 sys.path.insert(0, str(REPO / "tests" / "pipeline"))  # the template's reader and the IAM proxy
 import cfn
@@ -51,12 +59,7 @@ DESTINATION_COLUMNS = [("accommodation_id", "bigint"), ("destination_id", "bigin
 
 def example_parameters() -> dict[str, str]:
     """The template parameters the example's settings.yml sets, as `make deploy` would pass them."""
-    settings = sys.modules.get("settings")
-    if settings is None:  # a script, not a package: loaded as test_settings.py loads it
-        spec = importlib.util.spec_from_file_location("settings", REPO / "scripts" / "settings.py")
-        assert spec and spec.loader
-        settings = sys.modules["settings"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(settings)
+    settings = settings_script()
     keys = {k.variable: k.parameter for k in [*settings.KEYS.values(), settings.SECRET_NAMES]}
     assigned = dict(
         shlex.split(line)[0].split("=", 1) for line in settings.assignments(EXAMPLE / "settings.yml", {})

@@ -13,10 +13,9 @@ import json
 import os
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from cfn import TEMPLATE, defaults, exists, holds, load, resolve, statements
 from opensearchpy import AWSV4SignerAuth, OpenSearch, RequestsHttpConnection
-from support import REPO
+from support import REPO, http_server
 
 TEMPLATE_DOC = load()
 RESOURCES = TEMPLATE_DOC["Resources"]
@@ -501,14 +500,8 @@ def opensearch() -> Iterator[tuple[str, list[Received]]]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as port:
+        yield f"127.0.0.1:{port}", received
 
 
 def client(endpoint: str, credentials: botocore.credentials.Credentials) -> OpenSearch:

@@ -4,7 +4,6 @@ fix (a stand-in `aws` records the calls, tests/pipeline/fake_aws.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -13,15 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import REPO
+from support import REPO, SETTINGS_SCRIPT, settings_script
 from test_make_deploy import CONNECTION, GOOD, SOURCES_OFF, deploy_call, make, without_settings
 
 SETTINGS = REPO / "settings.yml"
-SCRIPT = REPO / "scripts" / "settings.py"
-spec = importlib.util.spec_from_file_location("settings", SCRIPT)
-assert spec and spec.loader
-settings = sys.modules["settings"] = importlib.util.module_from_spec(spec)  # a script, not a package
-spec.loader.exec_module(settings)
+SCRIPT = SETTINGS_SCRIPT
+settings = settings_script()
 
 
 def overrides(call: list[str]) -> list[str]:
