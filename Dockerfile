@@ -32,15 +32,34 @@ RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin run
 # jupyter_client finds it, so the notebook runs there whatever kernel it was saved with.
 COPY runner/requirements.txt /opt/notebook-runner/runner/requirements.txt
 # The kernel's own stack (IPython, its debugger and completion) runs in /opt/venv only: it leaves the runner's.
-RUN /opt/notebook-runner/venv/bin/pip install --no-cache-dir -r /opt/notebook-runner/runner/requirements.txt \
-    && pip install --no-cache-dir -c /opt/notebook-runner/runner/requirements.txt ipykernel boto3 \
+# pyarrow, which the runner writes the output table with, goes into both at the lock's version, and each
+# identical file is stored once (a hard link): a notebook that pins the same pyarrow costs nothing more.
+# The output table's library (PyIceberg and what it needs) is trimmed of what a run never loads: the
+# debug symbols of its compiled modules (binutils' strip, removed again in this layer), zstandard's second
+# (cffi) backend, the Hive catalog's Thrift client, SQLAlchemy's dialects but SQLite's, and bytecode
+# caches; `make bench` measures the growth.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends binutils=2.40-2 \
+    && /opt/notebook-runner/venv/bin/pip install --no-cache-dir -r /opt/notebook-runner/runner/requirements.txt \
+    && pip install --no-cache-dir -c /opt/notebook-runner/runner/requirements.txt ipykernel boto3 pyarrow \
     && /opt/notebook-runner/venv/bin/pip uninstall --yes --quiet ipykernel ipython ipython_pygments_lexers jedi parso \
         debugpy matplotlib-inline comm stack_data executing asttokens pure_eval prompt_toolkit wcwidth decorator \
         pexpect ptyprocess \
     && /opt/notebook-runner/venv/bin/pip check \
     && /opt/notebook-runner/venv/bin/pip uninstall --yes --quiet pip \
     && python -m ipykernel install --prefix /opt/notebook-runner/venv --name python3 --display-name "Python 3 (notebook)" \
-    && find /opt/venv/lib /opt/notebook-runner/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) -exec rm -rf {} +
+    && find /opt/venv/lib /opt/notebook-runner/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) -exec rm -rf {} + \
+    && site=$(echo /opt/notebook-runner/venv/lib/python3*/site-packages) \
+    && rm -rf "$site"/hive_metastore "$site"/zstandard/_cffi.*.so "$site"/sqlalchemy/dialects/postgresql \
+        "$site"/sqlalchemy/dialects/mysql "$site"/sqlalchemy/dialects/oracle "$site"/sqlalchemy/dialects/mssql \
+    && find "$site"/pyiceberg "$site"/sqlalchemy "$site"/zstandard "$site"/pydantic_core "$site"/pyroaring* "$site"/mmh3* \
+        -name '*.so' -exec strip --strip-unneeded {} + \
+    && find "$site"/pyiceberg "$site"/sqlalchemy "$site"/pydantic "$site"/pydantic_core "$site"/rich "$site"/fsspec \
+        "$site"/strictyaml "$site"/pyparsing "$site"/markdown_it -depth -name __pycache__ -exec rm -rf {} + \
+    && python3 -I -c 'import filecmp, os, sys; a, b = sys.argv[1:]; [(os.unlink(q), os.link(p, q)) for r, _, fs in os.walk(a) for p in (os.path.join(r, f) for f in fs) for q in [os.path.join(b, os.path.relpath(p, a))] if os.path.isfile(q) and not os.path.islink(q) and filecmp.cmp(p, q, shallow=False)]' \
+        "$site/pyarrow" "$(echo /opt/venv/lib/python3*/site-packages/pyarrow)" \
+    && apt-get purge --yes --auto-remove binutils \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
 # The notebook's own requirements: rebuilt only when requirements.txt changes.
 # Test suites that wheels ship are never imported by a run: they go in the same layer.
@@ -59,7 +78,8 @@ ARG NOTEBOOK=usp.ipynb
 ARG IMAGE_NAME=notebook-runner
 ARG GIT_COMMIT=dev
 ENV NOTEBOOK=${NOTEBOOK} \
-    RUNNER_IMAGE=${IMAGE_NAME}:${GIT_COMMIT}
+    RUNNER_IMAGE=${IMAGE_NAME}:${GIT_COMMIT} \
+    RUNNER_COMMIT=${GIT_COMMIT}
 LABEL org.opencontainers.image.revision=${GIT_COMMIT}
 
 # The run's scratch space. On Fargate the task mounts task storage here over a read-only root; ECS

@@ -10,6 +10,8 @@ NOTEBOOK   ?= usp.ipynb
 RUN_DATE   ?= 2019-08-01
 DATA_DIR   ?= sample/lake
 OUTPUT_DIR ?= output
+DATE       ?=
+SNAPSHOT   ?=
 PYTHON     ?= python3
 VENV       := .venv
 BIN        := $(VENV)/bin
@@ -21,7 +23,7 @@ DOCKER_USER := $(if $(filter 0:%,$(UID_GID)),,--user $(UID_GID))
 .PHONY: help
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: IMAGE=$(IMAGE) NOTEBOOK=$(NOTEBOOK) RUN_DATE=$(RUN_DATE) DATA_DIR=$(DATA_DIR) OUTPUT_DIR=$(OUTPUT_DIR)"
+	@echo "  variables: IMAGE=$(IMAGE) NOTEBOOK=$(NOTEBOOK) RUN_DATE=$(RUN_DATE) DATA_DIR=$(DATA_DIR) OUTPUT_DIR=$(OUTPUT_DIR) DATE= SNAPSHOT="
 
 .PHONY: docker
 docker: ## make sure a Docker engine answers (installs and starts one as root on Debian)
@@ -33,17 +35,34 @@ build: docker ## build the runner image (on a stand-in base when no registry ans
 	docker build --build-arg BASE_IMAGE="$$base" --build-arg NOTEBOOK=$(NOTEBOOK) \
 		--build-arg IMAGE_NAME=$(firstword $(subst :, ,$(IMAGE))) --build-arg GIT_COMMIT=$(GIT_COMMIT) -t $(IMAGE) .
 
+# The output folder is mounted at its own path, so the table's files (whose metadata names them by absolute
+# path) read the same on this machine as in the container: pandas, DuckDB or PyIceberg here open it as is.
+OUTPUT_ABS := $(abspath $(OUTPUT_DIR))
+TABLE_DOCKER = docker run --rm $(DOCKER_USER) -v "$(OUTPUT_ABS)":"$(OUTPUT_ABS)" -e OUTPUT_URI="$(OUTPUT_ABS)" \
+	-e NOTEBOOK=$(NOTEBOOK)
+
 .PHONY: run
-run: build ## run NOTEBOOK for RUN_DATE on DATA_DIR (the bundled sample) into OUTPUT_DIR
+run: build ## run NOTEBOOK for RUN_DATE on DATA_DIR (the bundled sample) into the table in OUTPUT_DIR
 	@mkdir -p $(OUTPUT_DIR)
 	@$(if $(DOCKER_USER),,chown 10001 $(OUTPUT_DIR) &&) echo "running $(NOTEBOOK) for $(RUN_DATE) on $(DATA_DIR)"
-	@rc=0; docker run --rm $(DOCKER_USER) \
-		-v "$(abspath $(DATA_DIR))":/data/lake:ro -v "$(abspath $(OUTPUT_DIR))":/data/output \
-		-e DATA_URI=/data/lake -e OUTPUT_URI=/data/output -e RUN_DATE=$(RUN_DATE) -e NOTEBOOK=$(NOTEBOOK) \
-		$(IMAGE) || rc=$$?; \
-	echo; echo "output:  $(OUTPUT_DIR)/date=$(RUN_DATE)/   (published only if the check passed)"; \
+	@rc=0; $(TABLE_DOCKER) -v "$(abspath $(DATA_DIR))":/data/lake:ro \
+		-e DATA_URI=/data/lake -e RUN_DATE=$(RUN_DATE) $(IMAGE) || rc=$$?; \
+	echo; echo "table:   $(OUTPUT_DIR)/ (catalog $(OUTPUT_DIR)/_catalog/iceberg.db; its day $(RUN_DATE) changes only if the check passed)"; \
+	echo "history: make history DATE=$(RUN_DATE)"; \
 	echo "reports: $(OUTPUT_DIR)/_runs/date=$(RUN_DATE)/<run id>/ ($(basename $(NOTEBOOK)).html, manifest.json, check.txt)"; \
 	exit $$rc
+
+.PHONY: history
+history: ## list the versions of DATE=YYYY-MM-DD in the table in OUTPUT_DIR, one per run (* = what it holds now)
+	@test -n "$(DATE)" || { echo "make history: give the day, e.g. make history DATE=$(RUN_DATE)" >&2; exit 2; }
+	@docker image inspect $(IMAGE) >/dev/null 2>&1 || $(MAKE) --no-print-directory build >&2
+	@$(TABLE_DOCKER) $(IMAGE) history --date "$(DATE)"
+
+.PHONY: restore
+restore: ## put DATE's version SNAPSHOT= (from make history) back in the table in OUTPUT_DIR, as a new commit
+	@test -n "$(DATE)" -a -n "$(SNAPSHOT)" || { echo "make restore: give DATE=YYYY-MM-DD and SNAPSHOT=<id from make history DATE=...>" >&2; exit 2; }
+	@docker image inspect $(IMAGE) >/dev/null 2>&1 || $(MAKE) --no-print-directory build >&2
+	@$(TABLE_DOCKER) $(IMAGE) restore --date "$(DATE)" --snapshot "$(SNAPSHOT)"
 
 $(BIN)/.installed: requirements-dev.txt requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

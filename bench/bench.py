@@ -10,6 +10,11 @@
   the cost per run and per month;
 - the Athena example (examples/athena-usp): its image, awswrangler in its own requirements, against the
   platform's (which must not grow for it), and its daily run on moto behind the IAM proxy, two queries;
+- publishing to the output table (runner/table.py, one Iceberg commit on the SQLite catalog) against the
+  file copy it replaced (runner/publish.py as of BEFORE_TABLE), on the full snapshot's output and on ten
+  times its rows: the first commit (creates the table), a replace of the day, in rows per second;
+- the image's growth for the table (PyIceberg and what it needs), against the image as of BEFORE_TABLE
+  built on the same base (goal: under 25 MB);
 - the pipeline's stages as the tests run them (tests/pipeline/validation_stack.py): a rebuild after a
   notebook-only change in the CodeBuild stand-in, and the validation of its image by the template's inline
   buildspec, the candidate run in the Fargate stand-in behind the IAM proxy; from them and the Fargate start
@@ -55,6 +60,8 @@ FARGATE_SIZES = [(0.25, 0.5), (0.25, 1), (0.25, 2), (0.5, 1), (0.5, 2), (1, 2), 
 DEFAULT_SIZE = (1, 2)  # template/pipeline.yaml's TaskCpu and TaskMemory defaults
 
 SNAPSHOT = REPO.parent / "shared" / "data" / "challenge"
+BEFORE_TABLE = "d4af4e6"  # the last commit that published by copying files, before the Iceberg table
+TABLE_GROWTH_GOAL_MB = 25
 TAG = "notebook-runner:bench"
 REPEAT = 5
 
@@ -131,6 +138,86 @@ def overhead(work: Path) -> tuple[float, float, list[float], list[float]]:
     with_runner, runner_runs = timed(runner)
     as_script, script_runs = timed(script)
     return with_runner, as_script, runner_runs, script_runs
+
+
+def publish_speed(work: Path, output: Path) -> list[tuple[str, str, str]]:
+    """The full snapshot's published day (read back from the table the overhead's runs wrote), staged as
+    the notebook writes it, then published the old way (copy, BEFORE_TABLE) and the new (one commit)."""
+    import importlib.util
+
+    import pyarrow as pa
+    from support import day_rows
+
+    old_source = work / "publish_before_table.py"
+    old_source.write_text(sh("git", "-C", str(REPO), "show", f"{BEFORE_TABLE}:runner/publish.py").stdout)
+    spec = importlib.util.spec_from_file_location("publish_before_table", old_source)
+    assert spec and spec.loader
+    old = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    day = day_rows(output, "2019-08-01", "/output")
+    return [
+        row
+        for scale in (1, 10)
+        for row in publish_once(work / f"x{scale}", pa.concat_tables([day] * scale), old)
+    ]
+
+
+def publish_once(work: Path, data: object, old: object) -> list[tuple[str, str, str]]:
+    import pyarrow.parquet as pq
+
+    from runner import publish, table
+    from runner.locations import Location
+
+    staging = work / "staging"
+    staged = staging / "date=2019-08-01"
+    staged.mkdir(parents=True)
+    pq.write_table(data, staged / "part-0.parquet")
+    inventory = publish.pin(Location(str(staged)), Location(str(staging)))
+    config = table.TableConfig("sqlite", "notebooks.usp", Location(str(work / "table")), 30)
+    runs = iter(range(1000))
+
+    def copy() -> None:
+        pinned = old.pin(Location(str(staged)), Location(str(staging)))  # type: ignore[attr-defined]
+        target = Location(str(work / "copied" / "date=2019-08-01"))
+        old.publish(pinned, target, f"r{next(runs)}")  # type: ignore[attr-defined]
+
+    def commit() -> None:
+        folder = Path(tempfile.mkdtemp(dir=work))
+        checked = publish.read_checked(publish.fetch(inventory, folder), folder)
+        run = f"r{next(runs)}"
+        table.commit(config, table.with_date(checked, "2019-08-01"), table.Lineage(run, "2019-08-01"))
+        shutil.rmtree(folder)
+
+    copied, copy_runs = timed(copy)
+    start = time.perf_counter()
+    commit()  # the first: creates the table
+    first = time.perf_counter() - start
+    replaced, commit_runs = timed(commit)
+    n = data.num_rows  # type: ignore[attr-defined]
+    return [
+        (f"publish {n:,} rows, the file copy before the table", f"{copied:.2f} s",
+         f"{n / copied:,.0f} rows/s; runs {runs_s(copy_runs)}"),
+        (f"publish {n:,} rows, one Iceberg commit replacing the day", f"{replaced:.2f} s",
+         f"{n / replaced:,.0f} rows/s (the first, creating the table: {first:.2f} s); runs "
+         + runs_s(commit_runs)),
+    ]  # fmt: skip
+
+
+def table_growth(work: Path, base: str, total: int) -> list[tuple[str, str, str]]:
+    """The image as of BEFORE_TABLE on the same base, against this one."""
+    before = work / "before-table"
+    before.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", BEFORE_TABLE], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
+    sh("docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", f"{TAG}-before-table", str(before))
+    growth = (total - image_size(f"{TAG}-before-table")) / 1e6
+    return [
+        ("image growth for the output table", f"{growth:+.1f} MB",
+         f"goal under {TABLE_GROWTH_GOAL_MB} MB: PyIceberg, SQLAlchemy (the local catalog), pydantic, "
+         "the rest, trimmed; pyarrow shared with the notebook's environment; against " + BEFORE_TABLE),
+    ]  # fmt: skip
 
 
 def footprint(work: Path) -> tuple[float, int]:
@@ -344,9 +431,11 @@ def main() -> int:
                 ),
                 ("runner overhead", f"{with_runner - as_script:+.2f} s", "goal <= +1.5 s"),
             ]
+            rows += publish_speed(Path(tmp), Path(tmp) / "out")
             rows += daily_run(Path(tmp), compressed, unpack)
         else:
             rows.append(("runner overhead", "not measured", f"no snapshot at {SNAPSHOT}"))
+        rows += table_growth(Path(tmp), base, total)
         rows += athena_example(Path(tmp), base, total)
         rows += pipeline_stages(Path(tmp), base, compressed, unpack)
     table = "\n".join(

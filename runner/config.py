@@ -19,6 +19,7 @@ from typing import Any
 from runner import exits
 from runner.errors import RunFailed
 from runner.locations import Location
+from runner.table import CATALOGS, NAME_PATTERN, TableConfig
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 S3_URI_PATTERN = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f\x7f]*)?$")
@@ -50,6 +51,14 @@ SETTINGS = (
     Setting("CHECK_SCRIPT", "check.py", "check to run on the output, relative to PROJECT_DIR or absolute"),
     Setting("CHECK_TIMEOUT", "3600", "seconds the check may run"),
     Setting("PROJECT_DIR", "", "the notebook project's folder (default: the working directory, /app)"),
+    Setting("OUTPUT_TABLE", "", "the Iceberg table OUTPUT_URI holds, database.table in lower case (default: "
+            "notebooks.<the notebook's name>)"),
+    Setting("TABLE_CATALOG", "", "where the table is registered: sqlite (a local OUTPUT_URI: OUTPUT_URI/"
+            "_catalog/iceberg.db), glue (the Glue Data Catalog) or none (nowhere: the validation's run); "
+            "default: sqlite for a folder, glue for s3://"),
+    Setting("KEEP_SNAPSHOT_DAYS", "30", "days of the table's history kept; older snapshots are expired and "
+            "the files only they used are removed"),
+    Setting("EVENT_BUS", "", "EventBridge bus (name or ARN) told of each published day (optional)"),
     Setting("REPORT_URI", "", "where run reports go (default: OUTPUT_URI/_runs)"),
     Setting("STAGING_URI", "", "where the notebook writes before the check, a run per folder DATE/RUN_ID "
             "(default: the run's report folder, REPORT_URI/date=D/RUN_ID/staging)"),
@@ -96,6 +105,8 @@ class Config:
     metrics_namespace: str = ""
     metrics_job: str = ""
     image: str = "unknown"
+    commit: str = "unknown"
+    table: TableConfig | None = None
 
     @property
     def notebook_name(self) -> str:
@@ -185,6 +196,50 @@ def location(name: str, value: str) -> Location:
     if "://" in value:
         raise fail(f"{name}={value} uses an unsupported scheme: use s3://bucket/prefix or a local folder")
     return Location(str(Path(value).absolute()))
+
+
+def default_table(notebook: str) -> str:
+    """notebooks.<the notebook's name>, lower case, other characters as '_'."""
+    stem = re.sub(r"[^a-z0-9_]", "_", Path(notebook).stem.lower()) or "output"
+    return f"notebooks.{stem if NAME_PATTERN.match(stem) else '_' + stem}"[:255]
+
+
+def table_config(environ: Mapping[str, str], output: Location, scratch: Path | None = None) -> TableConfig:
+    """The table OUTPUT_URI holds: OUTPUT_TABLE, TABLE_CATALOG, KEEP_SNAPSHOT_DAYS and EVENT_BUS checked."""
+
+    def get(name: str) -> str:
+        return environ.get(name) or DEFAULTS[name]
+
+    name = get("OUTPUT_TABLE") or default_table(get("NOTEBOOK"))
+    parts = name.split(".")
+    if len(parts) != 2 or not all(NAME_PATTERN.match(part) for part in parts):
+        raise fail(
+            f"OUTPUT_TABLE={name} is not database.table: use lower-case letters, digits and '_' in each "
+            "part (Glue's and Athena's names), e.g. OUTPUT_TABLE=notebooks.usp"
+        )
+    catalog = get("TABLE_CATALOG") or ("glue" if output.is_s3 else "sqlite")
+    if catalog not in CATALOGS:
+        raise fail(
+            f"TABLE_CATALOG={catalog} is not one of {', '.join(CATALOGS)}: leave it empty for the default"
+        )
+    if catalog == "sqlite" and output.is_s3:
+        raise fail(
+            f"TABLE_CATALOG=sqlite keeps the catalog in a local OUTPUT_URI, not in {output}: use "
+            "TABLE_CATALOG=glue for a table on S3, or a folder for OUTPUT_URI"
+        )
+    if catalog == "glue" and not output.is_s3:
+        raise fail(f"TABLE_CATALOG=glue needs an s3:// OUTPUT_URI, not {output}: leave it empty for a folder")
+    keep = get("KEEP_SNAPSHOT_DAYS")
+    if not re.fullmatch(r"[1-9][0-9]{0,3}", keep):
+        raise fail(f"KEEP_SNAPSHOT_DAYS={keep} is not a whole number of days from 1 to 9999: e.g. 30")
+    bus = get("EVENT_BUS")
+    if bus and not re.fullmatch(
+        r"[A-Za-z0-9._/\-]{1,256}|arn:aws[a-z-]*:events:[a-z0-9-]+:[0-9]{12}:event-bus/"
+        r"[A-Za-z0-9._/\-]{1,256}",
+        bus,
+    ):
+        raise fail(f"EVENT_BUS={bus} is not an event bus name or ARN: e.g. default, or leave it empty")
+    return TableConfig(catalog, name, output, int(keep), bus, scratch)
 
 
 def load_params(text: str) -> dict[str, Any]:
@@ -289,6 +344,7 @@ def load(environ: Mapping[str, str]) -> Config:
     if not get("OUTPUT_URI"):
         raise fail("OUTPUT_URI is not set: pass -e OUTPUT_URI=s3://bucket/prefix or a mounted folder")
     output = location("OUTPUT_URI", get("OUTPUT_URI"))
+    table = table_config(environ, output)
     return Config(
         run_id=run_id,
         run_date=run_date,
@@ -308,4 +364,6 @@ def load(environ: Mapping[str, str]) -> Config:
         metrics_namespace=get("METRICS_NAMESPACE"),
         metrics_job=get("METRICS_JOB") or notebook.stem,
         image=environ.get("RUNNER_IMAGE", "unknown"),
+        commit=environ.get("RUNNER_COMMIT") or "unknown",
+        table=table,
     )

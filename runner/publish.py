@@ -3,37 +3,40 @@
 Before the check runs, the staged partition's data files are pinned: their names, sizes and content (a
 SHA-256 locally, the ETag on S3). Data files are the ones the check can read: pyarrow datasets (and Spark,
 Hive, Athena) skip names starting with '_' or '.', so those are never published; they stay in staging and
-the report lists them. Publishing copies exactly the pinned files and refuses any whose content changed
-since (CopySourceIfMatch on S3), then replaces the day's partition.
+the report lists them. Publishing copies exactly the pinned files into the run's own folder, refusing any
+whose content changed since (IfMatch on S3), and commits their rows to the output table (table.py).
 
 Locally the notebook runs as the same user as the runner, so nothing stops it from writing into OUTPUT_URI
 itself; the runner takes a fingerprint of OUTPUT_URI before the notebook starts and compares it after the
-check: a run whose notebook or check changed it fails, and what they changed is removed.
+check: a run whose notebook or check changed it fails, and what they added is removed.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import logging
 import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from runner import exits, redaction
+from runner import exits, table
+from runner.config import Config
 from runner.errors import RunFailed
 from runner.locations import Location, aws_client, aws_problem, delete_keys, list_objects
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("runner")
 
 HIDDEN = ("_", ".")
-COPY_OBJECT_LIMIT = 5 * 1024**3  # CopyObject copies up to 5 GiB in one call
 
 
 def is_data(relative: str) -> bool:
@@ -150,38 +153,6 @@ def pin(staged: Location, staging: Location) -> Inventory:
     return inventory
 
 
-# Reads the Parquet footers of the files named on stdin (JSON), under the root in argv; prints the rows.
-COUNT_ROWS = """
-import json, sys
-import pyarrow.fs as pafs, pyarrow.parquet as pq
-root, names = sys.argv[1], json.load(sys.stdin)
-fs, base = pafs.FileSystem.from_uri(root) if root.startswith("s3://") else (pafs.LocalFileSystem(), root)
-print(sum(pq.ParquetFile(fs.open_input_file(f"{base}/{n}")).metadata.num_rows for n in names))
-"""
-
-
-def count_rows(inventory: Inventory, env: dict[str, str], python: str) -> int | None:
-    """Rows in the pinned Parquet files, from their footers; None if they are not all Parquet or cannot be
-    read. Counted by the notebook's Python with the notebook's identity: the runner never parses what the
-    notebook wrote (nor imports the notebook's pyarrow)."""
-    if not inventory.files or not all(f.name.endswith(".parquet") for f in inventory.files):
-        return None
-    names = json.dumps([f.name for f in inventory.files])
-    try:
-        done = subprocess.run(
-            [python, "-I", "-c", COUNT_ROWS, inventory.staged.uri], input=names, env=env, capture_output=True,
-            text=True, timeout=300, check=False,
-        )  # fmt: skip
-        lines = done.stdout.strip().splitlines()
-        if done.returncode == 0 and lines and lines[-1].isdigit():
-            return int(lines[-1])
-        said = redaction.text(done.stderr).strip().splitlines() or ["no output"]  # redacted before the cut
-        log.info("rows not counted (%s)", said[-1][:300])
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.info("rows not counted (%s)", exc)
-    return None
-
-
 def changed(name: str) -> RunFailed:
     return RunFailed(
         exits.PUBLISH,
@@ -191,116 +162,136 @@ def changed(name: str) -> RunFailed:
     )
 
 
-def publish(inventory: Inventory, target: Location, run_id: str) -> None:
-    """Replace the target partition with exactly the pinned files (RunFailed exit 30 otherwise)."""
-    if not inventory.files:
-        raise nothing_written(inventory.staged)
-    if target.is_s3:
-        publish_s3(inventory, target)
-    else:
-        publish_local(inventory, target.path, run_id)
-    log.info("published %d file(s) of %s/ to %s/", len(inventory.files), inventory.staged, target)
-
-
-def publish_local(inventory: Inventory, target: Path, run_id: str) -> None:
-    """Copy the pinned files, re-hashed as they are copied, into a new private folder beside the partition,
-    then swap it in with two renames on one file system; restore the old partition on failure."""
-    previous = target.with_name(f".{target.name}.replaced-{run_id}")
-    incoming: Path | None = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        incoming = Path(tempfile.mkdtemp(prefix=f".{target.name}.incoming-", dir=target.parent))
-        for f in inventory.files:
-            dest = incoming / f.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if sha256(inventory.staged.path / f.name, copy_to=dest) != f.digest:
-                raise changed(f.name)
-        found = sorted(p.relative_to(incoming).as_posix() for p in incoming.rglob("*") if not p.is_dir())
-        if found != sorted(f.name for f in inventory.files):
-            raise changed(", ".join(sorted(set(found) ^ {f.name for f in inventory.files})))
-        incoming.chmod(0o755)
-        if target.exists() or target.is_symlink():
-            target.rename(previous)
-        try:
-            incoming.rename(target)
-            incoming = None
-        except OSError:
-            if previous.exists():
-                previous.rename(target)
-            raise
-    except OSError as exc:
-        raise RunFailed(
-            exits.PUBLISH,
-            f"could not move the checked output into {target} ({exc.strerror}: {exc.filename}): make "
-            "OUTPUT_URI writable by the container user; the previous partition is unchanged",
-            "publish",
-        ) from exc
-    finally:
-        if incoming is not None:
-            shutil.rmtree(incoming, ignore_errors=True)
-    remove(previous)
-
-
-def publish_s3(inventory: Inventory, target: Location) -> None:
-    """Copy each pinned object (its pinned version, if still its pinned ETag), then delete the partition's
-    other keys. A failure after the first copy says the partition may be mixed: S3 has no multi-key commit."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    s3 = aws_client()
-    staged = inventory.staged
-    written: set[str] = set()
-    try:
-        for f in inventory.files:  # all still as checked, before anything is copied
-            head = s3.head_object(Bucket=staged.bucket, Key=staged.prefix() + f.name, **version(f))
-            if (head["ETag"], head["ContentLength"]) != (f.digest, f.size):
-                raise changed(f.name)
-        old = {o["Key"] for o in list_objects(s3, target.bucket, target.prefix())}
-        for f in inventory.files:
-            dest = target.prefix() + f.name
-            copy_pinned(s3, staged.bucket, staged.prefix() + f.name, target.bucket, dest, f)
-            written.add(dest)
-        delete_keys(s3, target.bucket, sorted(old - written))
-    except (BotoCoreError, ClientError, OSError) as exc:
-        state = (
-            f"{len(written)} of its {len(inventory.files)} new files were copied in, so {target}/ may now "
-            "mix old and new files: rerun the day"
-            if written
-            else "the previous partition is unchanged"
-        )
-        raise RunFailed(
-            exits.PUBLISH,
-            f"could not publish to {target}/ ({aws_problem(exc)}): check the role's "
-            f"s3:PutObject/DeleteObject on the output prefix; {state}",
-            "publish",
-        ) from exc
-
-
 def version(pinned: Pinned) -> dict[str, str]:
     return {"VersionId": pinned.version} if pinned.version else {}
 
 
-def copy_pinned(s3: Any, bucket: str, key: str, dest_bucket: str, dest: str, pinned: Pinned) -> None:
-    """Copy one object if, and only if, it still has the pinned ETag (S3 checks CopySourceIfMatch). A copy
-    of a single-part object has its source's ETag: the runner checks that too (some emulators ignore the
-    condition)."""
-    from botocore.exceptions import ClientError
-
-    source = {"Bucket": bucket, "Key": key, **version(pinned)}
+def publish(inventory: Inventory, config: Config, lineage: table.Lineage, work: Path) -> table.Committed:
+    """Commit exactly the pinned files' rows as the day's rows of the output table (RunFailed otherwise)."""
+    assert config.table is not None
+    folder = Path(tempfile.mkdtemp(prefix="publish.", dir=work))
     try:
-        if pinned.size <= COPY_OBJECT_LIMIT:
-            etag = s3.copy_object(
-                CopySource=source, Bucket=dest_bucket, Key=dest, CopySourceIfMatch=pinned.digest
-            )["CopyObjectResult"]["ETag"]
-        else:  # a multipart copy, each part under the same condition
-            s3.copy(source, dest_bucket, dest, ExtraArgs={"CopySourceIfMatch": pinned.digest})
-            etag = pinned.digest
-    except ClientError as exc:
-        if aws_problem(exc).startswith(("PreconditionFailed", "412")):
-            raise changed(pinned.name) from exc
-        raise
-    if "-" not in pinned.digest and etag != pinned.digest:
-        s3.delete_object(Bucket=dest_bucket, Key=dest)
-        raise changed(pinned.name)
+        data = read_checked(fetch(inventory, folder), folder)
+        committed = table.commit(config.table, table.with_date(data, config.run_date), lineage)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    log.info(
+        "published %d file(s) of %s/ to %s: snapshot %d, %d rows", len(inventory.files), inventory.staged,
+        committed.table, committed.snapshot_id, committed.rows,
+    )  # fmt: skip
+    return committed
+
+
+def fetch(inventory: Inventory, dest: Path) -> list[Path]:
+    """Each pinned file copied into dest, the run's own folder, and verified as it is copied: exactly the
+    bytes the check read (its SHA-256 locally; on S3 its pinned version, if it still has its ETag)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    staged = inventory.staged
+    if not inventory.files:
+        raise nothing_written(staged)
+    s3 = aws_client() if staged.is_s3 else None
+    paths = []
+    try:
+        for f in inventory.files:
+            target = dest / f.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if s3 is None:
+                if sha256(staged.path / f.name, copy_to=target) != f.digest:
+                    raise changed(f.name)
+            else:
+                try:
+                    reply = s3.get_object(
+                        Bucket=staged.bucket, Key=staged.prefix() + f.name, IfMatch=f.digest, **version(f)
+                    )
+                except ClientError as exc:
+                    if aws_problem(exc).startswith(("PreconditionFailed", "412")):
+                        raise changed(f.name) from exc
+                    raise
+                with create_new(target) as sink:
+                    for block in reply["Body"].iter_chunks(1 << 20):
+                        sink.write(block)
+                if reply.get("ETag") != f.digest or target.stat().st_size != f.size:
+                    raise changed(f.name)
+            paths.append(target)
+    except (BotoCoreError, ClientError, OSError) as exc:
+        raise RunFailed(
+            exits.PUBLISH,
+            f"could not read the checked output back from {staged}/ ({aws_problem(exc)}): check the run "
+            "role's s3:GetObject on the staging location; the table is unchanged",
+            "publish",
+        ) from exc
+    return paths
+
+
+# Reads the Parquet files named in argv[2:] with the runner's own pyarrow and writes their rows, one table,
+# as an Arrow IPC file at argv[1]; says what is wrong on its last line otherwise (exit 3).
+READ_PARQUET = """
+import sys
+import pyarrow as pa, pyarrow.parquet as pq
+out, paths = sys.argv[1], sys.argv[2:]
+tables = []
+for path in paths:
+    try:
+        tables.append(pq.read_table(path))
+    except Exception as exc:
+        sys.exit(f"NOT PARQUET {path}: {str(exc)[:200]}")
+try:
+    table = pa.concat_tables(tables, promote_options="default")
+except Exception as exc:
+    sys.exit(f"SCHEMAS {str(exc)[:300]}")
+with pa.OSFile(out, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+    writer.write_table(table)
+"""
+
+
+def read_checked(paths: list[Path], folder: Path) -> pa.Table:
+    """The rows of the checked files; RunFailed exit 20 if they are not Parquet or do not share one schema
+    (the table takes one). Parquet is parsed in a process of its own, the runner's Python and pinned pyarrow
+    with no credential in its environment (the runner's own memory is closed to it, processes.harden): a
+    file crafted to exploit the parser reaches nothing of the trusted step's powers. The runner then reads
+    the rows as Arrow IPC, validated in full."""
+    import pyarrow as pa
+
+    rows = folder / ".checked.arrow"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(folder), "LC_ALL": "C.UTF-8"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", READ_PARQUET, str(rows), *map(str, paths)], cwd=folder, env=env,
+            capture_output=True, text=True, timeout=3600, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RunFailed(exits.PUBLISH, f"could not read the checked files ({exc}): the table is unchanged",
+                        "publish") from exc  # fmt: skip
+    said = (done.stderr.strip().splitlines() or ["no output"])[-1].replace(f"{folder}/", "")
+    if done.returncode != 0:
+        if said.startswith("NOT PARQUET "):
+            raise RunFailed(
+                exits.CHECK,
+                f"{said.removeprefix('NOT PARQUET ')[:300]}: the table takes Parquet files only; write the "
+                "output with pyarrow.parquet.write_table or DataFrame.to_parquet under "
+                "output_uri/date=YYYY-MM-DD/",
+                "check",
+            )
+        if said.startswith("SCHEMAS "):
+            raise RunFailed(
+                exits.CHECK,
+                f"the output's files do not share one schema ({said.removeprefix('SCHEMAS ')}): write every "
+                "file of the day with the same columns and types",
+                "check",
+            )
+        raise RunFailed(exits.PUBLISH, f"could not read the checked files ({said[:300]}): the table is "
+                        "unchanged", "publish")  # fmt: skip
+    try:
+        with pa.OSFile(str(rows)) as source:
+            table = pa.ipc.open_file(source).read_all()
+        table.validate(full=True)
+    except (pa.ArrowException, OSError) as exc:
+        raise RunFailed(exits.PUBLISH, f"could not read the checked rows back ({exc}): the table is "
+                        "unchanged", "publish") from exc  # fmt: skip
+    finally:
+        rows.unlink(missing_ok=True)
+    return table
 
 
 def remove_published_from_staging(inventory: Inventory, staging: Location) -> None:
@@ -374,17 +365,14 @@ def remove(path: Path) -> None:
 
 
 def undo_writes(output: Location, before: Fingerprint, after: Fingerprint) -> RunFailed | None:
-    """Undo what the notebook or its check wrote under OUTPUT_URI: files they added go, and so does every
-    published partition they changed or deleted from (consumers must never read unchecked data). Returns
-    the failure to report, or None when OUTPUT_URI is as it was."""
+    """Undo what the notebook or its check wrote under OUTPUT_URI: files and folders they added go. A
+    table file they changed or deleted cannot be put back: the failure names it and the fix. Returns the
+    failure to report, or None when OUTPUT_URI is as it was."""
     added = sorted(set(after.files) - set(before.files))
     touched = sorted(n for n, seen in before.files.items() if after.files.get(n) != seen)
     new_folders = sorted(after.folders - before.folders, key=lambda n: n.count("/"), reverse=True)
     if not added and not touched and not new_folders:
         return None
-    damaged = sorted({n.split("/", 1)[0] for n in touched})
-    for top in damaged:
-        remove(output.path / top)
     for name in added:
         remove(output.path / name)
     for name in new_folders:
@@ -399,7 +387,10 @@ def undo_writes(output: Location, before: Fingerprint, after: Fingerprint) -> Ru
         if names
     )
     undone = "removed what it added" + (
-        f" and the partition(s) it damaged, {some(damaged)}" if damaged else ""
+        "; the table's files it changed or deleted cannot be put back: rerun the days they hold (their "
+        "partition folders under data/) to replace them"
+        if touched
+        else ""
     )
     return RunFailed(
         exits.NOTEBOOK,

@@ -1,7 +1,8 @@
 """One run, start to finish: the run object the steps share, and the one place a run ends.
 
     configuration (config.py) -> notebook (execute.py) -> pin (publish.py) -> check (checking.py)
-      -> publish (publish.py) -> finish: report (report.py), metrics and mail (notify.py), last line
+      -> publish (publish.py: one commit to the output table, table.py) -> expiry and the consumers' event
+      -> finish: report (report.py), metrics and mail (notify.py), last line
 
 Every step raises RunFailed (or Stopped) for a failure; finish() turns it into the manifest, the report,
 the mail, the run's last line and its exit code (exits.py).
@@ -9,6 +10,7 @@ the mail, the run's last line and its exit code (exits.py).
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import logging
 import os
@@ -17,13 +19,13 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from runner import config as configuration
-from runner import exits, notify, processes, publish, redaction
-from runner.checking import run_check
+from runner import exits, notify, processes, publish, redaction, table
+from runner.checking import run_check, verdict
 from runner.credentials import NotebookIdentity, RoleCredentials
 from runner.errors import RunFailed, Stopped
 from runner.execute import execute, failing_cell, kernel_python
@@ -53,6 +55,8 @@ class Run:
     check_report: Path | None = None
     inventory: publish.Inventory | None = None
     rows: int | None = None
+    committed: table.Committed | None = None
+    told: str = ""  # what became of the consumers' event: '' (none configured), sent, or why not
     publishing: bool = False  # once publishing has begun, a stop waits for it to complete
     stop_signal: str = ""
     finishing: bool = False
@@ -84,6 +88,8 @@ class Run:
     def go(self) -> Outcome:
         redaction.load(self.environ)  # first: every later line, file and mail is redacted
         config = self.config = configuration.load(self.environ)
+        assert config.table is not None
+        config.table = replace(config.table, scratch=self.work)  # TABLE_CATALOG=none keeps its file here
         redaction.check_params(config.params)
         log.info(
             "run %s: %s for %s; data %s; output %s; report %s", config.run_id, config.notebook,
@@ -112,16 +118,40 @@ class Run:
             finally:
                 with processes.signals_held():
                     self.guard_output(before)
-            self.rows = publish.count_rows(self.inventory, identity.env(), kernel_python())
-            processes.kill_descendants("after counting the rows")
         self.stage = "publishing"
         self.publishing = True
-        publish.publish(self.inventory, config.output.child(config.partition), config.run_id)
-        publish.remove_published_from_staging(self.inventory, config.staging)
-        rows = "an unknown number of" if self.rows is None else str(self.rows)
-        return Outcome(
-            "succeeded", exits.OK, "", f"published {rows} rows to {config.output}/{config.partition}/"
+        said = redaction.text(verdict((read_regular(self.check_report) or b"").decode(errors="replace")))
+        lineage = table.Lineage(
+            config.run_id, config.run_date, config.commit, table.image_of(self.environ), said
         )
+        committed = self.committed = publish.publish(self.inventory, config, lineage, self.work)
+        self.rows = committed.rows
+        publish.remove_published_from_staging(self.inventory, config.staging)
+        self.after_commit(committed, lineage)
+        replaced = f", replacing {committed.replaced} rows" if committed.replaced else ""
+        told = f"; consumers were NOT told ({self.told})" if self.told not in ("", "sent") else ""
+        return Outcome(
+            "succeeded", exits.OK, "",
+            f"published {committed.rows} rows of {config.run_date} to the table {committed.table} at "
+            f"{config.output} (snapshot {committed.snapshot_id}{replaced}){told}",
+        )  # fmt: skip
+
+    def after_commit(self, committed: table.Committed, lineage: table.Lineage) -> None:
+        """The day is published: tell the consumers, then expire the old history. Neither undoes the commit,
+        so a failure here is a warning (the event's is on the last line)."""
+        config = self.config
+        assert config is not None and config.table is not None
+        if config.table.event_bus:
+            problem = table.announce(config.table, committed, lineage)
+            self.told = problem or "sent"
+            if problem:
+                log.warning("the consumers' event was not sent to %s (%s)", config.table.event_bus, problem)
+            else:
+                log.info("told consumers on the event bus %s", config.table.event_bus)
+        try:
+            log.info("%s", table.expire(config.table, dt.datetime.now(dt.UTC)))
+        except Exception as exc:  # noqa: BLE001 -- the next run expires what this one could not
+            log.warning("the table's old snapshots were not expired (%s): the next run tries again", exc)
 
     def prepare_locations(self) -> None:
         """The local folders the run writes must be creatable by the container's user."""
@@ -214,7 +244,10 @@ class Run:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "duration_seconds": round(time.time() - self.started, 2),
             "rows": self.rows,
-            "output_uri": f"{config.output}/{config.partition}/" if config else "",
+            "output_uri": config.output.uri if config else "",
+            "table": config.table.name if config and config.table else "",
+            "snapshot_id": self.committed.snapshot_id if self.committed else None,
+            "event": self.told or None,
             "report_uri": dest.uri if dest else "",
             "report": report,
             "published_files": [f.name for f in self.inventory.files]
@@ -251,6 +284,22 @@ class Run:
         return outcome.exit.code
 
 
+def table_command(argv: list[str]) -> int:
+    """`history` and `restore` on the table OUTPUT_URI holds (make history, make restore)."""
+    try:
+        if not os.environ.get("OUTPUT_URI"):
+            raise configuration.fail(f"{argv[0]} needs OUTPUT_URI, the table's location (and TABLE_CATALOG, "
+                                     "OUTPUT_TABLE as the runs have them)")  # fmt: skip
+        output = configuration.location("OUTPUT_URI", os.environ["OUTPUT_URI"])
+        config = configuration.table_config(os.environ, output)
+        if config.catalog == "none":
+            raise configuration.fail("TABLE_CATALOG=none keeps no history: use sqlite or glue")
+    except RunFailed as exc:
+        print(f"{argv[0]}: {exc}", file=sys.stderr)
+        return exc.exit.code
+    return table.main(argv, config)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -258,12 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:  # jupyter_client's noise when a finished client is collected
         handler.setFormatter(redaction.RedactingFormatter("[runner] %(message)s"))
         handler.addFilter(lambda record: not record.getMessage().startswith("Could not destroy zmq context"))
-    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "traitlets", "asyncio"):
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "traitlets", "asyncio", "pyiceberg"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     processes.harden()
     if argv[:1] in (["-h"], ["--help"]):
         print(configuration.usage(), file=sys.stderr)
         return 0
+    if argv[:1] in (["history"], ["restore"]):
+        return table_command(argv)
     environ = dict(os.environ)
     work = Path(tempfile.mkdtemp(prefix="notebook-run.", dir=environ.get("TMPDIR") or "/tmp"))  # noqa: S108
     home = environ.get("HOME", "")

@@ -7,17 +7,19 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import nbformat
 
@@ -140,8 +142,76 @@ def manifest(out: Path, date: str = SAMPLE_DATE) -> dict:
     return json.loads((run / "manifest.json").read_text())
 
 
-def published(out: Path, date: str = SAMPLE_DATE) -> list[Path]:
-    return sorted((out / f"date={date}").glob("*"))
+def output_table(out: Path, mounted_at: str = "/output") -> Any:
+    """The Iceberg table a run published under a local OUTPUT_URI (the container's mounted_at), read from
+    here: its files name the container's folder, so MovedFileIO reads them under out. None: no table yet."""
+    from pyiceberg.table import StaticTable
+
+    db = out / "_catalog" / "iceberg.db"
+    if not db.exists():
+        return None
+    with closing(sqlite3.connect(db)) as catalog:
+        found = catalog.execute("SELECT metadata_location FROM iceberg_tables").fetchall()
+    if not found:
+        return None
+    ((location,),) = found
+    moved = {"py-io-impl": "support.MovedFileIO", "moved.from": mounted_at, "moved.to": str(out)}
+    return StaticTable.from_metadata(location, properties=moved)
+
+
+def published(out: Path, date: str = SAMPLE_DATE, mounted_at: str = "/output") -> list[Path]:
+    """The data files of date in the table's current snapshot, as paths here ([] with no table)."""
+    from pyiceberg.expressions import EqualTo
+
+    table = output_table(out, mounted_at)
+    if table is None or table.current_snapshot() is None:
+        return []
+    tasks = table.scan(row_filter=EqualTo("date", date)).plan_files()
+    return sorted(Path(moved_path(t.file.file_path, mounted_at, str(out))) for t in tasks)
+
+
+def day_rows(out: Path, date: str = SAMPLE_DATE, mounted_at: str = "/output") -> Any:
+    """The rows of date the table holds now (a pyarrow Table), without the date column; None: no table."""
+    from pyiceberg.expressions import EqualTo
+
+    table = output_table(out, mounted_at)
+    if table is None:
+        return None
+    return table.scan(row_filter=EqualTo("date", date)).to_arrow().drop_columns(["date"])
+
+
+def moved_path(location: str, old: str, new: str) -> str:
+    """location (a path or file:// URI) under the folder old, as the same path under new."""
+    path = location.removeprefix("file://").removeprefix("file:")
+    return new + path[len(old) :] if path == old or path.startswith(old.rstrip("/") + "/") else path
+
+
+def _moved_file_io() -> type:
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    class Moved(PyArrowFileIO):
+        """PyArrowFileIO for a table written in a container: its paths under moved.from are read under
+        moved.to."""
+
+        def _moved(self, location: str) -> str:
+            return moved_path(location, self.properties["moved.from"], self.properties["moved.to"])
+
+        def new_input(self, location: str) -> Any:
+            return super().new_input(self._moved(location))
+
+        def new_output(self, location: str) -> Any:
+            return super().new_output(self._moved(location))
+
+        def delete(self, location: Any) -> None:
+            super().delete(self._moved(location if isinstance(location, str) else location.location))
+
+    return Moved
+
+
+def __getattr__(name: str) -> Any:  # MovedFileIO is made on first use: pyiceberg loads only where needed
+    if name == "MovedFileIO":
+        return _moved_file_io()
+    raise AttributeError(name)
 
 
 def env_with(**overrides: str) -> dict[str, str]:

@@ -220,8 +220,10 @@ def _json_checks(service: str, action: str, region: str, body: dict[str, Any]) -
         ]
     if service == "athena":
         return _athena_checks(name, region, body)
-    if name in GLUE_READS:
+    if name in GLUE_READS or name in GLUE_TABLE_WRITES:
         return _glue_checks(name, region, body)
+    if name == "events:PutEvents":
+        return [_put_event_check(region, entry) for entry in body.get("Entries", [])]
     if name in ("ecs:DescribeTasks", "ecs:StopTask"):
         cluster = body.get("cluster", "default").rsplit("/", 1)[-1]
         tasks = body.get("tasks") or [body.get("task", "")]
@@ -248,14 +250,31 @@ GLUE_READS = (
 )  # fmt: skip
 
 
+GLUE_TABLE_WRITES = ("glue:CreateTable", "glue:UpdateTable")  # named by TableInput.Name
+
+
 def _glue_checks(name: str, region: str, body: dict[str, Any]) -> list[Check]:
     prefix = f"arn:aws:glue:{region}:{ACCOUNT}"
     database = body.get("Name", "") if name == "glue:GetDatabase" else body.get("DatabaseName", "")
-    table = {"glue:GetTable": body.get("Name"), "glue:GetTables": "*"}.get(name, body.get("TableName"))
+    table = {
+        "glue:GetTable": body.get("Name"),
+        "glue:GetTables": "*",
+        "glue:CreateTable": body.get("TableInput", {}).get("Name"),
+        "glue:UpdateTable": body.get("TableInput", {}).get("Name"),
+    }.get(name, body.get("TableName"))
     resources = [f"{prefix}:catalog", f"{prefix}:database/{database}"]
     if table:
         resources.append(f"{prefix}:table/{database}/{table}")
     return [Check(name, resource) for resource in resources]
+
+
+def _put_event_check(region: str, entry: dict[str, Any]) -> Check:
+    """PutEvents authorizes each entry on its bus, with its source and detail type as condition keys
+    (EventBridge's "Using IAM policy conditions": events:source, events:detail-type)."""
+    bus = entry.get("EventBusName") or "default"
+    arn = bus if bus.startswith("arn:") else f"arn:aws:events:{region}:{ACCOUNT}:event-bus/{bus}"
+    context = {"events:source": entry.get("Source", ""), "events:detail-type": entry.get("DetailType", "")}
+    return Check("events:PutEvents", arn, context)
 
 
 def _query_checks(service: str, form: dict[str, list[str]]) -> list[Check]:

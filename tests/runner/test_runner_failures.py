@@ -3,15 +3,16 @@ and nothing published (a partition published before stays as it was)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from support import (
     SAMPLE_DATE,
     SAMPLE_LAKE,
+    day_rows,
     docker_run,
     make_notebook,
     manifest,
@@ -186,17 +187,20 @@ def test_publish_failure_exits_30_and_keeps_the_previous_partition(
     runner_image: str, out: Path, tmp_path: Path
 ) -> None:
     nb_dir = tmp_path / "nb"
-    make_notebook(nb_dir / "good.ipynb", GOOD_ROWS)
-    previous = out / f"date={SAMPLE_DATE}"
-    previous.mkdir()
-    (previous / "part-0.parquet").write_bytes(b"yesterday's data")
-    out.chmod(0o1777)  # sticky: the container's user may not rename a partition it does not own
+    before = seed_partition(runner_image, out, nb_dir)
+    make_notebook(nb_dir / "other.ipynb", write_rows_cell("[(3, 100, 'pool', 9)]"))
+    (out / "metadata").chmod(0o555)  # the table's next metadata file cannot be written
 
-    run = run_notebook(runner_image, out, nb_dir, "good.ipynb")
+    run = run_notebook(runner_image, out, nb_dir, "other.ipynb", OUTPUT_TABLE="notebooks.good")
 
-    facts = assert_failed(out, run, 30, "publish", "could not move the checked output", "unchanged")
-    assert facts["rows"] == 2  # what the notebook wrote, though it was not published
-    assert (previous / "part-0.parquet").read_bytes() == b"yesterday's data"
+    (out / "metadata").chmod(0o755)
+    assert_failed(
+        out, run, 30, "publish", "could not publish to the table notebooks.good", "the table is unchanged"
+    )
+    (failed,) = [d for d in run_dirs(out) if (d / "other.ipynb").exists()]
+    facts = json.loads((failed / "manifest.json").read_text())
+    assert (facts["exit_code"], facts["rows"], facts["snapshot_id"]) == (30, None, None)
+    assert published(out)[0].read_bytes() == before
 
 
 def test_sigterm_shuts_the_kernel_down_and_exits_143(runner_image: str, out: Path, tmp_path: Path) -> None:
@@ -245,8 +249,7 @@ def test_check_output_shares_null_destinations_without_failing(runner_image: str
     )
 
     assert run.code == 0
-    (part,) = published(out)
-    nulls = pq.read_table(part).column("destination_id").null_count
+    nulls = day_rows(out).column("destination_id").null_count
     assert f"destination_id null in {nulls:,} of 3,000 rows" in run.stderr
 
 

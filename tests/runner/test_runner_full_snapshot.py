@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
-from support import OUTPUT_COLUMNS, docker_run, manifest, published
+from support import OUTPUT_COLUMNS, day_rows, docker_run, manifest
 
 pytestmark = pytest.mark.docker
 
@@ -22,8 +21,7 @@ def test_full_snapshot_publishes_every_usp_row_with_its_destination(
     )
 
     assert run.code == 0, run.stderr
-    (part,) = published(out)
-    table = pq.read_table(part)
+    table = day_rows(out)
     assert table.column_names == OUTPUT_COLUMNS
     assert table.num_rows == 416_927
     assert table.column("destination_id").null_count == 365_711  # what the data is, not a failure

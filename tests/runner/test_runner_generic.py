@@ -3,12 +3,20 @@ Dockerfile and run_notebook.sh, unchanged, and gets the same contract."""
 
 from __future__ import annotations
 
-import csv
 import subprocess
 from pathlib import Path
 
 import pytest
-from support import REPO, SAMPLE_DATE, docker_run, manifest, model_repository, published, writable_dir
+from support import (
+    REPO,
+    SAMPLE_DATE,
+    day_rows,
+    docker_run,
+    manifest,
+    model_repository,
+    published,
+    writable_dir,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -33,16 +41,13 @@ def test_another_project_builds_and_runs_with_the_same_runner(counts_image: str,
     run = run_counts(counts_image, out)
 
     assert run.code == 0, run.stderr
-    (counts,) = published(out)
-    assert list(csv.reader(counts.open())) == [
-        ["user", "event", "count"],
-        ["ana", "click", "2"],
-        ["bo", "click", "2"],
+    assert day_rows(out).to_pylist() == [
+        {"user": "ana", "event": "click", "count": 2},
+        {"user": "bo", "event": "click", "count": 2},
     ]
     assert "COUNTS CHECK PASSED: 2 rows" in run.stderr
     facts = manifest(out)
-    assert facts["notebook"] == "counts"
-    assert facts["rows"] is None  # not Parquet: the runner does not guess
+    assert (facts["notebook"], facts["table"], facts["rows"]) == ("counts", "notebooks.counts", 2)
     assert run.last_line.endswith("counts.html")
 
 
@@ -56,14 +61,17 @@ def test_another_projects_check_failure_is_exit_20(counts_image: str, tmp_path: 
     assert not published(out, "2019-07-31")
 
 
-def test_each_project_image_has_only_its_own_requirements(counts_image: str) -> None:
-    probe = "import tabulate\ntry:\n import pyarrow\nexcept ImportError:\n print('no pyarrow')"
-    done = subprocess.run(
-        ["docker", "run", "--rm", "--entrypoint", "python", counts_image, "-c", probe],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "no pyarrow"
+def test_each_project_image_has_only_its_own_requirements(counts_image: str, runner_image: str) -> None:
+    """tabulate is the counts project's requirement, not usp's; pyarrow is every image's (the platform's)."""
+    probe = "import pyarrow\ntry:\n import tabulate\n print('tabulate')\nexcept ImportError:\n print('none')"
+    said = []
+    for image in (counts_image, runner_image):
+        done = subprocess.run(
+            ["docker", "run", "--rm", "--entrypoint", "python", image, "-c", probe],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        said.append(done.stdout.strip())
+    assert said == ["tabulate", "none"]

@@ -1,17 +1,17 @@
-"""The runner against S3 and SNS, through moto server over HTTP: read the lake from S3, publish to S3,
-keep reports in S3, announce failures (and successes when asked) on the topic."""
+"""The runner against S3, Glue, EventBridge and SNS, through moto server over HTTP: read the lake from S3,
+publish to the Iceberg table in the Glue catalog (files on S3), tell consumers on the event bus, keep
+reports in S3, announce failures (and successes when asked) on the topic."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import boto3
-import pyarrow.parquet as pq
 import pytest
 from support import SAMPLE_DATE, SAMPLE_LAKE, docker_run, make_notebook, write_rows_cell
 
@@ -37,7 +37,11 @@ class Aws:
         self.sns = session.client("sns", endpoint_url=endpoint)
         self.sqs = session.client("sqs", endpoint_url=endpoint)
         self.cloudwatch = session.client("cloudwatch", endpoint_url=endpoint)
+        self.glue = session.client("glue", endpoint_url=endpoint)
+        self.events = session.client("events", endpoint_url=endpoint)
         suffix = uuid4().hex[:8]
+        self.database = f"lake_{suffix}"  # the stack's Glue database
+        self.glue.create_database(DatabaseInput={"Name": self.database})
         self.job = f"notebook-pipeline-{suffix}"
         self.lake, self.output = f"lake-{suffix}", f"output-{suffix}"
         for bucket in (self.lake, self.output):
@@ -80,9 +84,26 @@ class Aws:
             "AWS_ENDPOINT_URL": self.endpoint,
             "DATA_URI": f"s3://{self.lake}/snapshots",
             "OUTPUT_URI": f"s3://{self.output}/usp/output",
+            "OUTPUT_TABLE": f"{self.database}.usp",
             "RUN_DATE": SAMPLE_DATE,
             **extra,
         }
+
+    def table(self) -> Any:
+        """The published table, loaded from the Glue catalog as a consumer would."""
+        from pyiceberg.catalog.glue import GlueCatalog
+
+        keys = {"access-key-id": "testing", "secret-access-key": "testing", "region": REGION}
+        props = {f"{service}.{k}": v for service in ("glue", "s3") for k, v in keys.items()}
+        catalog = GlueCatalog(
+            "glue", **props, **{"glue.endpoint": self.endpoint, "s3.endpoint": self.endpoint}
+        )
+        return catalog.load_table(f"{self.database}.usp")
+
+    def day(self, date: str = SAMPLE_DATE) -> Any:
+        from pyiceberg.expressions import EqualTo
+
+        return self.table().scan(row_filter=EqualTo("date", date)).to_arrow()
 
 
 @pytest.fixture
@@ -94,10 +115,13 @@ def test_reads_the_lake_from_s3_and_publishes_to_s3(runner_image: str, aws: Aws)
     run = docker_run(runner_image, aws.env(), network_host=True)
 
     assert run.code == 0, run.stderr
-    partition = f"usp/output/date={SAMPLE_DATE}/"
-    (key,) = aws.keys(aws.output, partition)
-    body = aws.s3.get_object(Bucket=aws.output, Key=key)["Body"].read()
-    assert pq.read_table(io.BytesIO(body)).num_rows == 3000
+    assert aws.day().num_rows == 3000
+    (key,) = aws.keys(aws.output, f"usp/output/data/date={SAMPLE_DATE}/")
+    assert key.endswith(".parquet")
+    assert (
+        aws.glue.get_table(DatabaseName=aws.database, Name="usp")["Table"]["Parameters"]["table_type"]
+        == "ICEBERG"
+    )
     reports = aws.keys(aws.output, f"usp/output/_runs/date={SAMPLE_DATE}/")
     names = sorted(k.rsplit("/", 1)[1] for k in reports)
     assert names == ["check.txt", "manifest.json", "usp.html", "usp.ipynb"]  # and no staging copy left
@@ -105,21 +129,57 @@ def test_reads_the_lake_from_s3_and_publishes_to_s3(runner_image: str, aws: Aws)
     facts = json.loads(aws.s3.get_object(Bucket=aws.output, Key=manifest_key)["Body"].read())
     assert facts["status"] == "succeeded"
     assert facts["rows"] == 3000
-    assert facts["output_uri"] == f"s3://{aws.output}/{partition}"
+    assert facts["output_uri"] == f"s3://{aws.output}/usp/output"
+    assert facts["table"] == f"{aws.database}.usp"
+    assert facts["snapshot_id"] == aws.table().current_snapshot().snapshot_id
     assert run.last_line.endswith(f"s3://{aws.output}/{manifest_key.rsplit('/', 1)[0]}/usp.html")
     assert aws.notifications(wait=2) == []  # successes are quiet unless asked for
 
 
-def test_rerun_on_s3_replaces_the_partition_objects(runner_image: str, aws: Aws) -> None:
-    stale = f"usp/output/date={SAMPLE_DATE}/part-from-an-old-layout.parquet"
-    aws.s3.put_object(Bucket=aws.output, Key=stale, Body=b"old")
+def test_a_rerun_on_s3_replaces_the_days_rows_in_one_commit(runner_image: str, aws: Aws) -> None:
+    first = docker_run(runner_image, aws.env(RUN_ID="first"), network_host=True)
+    second = docker_run(runner_image, aws.env(RUN_ID="second"), network_host=True)
 
-    run = docker_run(runner_image, aws.env(), network_host=True)
+    assert (first.code, second.code) == (0, 0), second.stderr
+    assert aws.day().num_rows == 3000
+    table = aws.table()
+    runs = [s.summary.additional_properties.get("notebook-pipeline.run-id") for s in table.snapshots()]
+    assert runs == ["first", "second", "second"]  # the first run's append; the second's delete and append
+
+
+def test_a_published_day_is_announced_on_the_event_bus(runner_image: str, aws: Aws) -> None:
+    from runner.table import EVENT_DETAIL_TYPE, EVENT_SOURCE
+
+    bus = f"consumers-{aws.database}"
+    aws.events.create_event_bus(Name=bus)
+    queue = aws.sqs.create_queue(QueueName=f"events-{aws.database}")["QueueUrl"]
+    arn = aws.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": [EVENT_SOURCE], "detail-type": [EVENT_DETAIL_TYPE]}
+    aws.events.put_rule(Name="published", EventBusName=bus, EventPattern=json.dumps(pattern))
+    aws.events.put_targets(Rule="published", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+
+    run = docker_run(runner_image, aws.env(EVENT_BUS=bus, RUN_ID="told"), network_host=True)
 
     assert run.code == 0, run.stderr
-    assert aws.keys(aws.output, f"usp/output/date={SAMPLE_DATE}/") == [
-        f"usp/output/date={SAMPLE_DATE}/part-0.parquet"
-    ]
+    reply = aws.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=5)
+    (event,) = [json.loads(m["Body"]) for m in reply.get("Messages", [])]
+    assert (event["source"], event["detail-type"]) == (EVENT_SOURCE, EVENT_DETAIL_TYPE)
+    snapshot = aws.table().current_snapshot().snapshot_id
+    assert event["detail"] == {
+        "table": f"{aws.database}.usp", "location": f"s3://{aws.output}/usp/output", "date": SAMPLE_DATE,
+        "snapshot_id": snapshot, "rows": 3000, "run_id": "told", "commit": "test",
+        "image": "notebook-runner:test",
+    }  # fmt: skip
+
+
+def test_a_bus_that_refuses_the_event_is_on_the_last_line_and_the_day_is_published(
+    runner_image: str, aws: Aws
+) -> None:
+    run = docker_run(runner_image, aws.env(EVENT_BUS="no-such-bus"), network_host=True)
+
+    assert run.code == 0, run.stderr
+    assert "consumers were NOT told (" in run.last_line
+    assert aws.day().num_rows == 3000
 
 
 def test_failure_is_announced_on_the_topic_and_nothing_is_published(
@@ -131,7 +191,8 @@ def test_failure_is_announced_on_the_topic_and_nothing_is_published(
     run = docker_run(runner_image, env, {tmp_path / "nb": "/nb:ro"}, network_host=True)
 
     assert run.code == 20, run.stderr
-    assert aws.keys(aws.output, "usp/output/date=") == []
+    assert aws.keys(aws.output, "usp/output/data/") == []
+    assert aws.glue.get_tables(DatabaseName=aws.database)["TableList"] == []
     staged = aws.keys(aws.output, "usp/output/_runs/")
     assert any("/staging/date=2019-08-01/part-0.parquet" in k for k in staged)  # kept for the post-mortem
     (note,) = aws.notifications()

@@ -6,16 +6,17 @@ import json
 import subprocess
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from support import (
     CONTAINER_UID,
     OUTPUT_COLUMNS,
     SAMPLE_DATE,
     SAMPLE_LAKE,
+    day_rows,
     docker_run,
     make_notebook,
     manifest,
+    output_table,
     published,
     run_dirs,
     write_rows_cell,
@@ -34,8 +35,7 @@ def test_sample_run_publishes_the_checked_partition_with_its_report(runner_image
     run = run_sample(runner_image, out)
 
     assert run.code == 0, run.stderr
-    (part,) = published(out)
-    table = pq.read_table(part)
+    table = day_rows(out)
     assert table.column_names == OUTPUT_COLUMNS
     assert table.num_rows == 3000
     (run_dir,) = run_dirs(out)
@@ -52,6 +52,10 @@ def test_sample_run_publishes_the_checked_partition_with_its_report(runner_image
     assert facts["exit_code"] == 0
     assert facts["failed_step"] is None
     assert facts["rows"] == 3000
+    assert (
+        facts["table"] == "notebooks.usp"
+        and facts["snapshot_id"] == output_table(out).current_snapshot().snapshot_id
+    )
     assert facts["date"] == SAMPLE_DATE
     assert facts["notebook"] == "usp"
     assert facts["image"] == "notebook-runner:test"
@@ -74,10 +78,9 @@ def test_rerunning_a_date_replaces_its_partition(runner_image: str, out: Path) -
     second = run_sample(runner_image, out)
 
     assert (first.code, second.code) == (0, 0)
-    (part,) = published(out)
-    assert pq.read_table(part).num_rows == 3000
+    assert day_rows(out).num_rows == 3000  # the day once
+    assert len(published(out)) == 1
     assert len(run_dirs(out)) == 2  # each run keeps its own report
-    assert not list(out.glob(".date=*"))  # no replaced copy left behind
 
 
 def test_image_runs_as_a_non_root_user(runner_image: str) -> None:
@@ -133,8 +136,7 @@ def test_notebook_runs_with_the_image_kernel_from_its_own_folder_with_params(
 
     assert run.code == 0, run.stderr
     assert "kernel python /opt/venv/bin/python" in run.stderr
-    (part,) = published(out)
-    assert pq.read_table(part).column("usp").to_pylist() == ["spa"] * 5
+    assert day_rows(out).column("usp").to_pylist() == ["spa"] * 5
     executed = json.loads((run_dirs(out)[0] / "custom.ipynb").read_text())
     injected = "".join(executed["cells"][1]["source"])
     assert "n_rows = 5" in injected

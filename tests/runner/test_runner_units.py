@@ -172,11 +172,12 @@ def test_a_staged_file_changed_after_pinning_is_never_published(tmp_path: Path) 
     inventory = publish.pin(Location(str(staged)), Location(str(tmp_path)))
     (staged / "part-0.parquet").write_bytes(b"rewritten")
 
-    with pytest.raises(RunFailed, match="changed in staging after it was checked"):
-        publish.publish(inventory, Location(str(tmp_path / "out" / "date=1")), "r")
+    (tmp_path / "fetched").mkdir()
+    with pytest.raises(RunFailed, match="changed in staging after it was checked") as caught:
+        publish.fetch(inventory, tmp_path / "fetched")
 
+    assert caught.value.exit is exits.PUBLISH
     assert inventory.left_out == ["_extra"]
-    assert not (tmp_path / "out" / "date=1").exists()
 
 
 def test_a_staged_partition_linked_out_of_staging_is_refused_and_linked_files_are_left_out(
@@ -214,10 +215,10 @@ def test_the_guard_sees_an_overwrite_that_kept_size_and_mtime(tmp_path: Path) ->
     failure = publish.undo_writes(out, before, publish.fingerprint(out))
 
     assert failure is not None and "changed or deleted date=1/p.parquet" in str(failure)
-    assert not (tmp_path / "date=1").exists()
+    assert "cannot be put back: rerun the days they hold" in str(failure)
 
 
-def test_the_guard_removes_what_was_added_and_a_partition_that_was_changed(tmp_path: Path) -> None:
+def test_the_guard_removes_what_was_added_and_names_what_was_changed(tmp_path: Path) -> None:
     out = Location(str(tmp_path))
     (tmp_path / "date=1").mkdir()
     (tmp_path / "date=1" / "p.parquet").write_bytes(b"published")
@@ -236,7 +237,7 @@ def test_the_guard_removes_what_was_added_and_a_partition_that_was_changed(tmp_p
     assert failure is not None and failure.exit is exits.NOTEBOOK
     assert "added .date=2.incoming-x/unchecked.csv, date=3/p.parquet" in str(failure)
     assert "changed or deleted date=1/p.parquet" in str(failure)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["_runs", "date=2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_runs", "date=1", "date=2"]
 
 
 # --- checking.py -----------------------------------------------------------------------------------------
@@ -273,3 +274,29 @@ def test_an_orphaned_daemon_in_its_own_session_is_adopted_and_killed() -> None:
     facts = json.loads(done.stdout)
 
     assert facts == {"found": 1, "killed": 1, "left": []}
+
+
+def test_the_checked_files_are_read_apart_and_must_be_parquet_of_one_schema(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "one.parquet")
+    pq.write_table(pa.table({"a": [3], "b": ["x"]}), tmp_path / "two.parquet")
+    rows = publish.read_checked([tmp_path / "one.parquet", tmp_path / "two.parquet"], tmp_path)
+    assert rows.to_pylist() == [{"a": 1, "b": None}, {"a": 2, "b": None}, {"a": 3, "b": "x"}]
+
+    (tmp_path / "rows.csv").write_text("a\n1\n")
+    with pytest.raises(RunFailed, match=r"^rows.csv: .*the table takes Parquet files only") as caught:
+        publish.read_checked([tmp_path / "one.parquet", tmp_path / "rows.csv"], tmp_path)
+    assert caught.value.exit is exits.CHECK
+
+    pq.write_table(pa.table({"a": ["text"]}), tmp_path / "three.parquet")
+    with pytest.raises(RunFailed, match="do not share one schema") as caught:
+        publish.read_checked([tmp_path / "one.parquet", tmp_path / "three.parquet"], tmp_path)
+    assert caught.value.exit is exits.CHECK
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "one.parquet",
+        "rows.csv",
+        "three.parquet",
+        "two.parquet",
+    ]

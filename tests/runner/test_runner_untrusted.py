@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from support import SAMPLE_DATE, SEARCH, make_notebook, manifest, published, run_dirs, searched
+from support import (
+    SAMPLE_DATE,
+    SEARCH,
+    day_rows,
+    make_notebook,
+    manifest,
+    output_table,
+    published,
+    run_dirs,
+    searched,
+)
 from test_runner_failures import GOOD_ROWS, run_notebook, seed_partition
 
 pytestmark = pytest.mark.docker
@@ -30,18 +40,30 @@ def test_a_notebook_writing_where_consumers_read_fails_and_its_rows_are_removed(
     assert not (out / f"date={SAMPLE_DATE}").exists()
 
 
-def test_a_notebook_overwriting_a_published_partition_gets_it_removed_not_kept(
+# Rewrites the table's published data files of the day with other rows.
+TAMPER = """
+import glob
+import pyarrow as pa, pyarrow.parquet as pq
+for path in glob.glob(f"/output/data/date={date}/*.parquet"):
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, table]), path)
+"""
+
+
+def test_a_notebook_rewriting_a_table_file_fails_and_says_which_day_to_rerun(
     runner_image: str, out: Path, tmp_path: Path
 ) -> None:
     nb_dir = tmp_path / "nb"
     seed_partition(runner_image, out, nb_dir)
-    make_notebook(nb_dir / "direct.ipynb", GOOD_ROWS, WRITE_PUBLISHED.replace("2)]", "2), (3, 100, 'x', 1)]"))
+    snapshots = len(output_table(out).snapshots())
+    make_notebook(nb_dir / "direct.ipynb", GOOD_ROWS, TAMPER)
 
     run = run_notebook(runner_image, out, nb_dir, "direct.ipynb")
 
     assert run.code == 10, run.stderr
-    assert f"the partition(s) it damaged, date={SAMPLE_DATE}" in run.last_line
-    assert published(out) == []  # unchecked rows never stay where consumers read
+    assert f"changed or deleted data/date={SAMPLE_DATE}/" in run.last_line
+    assert "cannot be put back: rerun the days they hold" in run.last_line
+    assert len(output_table(out).snapshots()) == snapshots  # nothing committed
 
 
 def test_a_notebook_looking_for_output_uri_in_its_environment_does_not_find_it(
@@ -74,7 +96,7 @@ def test_hidden_files_in_staging_are_not_published_but_listed_and_kept(
     run = run_notebook(runner_image, out, tmp_path / "nb", "hidden.ipynb")
 
     assert run.code == 0, run.stderr
-    assert [p.name for p in published(out)] == ["part-0.parquet"]
+    assert len(published(out)) == 1 and day_rows(out).num_rows == 2
     facts = manifest(out)
     left_out = [".hidden.csv", "_temporary/0/part-9.parquet", "_unchecked.parquet"]
     assert sorted(facts["not_published"]) == left_out

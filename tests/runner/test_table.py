@@ -1,0 +1,332 @@
+"""runner/table.py on the local SQLite catalog, in this process: one commit per run, the history and the
+restore, the schema rules, expiry and orphan files, concurrent runs and readers. The same code on the Glue
+catalog and S3 (moto over HTTP) is tests/table/; in the image, tests/runner/test_runner_table.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from pyiceberg.expressions import EqualTo
+
+from runner import exits, table
+from runner.errors import RunFailed
+from runner.locations import Location
+
+DAY, NEXT = "2019-08-01", "2019-08-02"
+
+
+def config(root: Path, keep_days: int = 30) -> table.TableConfig:
+    return table.TableConfig("sqlite", "notebooks.usp", Location(str(root / "out")), keep_days)
+
+
+def rows(run: str, n: int, date: str = DAY, **extra: pa.Array) -> pa.Table:
+    """n rows whose usp names the run that wrote them, for date."""
+    data = pa.table({"id": pa.array(range(n), pa.int64()), "usp": pa.array([run] * n), **extra})
+    return table.with_date(data, date)
+
+
+def publish(
+    cfg: table.TableConfig, run: str, n: int = 3, date: str = DAY, **extra: pa.Array
+) -> table.Committed:
+    return table.commit(
+        cfg, rows(run, n, date, **extra), table.Lineage(run, date, "c0ffee", "img@sha256:1", "ok")
+    )
+
+
+def runs_in_day(cfg: table.TableConfig, date: str = DAY, snapshot_id: int | None = None) -> list[str]:
+    return sorted(set(table.read_day(cfg, date, snapshot_id).column("usp").to_pylist()))
+
+
+def test_a_run_is_one_commit_that_replaces_exactly_its_day(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a", 3)
+    publish(cfg, "other-day", 2, NEXT)
+    done = publish(cfg, "b", 5)
+    assert (done.rows, done.replaced) == (5, 3)
+    assert runs_in_day(cfg) == ["b"] and table.read_day(cfg, DAY).num_rows == 5
+    assert runs_in_day(cfg, NEXT) == ["other-day"]
+    loaded = table.open_catalog(cfg).load_table(cfg.name)
+    last_two = list(table.ancestry(loaded))[:2]
+    assert [s.summary.operation.value for s in last_two] == ["append", "delete"]
+    assert {table.summary(s)[table.PROPERTY + "run-id"] for s in last_two} == {"b"}
+    assert [f.name for f in loaded.spec().fields] == ["date"]
+
+
+def test_each_snapshot_carries_the_runs_lineage(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a")
+    snapshot = table.open_catalog(cfg).load_table(cfg.name).current_snapshot()
+    props = table.summary(snapshot)
+    assert {k: props[table.PROPERTY + k] for k in ("run-id", "date", "commit", "image", "check")} == {
+        "run-id": "a", "date": DAY, "commit": "c0ffee", "image": "img@sha256:1", "check": "ok",
+    }  # fmt: skip
+
+
+def test_history_lists_one_version_per_run_and_marks_the_current(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    for run in ("a", "b", "c"):
+        publish(cfg, run)
+    publish(cfg, "other-day", date=NEXT)
+    versions = table.history(cfg, DAY)
+    assert [(v.run_id, v.current) for v in versions] == [("a", False), ("b", False), ("c", True)]
+    assert all(v.rows == 3 and v.commit == "c0ffee" for v in versions)
+    assert table.history(cfg, "2019-07-01") == []
+
+
+def test_a_day_reads_as_of_an_earlier_snapshot_and_restores_as_a_new_commit(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a")
+    publish(cfg, "b", 4, z=pa.array([1.5] * 4))  # a column added since a's version
+    first = table.history(cfg, DAY)[0]
+    assert runs_in_day(cfg, snapshot_id=first.snapshot_id) == ["a"]
+    done = table.restore(cfg, DAY, first.snapshot_id, "restore-1")
+    assert runs_in_day(cfg) == ["a"] and done.rows == 3
+    restored = table.read_day(cfg, DAY)
+    assert restored.column("z").null_count == 3  # the later column is kept, empty for the old rows
+    versions = table.history(cfg, DAY)
+    assert [(v.run_id, v.restored_from, v.current) for v in versions] == [
+        ("a", "", False), ("b", "", False), ("restore-1", str(first.snapshot_id), True),
+    ]  # fmt: skip
+    assert runs_in_day(cfg, snapshot_id=versions[1].snapshot_id) == ["b"]  # nothing was lost
+
+
+def test_restoring_a_snapshot_the_table_does_not_have_is_refused(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a")
+    with pytest.raises(RunFailed, match=r"has no snapshot 42 .*make history DATE=2019-08-01") as caught:
+        table.restore(cfg, DAY, 42, "restore-1")
+    assert caught.value.exit is exits.CONFIG
+
+
+def test_an_added_column_evolves_the_table(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a")
+    publish(cfg, "b", date=NEXT, score=pa.array([0.5, 0.6, 0.7]))
+    loaded = table.open_catalog(cfg).load_table(cfg.name)
+    assert [f.name for f in loaded.schema().fields] == ["id", "usp", "date", "score"]
+    assert table.read_day(cfg, DAY).column("score").null_count == 3
+
+
+@pytest.mark.parametrize(
+    ("new_rows", "said"),
+    [
+        (pa.table({"id": pa.array([1], pa.int64())}), "drops usp (string)"),
+        (pa.table({"id": pa.array(["1"]), "usp": pa.array(["x"])}), "retypes id from long to string"),
+        (pa.table({"id": pa.array([1], pa.int32()), "usp": pa.array(["x"])}), "retypes id from long to int"),
+    ],
+    ids=["dropped", "retyped", "narrowed"],
+)
+def test_a_dropped_or_retyped_column_is_refused_before_anything_is_written(
+    tmp_path: Path, new_rows: pa.Table, said: str
+) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a")
+    before = sorted(p.relative_to(cfg.location.path) for p in cfg.location.path.rglob("*"))
+    with pytest.raises(RunFailed, match=re.escape(said)) as caught:
+        table.commit(cfg, table.with_date(new_rows, NEXT), table.Lineage("b", NEXT))
+    assert caught.value.exit is exits.CHECK and "nothing was published" in str(caught.value)
+    assert sorted(p.relative_to(cfg.location.path) for p in cfg.location.path.rglob("*")) == before
+
+
+def test_an_output_with_its_own_date_column_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RunFailed, match="has a column named date, which the runner adds") as caught:
+        table.with_date(pa.table({"date": pa.array(["2019-08-01"])}), DAY)
+    assert caught.value.exit is exits.CHECK
+
+
+def test_old_snapshots_expire_and_only_their_files_are_removed(tmp_path: Path) -> None:
+    cfg = config(tmp_path, keep_days=7)
+    for run in ("a", "b"):
+        publish(cfg, run)
+    publish(cfg, "other-day", date=NEXT)
+    now = dt.datetime.now(dt.UTC)
+    assert table.expire(cfg, now, dt.timedelta(0)).startswith("expired 0 snapshot(s)")  # all are young
+    files = lambda: sorted(p for p in cfg.location.path.rglob("*.parquet"))  # noqa: E731
+    assert len(files()) == 3
+    said = table.expire(cfg, now + dt.timedelta(days=8), dt.timedelta(0))
+    loaded = table.open_catalog(cfg).load_table(cfg.name)
+    assert [s.snapshot_id for s in loaded.snapshots()] == [loaded.current_snapshot().snapshot_id]
+    assert len(files()) == 2 and "removed" in said  # a's file went; b's and the other day's stay
+    assert runs_in_day(cfg) == ["b"] and runs_in_day(cfg, NEXT) == ["other-day"]
+    assert table.referenced(loaded) >= {table.plain(str(p)) for p in files()}
+
+
+def test_a_young_unreferenced_file_is_kept_it_may_be_a_commit_under_way(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a")
+    stray = cfg.location.path / "data" / f"date={DAY}" / "in-flight.parquet"
+    stray.write_bytes(b"PAR1")
+    table.expire(cfg, dt.datetime.now(dt.UTC), dt.timedelta(days=1))
+    assert stray.exists()
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).timestamp()
+    os.utime(stray, (old, old))
+    table.expire(cfg, dt.datetime.now(dt.UTC), dt.timedelta(days=1))
+    assert not stray.exists() and runs_in_day(cfg) == ["a"]
+
+
+@pytest.mark.parametrize("round_", range(20))
+def test_two_runs_of_one_day_started_together_leave_exactly_one_runs_rows(
+    tmp_path: Path, round_: int
+) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "earlier")  # the table exists; the two runs race on its next commit
+    start = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        start.wait()
+        try:
+            outcomes[name] = publish(cfg, name, 4 + len(name))
+        except RunFailed as exc:
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("left", "right")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (held,) = runs_in_day(cfg)
+    assert held in ("left", "right") and table.read_day(cfg, DAY).num_rows == 4 + len(held)
+    assert isinstance(outcomes[held], table.Committed)
+    loser = "right" if held == "left" else "left"
+    lost = outcomes[loser]
+    if isinstance(lost, RunFailed):  # the clear loser: exit 30, naming the run that won
+        assert lost.exit is exits.PUBLISH
+        assert f"run {held} published {DAY}" in str(lost) and "was not published" in str(lost)
+    else:  # or it committed first and was replaced by the winner's retried commit
+        assert [v.run_id for v in table.history(cfg, DAY)][-2:] == [loser, held]
+
+
+def test_runs_of_different_days_commit_independently(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "seed", date="2019-07-31")
+    start = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def run(day: str) -> None:
+        start.wait()
+        try:
+            publish(cfg, f"run-{day}", 2, day)
+        except BaseException as exc:  # noqa: BLE001 -- collected and asserted below
+            failures.append(exc)
+
+    days = [f"2019-08-0{i}" for i in range(1, 5)]
+    threads = [threading.Thread(target=run, args=(day,)) for day in days]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert [runs_in_day(cfg, day) for day in days] == [[f"run-{day}"] for day in days]
+
+
+def test_a_reader_never_sees_a_day_mixing_two_runs_during_20_publishes(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "run-0", 50)
+    done = threading.Event()
+    seen: list[list[str]] = []
+
+    def read() -> None:
+        catalog = table.open_catalog(cfg)
+        while not done.is_set():
+            day = catalog.load_table(cfg.name).scan(row_filter=EqualTo("date", DAY)).to_arrow()
+            seen.append(sorted(set(day.column("usp").to_pylist())))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(1, 21):
+            publish(cfg, f"run-{i}", 50 + i)
+    finally:
+        done.set()
+        reader.join()
+    assert len(seen) >= 20
+    assert all(len(runs) == 1 for runs in seen), [runs for runs in seen if len(runs) != 1][:3]
+
+
+def test_a_commit_that_fails_leaves_the_table_unchanged_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a")
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    def refuse(*_: object, **__: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SqlCatalog, "commit_table", refuse)
+    with pytest.raises(RunFailed, match=r"\(OSError: disk full\).*the table is unchanged") as caught:
+        publish(cfg, "b")
+    assert caught.value.exit is exits.PUBLISH
+    monkeypatch.undo()
+    assert runs_in_day(cfg) == ["a"] and [v.run_id for v in table.history(cfg, DAY)] == ["a"]
+
+
+def test_a_commit_whose_reply_was_lost_but_landed_counts_as_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a")
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    real = SqlCatalog.commit_table
+
+    def lands_then_fails(self: SqlCatalog, *args: object, **kwargs: object) -> object:
+        real(self, *args, **kwargs)
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(SqlCatalog, "commit_table", lands_then_fails)
+    done = publish(cfg, "b", 6)
+    monkeypatch.undo()
+    assert done.rows == 6 and runs_in_day(cfg) == ["b"]
+
+
+def test_the_table_setting_is_checked(tmp_path: Path) -> None:
+    from runner.config import table_config
+
+    out = Location(str(tmp_path))
+    assert table_config({"NOTEBOOK": "My Model.ipynb"}, out).name == "notebooks.my_model"
+    assert table_config({}, Location("s3://bucket/x")).catalog == "glue"
+    for environ, said in (
+        ({"OUTPUT_TABLE": "Sales.Daily"}, "OUTPUT_TABLE=Sales.Daily is not database.table"),
+        ({"OUTPUT_TABLE": "daily"}, "is not database.table"),
+        ({"TABLE_CATALOG": "hive"}, "TABLE_CATALOG=hive is not one of sqlite, glue, none"),
+        ({"TABLE_CATALOG": "glue"}, "TABLE_CATALOG=glue needs an s3:// OUTPUT_URI"),
+        ({"KEEP_SNAPSHOT_DAYS": "0"}, "KEEP_SNAPSHOT_DAYS=0 is not a whole number of days"),
+        ({"EVENT_BUS": "bus name"}, "EVENT_BUS=bus name is not an event bus name or ARN"),
+    ):
+        with pytest.raises(RunFailed, match=re.escape(said)) as caught:
+            table_config(environ, out)
+        assert caught.value.exit is exits.CONFIG
+
+
+def test_a_new_table_where_another_tables_files_are_is_refused(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a")
+    other = table.TableConfig("sqlite", "notebooks.other", cfg.location, 30)
+    with pytest.raises(RunFailed, match=r"already holds an Iceberg table's files \(metadata/0000") as caught:
+        publish(other, "b")
+    assert caught.value.exit is exits.PUBLISH and "set OUTPUT_TABLE to the table that is there" in str(
+        caught.value
+    )
+    assert runs_in_day(cfg) == ["a"]
+
+
+def pins(path: Path) -> dict[str, str]:
+    found = re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", path.read_text(), re.MULTILINE)
+    return {name.lower(): version for name, version in found}
+
+
+def test_the_table_library_and_pyarrow_are_pinned_alike_wherever_they_are_installed() -> None:
+    """The runner's lock is the pin: the tests read the table with the same PyIceberg, and usp's own
+    requirements take the runner's pyarrow, which the image then stores once (Dockerfile)."""
+    repo = Path(__file__).resolve().parents[2]
+    runner = pins(repo / "runner" / "requirements.txt")
+    assert pins(repo / "requirements-dev.txt")["pyiceberg"] == runner["pyiceberg"]
+    assert pins(repo / "requirements.txt")["pyarrow"] == runner["pyarrow"]
