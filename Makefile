@@ -12,6 +12,7 @@ DATA_DIR   ?= sample/lake
 OUTPUT_DIR ?= output
 DATE       ?=
 SNAPSHOT   ?=
+OUTPUT_TABLE ?=
 PYTHON     ?= python3
 VENV       := .venv
 BIN        := $(VENV)/bin
@@ -23,7 +24,7 @@ DOCKER_USER := $(if $(filter 0:%,$(UID_GID)),,--user $(UID_GID))
 .PHONY: help
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: IMAGE=$(IMAGE) NOTEBOOK=$(NOTEBOOK) RUN_DATE=$(RUN_DATE) DATA_DIR=$(DATA_DIR) OUTPUT_DIR=$(OUTPUT_DIR) DATE= SNAPSHOT="
+	@echo "  variables: IMAGE=$(IMAGE) NOTEBOOK=$(NOTEBOOK) RUN_DATE=$(RUN_DATE) DATA_DIR=$(DATA_DIR) OUTPUT_DIR=$(OUTPUT_DIR) DATE= SNAPSHOT= OUTPUT_TABLE= (default notebooks.<notebook>)"
 
 .PHONY: docker
 docker: ## make sure a Docker engine answers (installs and starts one as root on Debian)
@@ -39,7 +40,7 @@ build: docker ## build the runner image (on a stand-in base when no registry ans
 # path) read the same on this machine as in the container: pandas, DuckDB or PyIceberg here open it as is.
 OUTPUT_ABS := $(abspath $(OUTPUT_DIR))
 TABLE_DOCKER = docker run --rm $(DOCKER_USER) -v "$(OUTPUT_ABS)":"$(OUTPUT_ABS)" -e OUTPUT_URI="$(OUTPUT_ABS)" \
-	-e NOTEBOOK=$(NOTEBOOK)
+	-e NOTEBOOK=$(NOTEBOOK) $(if $(OUTPUT_TABLE),-e OUTPUT_TABLE=$(OUTPUT_TABLE))
 
 .PHONY: run
 run: build ## run NOTEBOOK for RUN_DATE on DATA_DIR (the bundled sample) into the table in OUTPUT_DIR

@@ -210,13 +210,16 @@ def table_config(environ: Mapping[str, str], output: Location, scratch: Path | N
     def get(name: str) -> str:
         return environ.get(name) or DEFAULTS[name]
 
-    name = get("OUTPUT_TABLE") or default_table(get("NOTEBOOK"))
+    name = (get("OUTPUT_TABLE") or default_table(get("NOTEBOOK"))).lower()  # Glue keeps names in lower case
     parts = name.split(".")
     if len(parts) != 2 or not all(NAME_PATTERN.match(part) for part in parts):
         raise fail(
             f"OUTPUT_TABLE={name} is not database.table: use lower-case letters, digits and '_' in each "
             "part (Glue's and Athena's names), e.g. OUTPUT_TABLE=notebooks.usp"
         )
+    if not output.is_s3 and re.search(r"[#?%]", output.uri):
+        raise fail(f"OUTPUT_URI={output} has '#', '?' or '%', which the table's catalog reads as part of a "
+                   "URL: use a folder without them")  # fmt: skip
     catalog = get("TABLE_CATALOG") or ("glue" if output.is_s3 else "sqlite")
     if catalog not in CATALOGS:
         raise fail(
@@ -345,13 +348,21 @@ def load(environ: Mapping[str, str]) -> Config:
         raise fail("OUTPUT_URI is not set: pass -e OUTPUT_URI=s3://bucket/prefix or a mounted folder")
     output = location("OUTPUT_URI", get("OUTPUT_URI"))
     table = table_config(environ, output)
+    reports = location("REPORT_URI", get("REPORT_URI") or output.child("_runs").uri)
+    staging_root = location("STAGING_URI", get("STAGING_URI")) if get("STAGING_URI") else None
+    for name, where in (("REPORT_URI", reports), ("STAGING_URI", staging_root)):
+        if where is not None and any(
+            output.child(f).contains(where) for f in ("data", "metadata", "_catalog")
+        ):
+            raise fail(f"{name}={where} lies in the table's own folders under OUTPUT_URI: use the default "
+                       "(OUTPUT_URI/_runs) or a location of its own")  # fmt: skip
     return Config(
         run_id=run_id,
         run_date=run_date,
         data=location("DATA_URI", get("DATA_URI")),
         output=output,
-        reports=location("REPORT_URI", get("REPORT_URI") or output.child("_runs").uri),
-        staging_root=location("STAGING_URI", get("STAGING_URI")) if get("STAGING_URI") else None,
+        reports=reports,
+        staging_root=staging_root,
         project_dir=project_dir,
         notebook=notebook,
         check_script=check_script,

@@ -40,8 +40,9 @@ HIDDEN = ("_", ".")
 
 
 def is_data(relative: str) -> bool:
-    """Whether a file under the partition is data a dataset reader sees: no part of its path is hidden."""
-    return not any(part.startswith(HIDDEN) for part in relative.split("/"))
+    """Whether a file under the partition is data a dataset reader sees: no part of its path is hidden, and
+    none is empty (an S3 key with '//' would otherwise name a path outside the run's folder when fetched)."""
+    return not any(part.startswith(HIDDEN) or not part for part in relative.split("/"))
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,8 @@ def fetch(inventory: Inventory, dest: Path) -> list[Path]:
     try:
         for f in inventory.files:
             target = dest / f.name
+            if not is_data(f.name) or not target.resolve().is_relative_to(dest.resolve()):
+                raise changed(f.name)  # never pinned so: a name that leads out of the run's folder
             target.parent.mkdir(parents=True, exist_ok=True)
             if s3 is None:
                 if sha256(staged.path / f.name, copy_to=target) != f.digest:
@@ -235,11 +238,11 @@ for path in paths:
     try:
         tables.append(pq.read_table(path))
     except Exception as exc:
-        sys.exit(f"NOT PARQUET {path}: {str(exc)[:200]}")
+        sys.exit(f"NOT PARQUET {path}: " + " ".join(str(exc).split())[:200])
 try:
-    table = pa.concat_tables(tables, promote_options="default")
+    table = pa.concat_tables(tables, promote_options="none")
 except Exception as exc:
-    sys.exit(f"SCHEMAS {str(exc)[:300]}")
+    sys.exit("SCHEMAS " + " ".join(str(exc).split())[:300])
 with pa.OSFile(out, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
     writer.write_table(table)
 """
@@ -330,14 +333,21 @@ class Fingerprint:
     folders: frozenset[str]
 
 
+# The table's own folders: other runs of the table commit and expire there while this one runs, so the guard
+# leaves them alone (locally the notebook runs as your user and could change them; in AWS it cannot).
+TABLE_FOLDERS = ("data", "metadata", "_catalog")
+
+
 def fingerprint(output: Location, *apart: Location) -> Fingerprint | None:
     """Every file, link and folder under a local OUTPUT_URI, outside the locations set apart (the reports,
-    the staging location); None for S3, where the notebook's role cannot write the published keys."""
+    the staging location) and the table's folders; None for S3, where the notebook's role cannot write the
+    published keys."""
     if output.is_s3:
         return None
     files: dict[str, tuple[int, ...]] = {}
     folders: set[str] = set()
     skip = {loc.path for loc in apart if not loc.is_s3 and output.contains(loc)}
+    skip |= {output.path / name for name in TABLE_FOLDERS}
     for root, dirs, names in os.walk(output.path):
         here = Path(root)
         dirs[:] = [d for d in dirs if here / d not in skip]
@@ -365,9 +375,9 @@ def remove(path: Path) -> None:
 
 
 def undo_writes(output: Location, before: Fingerprint, after: Fingerprint) -> RunFailed | None:
-    """Undo what the notebook or its check wrote under OUTPUT_URI: files and folders they added go. A
-    table file they changed or deleted cannot be put back: the failure names it and the fix. Returns the
-    failure to report, or None when OUTPUT_URI is as it was."""
+    """Undo what the notebook or its check wrote under OUTPUT_URI (outside the table's folders): files and
+    folders they added go; what they changed or deleted is named. Returns the failure to report, or None
+    when OUTPUT_URI is as it was."""
     added = sorted(set(after.files) - set(before.files))
     touched = sorted(n for n, seen in before.files.items() if after.files.get(n) != seen)
     new_folders = sorted(after.folders - before.folders, key=lambda n: n.count("/"), reverse=True)
@@ -386,12 +396,7 @@ def undo_writes(output: Location, before: Fingerprint, after: Fingerprint) -> Ru
         for verb, names in (("added", added or new_folders), ("changed or deleted", touched))
         if names
     )
-    undone = "removed what it added" + (
-        "; the table's files it changed or deleted cannot be put back: rerun the days they hold (their "
-        "partition folders under data/) to replace them"
-        if touched
-        else ""
-    )
+    undone = "removed what it added" + ("; what it changed or deleted cannot be put back" if touched else "")
     return RunFailed(
         exits.NOTEBOOK,
         f"the notebook (or its check) wrote into OUTPUT_URI {output} itself ({what}); the runner {undone}: "

@@ -274,10 +274,12 @@ class Run:
                 f"report: {report}"
             )
         else:
+            # The table's own messages say what became of the table; a changed table is never a failure's
+            unknown = "is unknown" in outcome.message or "another writer replaced it" in outcome.message
+            published = "" if unknown else "nothing was published; "
             line = (
                 f"notebook-runner: run {run_id} of {name} for {date} {outcome.status.upper()} "
-                f"(exit {outcome.exit.code}, {outcome.step}): {outcome.message}; nothing was published; "
-                f"report: {report}"
+                f"(exit {outcome.exit.code}, {outcome.step}): {outcome.message}; {published}report: {report}"
             )
         gc.collect()  # what the collector logs about the finished kernel client comes before the last line
         print(redaction.text(line), file=sys.stderr, flush=True)

@@ -26,6 +26,7 @@ table's files itself: what it commits is what was pinned and checked (publish.fe
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ import sys
 import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,13 +95,21 @@ class Lineage:
     image: str = "unknown"
     check: str = "passed"
     restored_from: str = ""
+    # This commit's own mark: a reused RUN_ID never makes another run's snapshot look like this one's.
+    nonce: str = field(default_factory=lambda: os.urandom(8).hex())
 
     def properties(self) -> dict[str, str]:
         values = {
             "run-id": self.run_id, "date": self.date, "commit": self.commit, "image": self.image,
-            "check": self.check[:500], "restored-from": self.restored_from,
+            "check": printable(self.check)[:500], "restored-from": self.restored_from,
+            "commit-id": self.nonce,
         }  # fmt: skip
         return {PROPERTY + key: value for key, value in values.items() if value}
+
+
+def printable(text: str) -> str:
+    """text without control or direction-changing characters (a terminal would obey them in make history)."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]", " ", text)
 
 
 @dataclass(frozen=True)
@@ -194,7 +203,13 @@ def load(catalog: Catalog, name: str) -> Table | None:
 
 def ancestry(table: Table) -> Iterator[Any]:
     """The current snapshot and its ancestors, newest first."""
-    snapshot = table.current_snapshot()
+    current = table.current_snapshot()
+    return snapshot_ancestry(table, current.snapshot_id) if current is not None else iter(())
+
+
+def snapshot_ancestry(table: Table, snapshot_id: int) -> Iterator[Any]:
+    """A snapshot and its ancestors, newest first."""
+    snapshot = table.snapshot_by_id(snapshot_id)
     seen: set[int] = set()
     while snapshot is not None and snapshot.snapshot_id not in seen:
         seen.add(snapshot.snapshot_id)
@@ -219,10 +234,10 @@ def day_holder(table: Table | None, date: str) -> str:
     return ""
 
 
-def own_snapshot(table: Table, run_id: str) -> Any | None:
-    """This run's last snapshot in the table's current history, if its commit landed."""
+def own_snapshot(table: Table, lineage: Lineage) -> Any | None:
+    """This commit's last snapshot in the table's current history, if it landed."""
     for snapshot in ancestry(table):
-        if summary(snapshot).get(PROPERTY + "run-id") == run_id:
+        if summary(snapshot).get(PROPERTY + "commit-id") == lineage.nonce:
             return snapshot
     return None
 
@@ -254,16 +269,40 @@ def differences(current: pa.Schema, incoming: pa.Schema) -> tuple[list[str], lis
 
 
 def with_date(data: pa.Table, date: str) -> pa.Table:
-    """The checked rows with the partition column the runner adds; the output may not carry its own."""
+    """The checked rows as the table takes them, with the partition column the runner adds: every column
+    optional (a day without a value must not break the next), nanosecond timestamps as Iceberg's
+    microseconds; RunFailed exit 20 for what no table can take, named."""
     import pyarrow as pa
 
-    if DATE in data.column_names:
+    names = [name.lower() for name in data.column_names]
+    clash = sorted({name for name in names if names.count(name) > 1 or name == DATE})
+    if clash:
         raise refused(
-            f"the output has a column named {DATE}, which the runner adds from RUN_DATE to partition the "
-            "table: drop it from what the notebook writes (the day is in the partition, output_uri/date=D/)"
+            f"the output has column(s) named {', '.join(clash)}, which clash once case is ignored (Athena "
+            f"and Glue ignore it) or with the {DATE} column the runner adds from RUN_DATE (the day is the "
+            "partition, output_uri/date=D/): rename or drop them in what the notebook writes"
         )
-    day = dt.date.fromisoformat(date)
-    return data.append_column(pa.field(DATE, pa.date32()), pa.array([day] * data.num_rows, pa.date32()))
+    fields = []
+    for f in data.schema:
+        if not f.name or "." in f.name:
+            raise refused(f"the output has a column named {f.name!r}: give every column a name without '.'")
+        if pa.types.is_null(f.type):
+            raise refused(f"the output's column {f.name} has no type (all its values are null): give it one, "
+                          "e.g. pa.array(values, pa.int64())")  # fmt: skip
+        kind = (
+            pa.timestamp("us", f.type.tz) if pa.types.is_timestamp(f.type) and f.type.unit == "ns" else f.type
+        )
+        fields.append(pa.field(f.name, kind, nullable=True))
+    try:
+        data = data.cast(pa.schema(fields), safe=False)  # nanoseconds cut to microseconds, Iceberg's unit
+        comparable(data.schema)  # what Iceberg cannot store, said before anything is written
+    except (pa.ArrowException, ValueError, TypeError, NotImplementedError) as exc:
+        raise refused(
+            f"the output has a column the table cannot store ({str(exc)[:300]}): use the common types "
+            "(integers, floats, strings, dates, timestamps, decimals, lists, structs)"
+        ) from exc
+    day = pa.scalar(dt.date.fromisoformat(date), pa.date32())
+    return data.append_column(pa.field(DATE, pa.date32()), pa.repeat(day, data.num_rows))
 
 
 # --- the commit ---------------------------------------------------------------------------------------------
@@ -273,22 +312,23 @@ def commit(config: TableConfig, data: pa.Table, lineage: Lineage) -> Committed:
     """Replace the rows of lineage.date with data (which carries the date column) in one commit; RunFailed
     exit 20 for a schema the table cannot take, exit 30 when the commit does not land (the message says
     whether the table changed)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-    from pyiceberg.exceptions import CommitFailedException, ValidationException
+    from pyiceberg.exceptions import CommitFailedException, NoSuchNamespaceError, ValidationException
 
     catalog: Catalog | None = None
     problem = ""
+    writing: list[bool] = []  # set once the commit writes: before that, a failure changed nothing
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
             catalog = catalog or open_catalog(config)
-            return commit_once(catalog, config, data, lineage)
+            return commit_once(catalog, config, data, lineage, writing)
         except ValidationException as exc:
+            log.info("PyIceberg refused the commit: %s", str(exc)[:300])
             table = reloaded(catalog, config.name)
-            winner = day_holder(table, lineage.date) if table is not None else ""
+            winner = day_holder(table, lineage.date) if table not in (None, UNREADABLE) else ""
             raise failed(
-                f"run {winner or 'another run'} published {lineage.date} to {config.name} while this run was "
-                f"publishing it ({str(exc)[:200]}): the table holds run {winner or '?'}'s rows for that day "
-                "and this run's output was not published; rerun the day if this run's output should win"
+                f"run {winner or '(unknown)'} published {lineage.date} to {config.name} while this run was "
+                f"publishing it: the table holds run {winner or '(unknown)'}'s rows for that day and this "
+                "run's output was not published; rerun the day if this run's output should win"
             ) from exc
         except CommitFailedException as exc:
             problem = f"CommitFailedException: {str(exc)[:300]}"
@@ -296,18 +336,38 @@ def commit(config: TableConfig, data: pa.Table, lineage: Lineage) -> Committed:
                         COMMIT_ATTEMPTS, config.name, problem)  # fmt: skip
         except RunFailed:
             raise
-        except (OSError, BotoCoreError, ClientError, ValueError, RuntimeError) as exc:
+        except NoSuchNamespaceError as exc:
+            raise failed(
+                f"the {config.catalog} catalog has no database {config.name.split('.')[0]} for the table "
+                f"{config.name}: deploy the stack (it creates the database), or set OUTPUT_TABLE to a "
+                "database that exists; the table is unchanged and this run's output was not published"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 -- whatever it was, the table is read back to say what became of it
             problem = aws_problem(exc)
             break
+    if problem.startswith("CommitFailedException") and writing:
+        raise failed(
+            f"other commits to {config.name} kept landing first ({COMMIT_ATTEMPTS} attempts, each retried by "
+            "PyIceberg): the table is unchanged and this run's output was not published; rerun the day"
+        )
+    if not writing:
+        raise failed(
+            f"could not read the table {config.name} at {config.location} ({problem}): check the run role's "
+            "Glue and S3 rights on the table; the table is unchanged and this run's output was not published"
+        )
     return unknown_outcome(catalog, config, lineage, problem)
 
 
-def reloaded(catalog: Catalog | None, name: str) -> Table | None:
+UNREADABLE = object()  # reloaded()'s answer when the table could not be read
+
+
+def reloaded(catalog: Catalog | None, name: str) -> Any:
+    """The table as the catalog has it now, None when there is none, UNREADABLE when it cannot be read."""
     try:
-        return load(catalog, name) if catalog is not None else None
+        return load(catalog, name) if catalog is not None else UNREADABLE
     except Exception as exc:  # noqa: BLE001 -- the caller says the table's state is unknown
         log.warning("could not reload %s (%s)", name, aws_problem(exc))
-        return None
+        return UNREADABLE
 
 
 def unknown_outcome(
@@ -316,8 +376,10 @@ def unknown_outcome(
     """After a failed commit: the table is reloaded to tell whether the commit landed after all (a reply
     lost on the way back), so that the last line is true either way."""
     table = reloaded(catalog, config.name)
-    if table is not None:
-        ours = own_snapshot(table, lineage.run_id)
+    if table is None:
+        state = "the table is unchanged (there is none yet)"
+    elif table is not UNREADABLE:
+        ours = own_snapshot(table, lineage)
         if ours is not None:
             log.warning(
                 "the commit reported a failure (%s), but the table holds this run's snapshot", problem
@@ -335,6 +397,16 @@ def unknown_outcome(
     )
 
 
+def same_location(table: Table, config: TableConfig) -> None:
+    """The catalog's table lives at OUTPUT_URI: a table elsewhere is another model's, or OUTPUT_URI moved."""
+    if plain(table.location()).rstrip("/") != plain(config.uri).rstrip("/"):
+        raise failed(
+            f"the table {config.name} lives at {table.location()}, not at OUTPUT_URI {config.location}: set "
+            "OUTPUT_TABLE to this model's own table, or OUTPUT_URI to the table's location; the table is "
+            "unchanged and this run's output was not published"
+        )
+
+
 def location_is_free(config: TableConfig) -> None:
     """A new table's location holds no other table's files: their expiry would delete each other's."""
     found = next((f for f, _ in table_files(config.location) if f.endswith(".metadata.json")), "")
@@ -347,7 +419,9 @@ def location_is_free(config: TableConfig) -> None:
         )
 
 
-def commit_once(catalog: Catalog, config: TableConfig, data: pa.Table, lineage: Lineage) -> Committed:
+def commit_once(
+    catalog: Catalog, config: TableConfig, data: pa.Table, lineage: Lineage, writing: list[bool]
+) -> Committed:
     from pyiceberg.exceptions import TableAlreadyExistsError
     from pyiceberg.expressions import EqualTo
 
@@ -362,6 +436,7 @@ def commit_once(catalog: Catalog, config: TableConfig, data: pa.Table, lineage: 
             location_is_free(config)
         if table is None:
             try:
+                writing.append(True)
                 with catalog.create_table_transaction(
                     config.name, schema=data.schema, location=config.uri, properties=TABLE_PROPERTIES
                 ) as tx:
@@ -372,6 +447,7 @@ def commit_once(catalog: Catalog, config: TableConfig, data: pa.Table, lineage: 
             except TableAlreadyExistsError:
                 table = load(catalog, config.name)  # another run created it in between: commit on top
         if table is not None:
+            same_location(table, config)
             added, broken = differences(table.schema().as_arrow(), data.schema)
             if broken:
                 raise refused(
@@ -379,6 +455,7 @@ def commit_once(catalog: Catalog, config: TableConfig, data: pa.Table, lineage: 
                     "break, so nothing was published; keep the column (nulls are fine) with its type, or "
                     "publish to a new table (OUTPUT_TABLE) and tell its consumers"
                 )
+            writing.append(True)
             with table.transaction() as tx:
                 if added:
                     with tx.update_schema() as update:
@@ -386,7 +463,7 @@ def commit_once(catalog: Catalog, config: TableConfig, data: pa.Table, lineage: 
                     log.info("the table %s gains the column(s) %s", config.name, ", ".join(added))
                 tx.overwrite(data, overwrite_filter=day, snapshot_properties=lineage.properties())
     table = load(catalog, config.name)  # confirmed from the catalog, not from what the commit returned
-    ours = own_snapshot(table, lineage.run_id) if table is not None else None
+    ours = own_snapshot(table, lineage) if table is not None else None
     if table is None or ours is None:
         raise failed(
             f"the commit to {config.name} returned, but the table's current history does not hold run "
@@ -415,10 +492,17 @@ def expire(config: TableConfig, now: dt.datetime, orphan_age: dt.timedelta = ORP
     unreferenced files older than orphan_age. Returns what it did, for the log."""
     catalog = open_catalog(config)
     table = catalog.load_table(config.name)
+    same_location(table, config)
     cutoff_ms = int((now - dt.timedelta(days=config.keep_days)).timestamp() * 1000)
+    settled_ms = int((now - orphan_age).timestamp() * 1000)
     kept = {ref.snapshot_id for ref in table.metadata.refs.values()}
+    snapshots = sorted(table.snapshots(), key=lambda s: s.timestamp_ms)
+    # A snapshot goes when it is old and so is the one after it: a reader or a commit under way may still
+    # stand on a snapshot that was replaced a moment ago, however old it is itself.
     old = [
-        s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff_ms and s.snapshot_id not in kept
+        s.snapshot_id
+        for s, after in itertools.pairwise(snapshots)
+        if s.timestamp_ms < cutoff_ms and after.timestamp_ms < settled_ms and s.snapshot_id not in kept
     ]
     if old:
         table.maintenance.expire_snapshots().by_ids(old).commit()
@@ -457,6 +541,9 @@ def table_files(location: Location) -> Iterator[tuple[str, dt.datetime]]:
                 yield f"s3://{location.bucket}/{obj['Key']}", obj["LastModified"]
         return
     for folder in ("data", "metadata"):
+        if (location.path / folder).is_symlink():
+            log.warning("%s/%s is a link: its files are not the table's, none is removed", location, folder)
+            continue
         for root, _dirs, names in os.walk(location.path / folder):
             for name in names:
                 path = Path(root) / name
@@ -529,11 +616,29 @@ def image_of(environ: Mapping[str, str]) -> str:
 # --- history and restore (make history, make restore) ------------------------------------------------------
 
 
-def history(config: TableConfig, date: str) -> list[Version]:
-    """The day's versions, oldest first: one per run (its last snapshot), the current one marked."""
+def existing(config: TableConfig) -> Table:
+    """The table, for history and restore: never a catalog or a folder made where there is none."""
+    if config.catalog == "sqlite" and not (config.location.path / LOCAL_CATALOG).is_file():
+        raise RunFailed(
+            exits.CONFIG,
+            f"there is no table at {config.location} (no {LOCAL_CATALOG}): give the OUTPUT_DIR (or "
+            "OUTPUT_URI) make run published to",
+            "config",
+        )
     table = load(open_catalog(config), config.name)
     if table is None:
-        return []
+        raise RunFailed(
+            exits.CONFIG,
+            f"the {config.catalog} catalog has no table {config.name}: set OUTPUT_TABLE (or NOTEBOOK, which "
+            "names the default) to the table the runs publish",
+            "config",
+        )
+    return table
+
+
+def history(config: TableConfig, date: str) -> list[Version]:
+    """The day's versions, oldest first: one per run (its last snapshot), the current one marked."""
+    table = existing(config)
     holder = day_holder(table, date)
     last: dict[str, Any] = {}
     for snapshot in sorted(table.snapshots(), key=lambda s: s.timestamp_ms):
@@ -565,9 +670,7 @@ def read_day(config: TableConfig, date: str, snapshot_id: int | None = None) -> 
     """The rows of date, now or as of an earlier snapshot."""
     from pyiceberg.expressions import EqualTo
 
-    table = load(open_catalog(config), config.name)
-    if table is None:
-        raise failed(f"there is no table {config.name} at {config.location} yet: a successful run creates it")
+    table = existing(config)
     if snapshot_id is not None and table.snapshot_by_id(snapshot_id) is None:
         raise RunFailed(
             exits.CONFIG,
@@ -581,9 +684,12 @@ def read_day(config: TableConfig, date: str, snapshot_id: int | None = None) -> 
 def restore(config: TableConfig, date: str, snapshot_id: int, run_id: str) -> Committed:
     """Put the day as it was at snapshot_id back, as a new commit; the versions in between stay in the
     history until they expire."""
-    table = load(open_catalog(config), config.name)
-    old = table.snapshot_by_id(snapshot_id) if table is not None else None
+    table = existing(config)
     data = read_day(config, date, snapshot_id)
+    # The lineage of the version restored: the run that held the day at that snapshot.
+    old = next(
+        (s for s in snapshot_ancestry(table, snapshot_id) if summary(s).get(PROPERTY + "date") == date), None
+    )
     if data.num_rows == 0:
         raise RunFailed(
             exits.CONFIG,
@@ -591,12 +697,11 @@ def restore(config: TableConfig, date: str, snapshot_id: int, run_id: str) -> Co
             f"`make history DATE={date}` lists",
             "config",
         )
-    assert table is not None
     import pyarrow as pa
 
-    for field in table.schema().as_arrow():  # columns added since that version: nulls, as for any old day
-        if field.name not in data.column_names:
-            data = data.append_column(field.with_nullable(True), pa.nulls(data.num_rows, field.type))
+    for column in table.schema().as_arrow():  # columns added since that version: nulls, as for any old day
+        if column.name not in data.column_names:
+            data = data.append_column(column.with_nullable(True), pa.nulls(data.num_rows, column.type))
     props = summary(old) if old is not None else {}
     lineage = Lineage(
         run_id=run_id, date=date, commit=props.get(PROPERTY + "commit", "unknown"),
@@ -622,13 +727,16 @@ def main(argv: list[str], config: TableConfig) -> int:
     try:
         dt.date.fromisoformat(args.date)
     except ValueError:
-        print(f"history: DATE={args.date} is not a date: use YYYY-MM-DD", file=sys.stderr)
+        print(f"{args.command}: DATE={args.date} is not a date: use YYYY-MM-DD", file=sys.stderr)
         return exits.CONFIG.code
     try:
         if args.command == "history":
             versions = history(config, args.date)
             if not versions:
-                print(f"{config.name}: no version of {args.date} (no run has published that day)")
+                print(
+                    f"{config.name}: no version of {args.date} in the history kept (no run published that "
+                    f"day within the last {config.keep_days} days of snapshots, KEEP_SNAPSHOT_DAYS)"
+                )
             for v in versions:
                 mark = "* " if v.current else "  "
                 also = f" restored from {v.restored_from}" if v.restored_from else ""
@@ -647,3 +755,7 @@ def main(argv: list[str], config: TableConfig) -> int:
     except RunFailed as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return exc.exit.code
+    except Exception as exc:  # noqa: BLE001 -- a reason, not a traceback
+        print(f"{args.command}: the table {config.name} at {config.location} could not be read "
+              f"({aws_problem(exc)})", file=sys.stderr)  # fmt: skip
+        return exits.PUBLISH.code

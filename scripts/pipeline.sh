@@ -29,7 +29,12 @@
 # DATA_LAKE_PREFIX and VALIDATION_ variables):
 #   SCHEDULE           cron(...) or rate(...) in SCHEDULE_TIMEZONE; empty for no schedule (default: cron(0 6 * * ? *))
 #   SCHEDULE_TIMEZONE  an IANA time zone (default: UTC)
-#   OUTPUT_PREFIX      where runs publish in OUTPUT_BUCKET (default: daily)
+#   OUTPUT_PREFIX      where runs publish in OUTPUT_BUCKET: the table's location (default: daily)
+#   TABLE_DATABASE     the Glue database the stack creates for the table (default on creation: STACK_NAME in
+#                      lower case, '-' as '_'; never changed by an update that does not set it)
+#   TABLE_NAME         the table's name in it (default: usp)
+#   KEEP_SNAPSHOT_DAYS days of the table's history kept (default: 30)
+#   CONSUMER_SCAN_LIMIT_BYTES  bytes one query in the consumers' Athena workgroup may scan (default: 10 GiB)
 #   TASK_CPU, TASK_MEMORY  Fargate CPU units and MiB (default: 1024, 2048)
 #   SUBNETS, SECURITY_GROUPS  comma-separated ids (default on creation: the region's default VPC)
 #   ASSIGN_PUBLIC_IP   ENABLED or DISABLED (default: DISABLED; ENABLED with the default VPC)
@@ -138,6 +143,19 @@ load_run_config() {
 	fi
 	pass_if_set OUTPUT_PREFIX OutputPrefix '^[A-Za-z0-9!_.()-]+(/[A-Za-z0-9!_.()-]+)*$' \
 		"a key prefix of letters, digits and !_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. usp/daily"
+	pass_if_set TABLE_DATABASE OutputDatabase '^[a-z_][a-z0-9_]{0,254}$' \
+		"a Glue database name, lower-case letters, digits and '_', e.g. notebook_pipeline_usp"
+	pass_if_set TABLE_NAME OutputTable '^[a-z_][a-z0-9_]{0,254}$' \
+		"a Glue table name, lower-case letters, digits and '_', e.g. usp"
+	if [[ -n "${KEEP_SNAPSHOT_DAYS:-}" ]]; then
+		check_number KEEP_SNAPSHOT_DAYS "$KEEP_SNAPSHOT_DAYS" 1 3650 "days of the table's history kept, e.g. 30"
+		RUN_OVERRIDES+=("SnapshotRetentionDays=${KEEP_SNAPSHOT_DAYS}")
+	fi
+	if [[ -n "${CONSUMER_SCAN_LIMIT_BYTES:-}" ]]; then
+		check_number CONSUMER_SCAN_LIMIT_BYTES "$CONSUMER_SCAN_LIMIT_BYTES" 10485760 1125899906842624 \
+			"bytes one consumer query may scan, e.g. 10737418240 (10 GiB)"
+		RUN_OVERRIDES+=("ConsumerScanLimitBytes=${CONSUMER_SCAN_LIMIT_BYTES}")
+	fi
 	pass_if_set TASK_CPU TaskCpu '^(256|512|1024|2048|4096|8192|16384)$' \
 		"256, 512, 1024, 2048, 4096, 8192 or 16384 (1024 = 1 vCPU)"
 	if [[ -n "${TASK_MEMORY:-}" ]]; then
@@ -220,6 +238,9 @@ deploy() {
 		validated_image_override
 	fi
 	network_overrides
+	if [[ "$EXISTS" == no && -z "${TABLE_DATABASE:-}" ]]; then # the stack's name, as Glue and IAM spell it
+		RUN_OVERRIDES+=("OutputDatabase=$(tr 'A-Z-' 'a-z_' <<<"$STACK_NAME")")
+	fi
 	local args=(
 		cloudformation deploy "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" --template-file "$TEMPLATE"
 		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import json
 import os
@@ -12,8 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -250,6 +252,64 @@ def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+Reply = tuple[int, dict[str, str], bytes]  # status, headers, body
+
+
+@contextmanager
+def proxy(upstream: str, handle: Callable[[Any, bytes, Callable[[bytes], Reply]], Reply]) -> Iterator[str]:
+    """An HTTP proxy on 127.0.0.1 in front of upstream (moto's endpoint): each request, its body read whole
+    (chunked or not), goes to handle(request, body, forward), whose reply the client gets; forward(body)
+    sends the request on. Yields the proxy's endpoint. The IAM proxy and the AWS shims are made of it."""
+    host, port = urllib.parse.urlsplit(upstream).netloc.split(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+
+        def _handle(self) -> None:
+            status, headers, reply = handle(self, self._body(), self._forward)
+            self.send_response(status)
+            length = headers.get("Content-Length", "0") if self.command == "HEAD" else str(len(reply))
+            for name, value in headers.items():
+                if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+                    self.send_header(name, value)
+            self.send_header("Content-Length", length)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(reply)
+
+        def _forward(self, body: bytes) -> Reply:
+            connection = http.client.HTTPConnection(host, int(port), timeout=120)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            headers["Content-Length"] = str(len(body))
+            connection.request(self.command, self.path, body=body, headers=headers)
+            response = connection.getresponse()
+            reply = response.read()
+            connection.close()
+            return response.status, dict(response.getheaders()), reply
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with http_server(Handler) as own:
+        yield f"http://127.0.0.1:{own}"
 
 
 @contextmanager

@@ -13,7 +13,6 @@ credentials, which moto would otherwise accept.
 from __future__ import annotations
 
 import fnmatch
-import http.client
 import json
 import re
 import threading
@@ -25,13 +24,12 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from xml.etree import ElementTree
 
-from support import http_server
+from support import http_server, proxy
 
 ACCOUNT = "123456789012"
 ADMIN = "*admin*"  # the test's own set-up: allowed everything
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 SERVICES = {"monitoring": "cloudwatch"}  # signing name -> IAM prefix, where they differ
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
 @dataclass(frozen=True)
@@ -409,63 +407,22 @@ def _denied(decision: Decision, headers: Any) -> tuple[int, dict[str, str], byte
 @contextmanager
 def enforcing(iam: Iam, upstream: str) -> Iterator[str]:
     """The proxy on 127.0.0.1 in front of upstream (moto's endpoint); yields its own endpoint."""
-    host, port = urllib.parse.urlsplit(upstream).netloc.split(":")
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def handle(request: Any, body: bytes, forward: Any) -> tuple[int, dict[str, str], bytes]:
+        decision = iam.decide(request.command, request.path, request.headers, body)
+        if decision.allowed:
+            status, headers, reply = forward(body)
+            if status == 200 and any(c.action == "sts:AssumeRole" for c in decision.checks):
+                iam.learn(decision, reply, urllib.parse.parse_qs(body.decode(), keep_blank_values=True))
+            if status == 200 and decision.actions == ["athena:StartQueryExecution"]:
+                iam.learn_query(decision, reply)
+        else:
+            status, headers, reply = _denied(decision, request.headers)
+        decision.status = status
+        return status, headers, reply
 
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass
-                        return b"".join(chunks)
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-            return self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-
-        def _handle(self) -> None:
-            body = self._body()
-            decision = iam.decide(self.command, self.path, self.headers, body)
-            if decision.allowed:
-                status, headers, reply = self._forward(body)
-                if status == 200 and any(c.action == "sts:AssumeRole" for c in decision.checks):
-                    iam.learn(decision, reply, urllib.parse.parse_qs(body.decode(), keep_blank_values=True))
-                if status == 200 and decision.actions == ["athena:StartQueryExecution"]:
-                    iam.learn_query(decision, reply)
-            else:
-                status, headers, reply = _denied(decision, self.headers)
-            decision.status = status
-            self.send_response(status)
-            length = headers.get("Content-Length", "0") if self.command == "HEAD" else str(len(reply))
-            for name, value in headers.items():
-                if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
-                    self.send_header(name, value)
-            self.send_header("Content-Length", length)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(reply)
-
-        def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
-            connection = http.client.HTTPConnection(host, int(port), timeout=120)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-            headers["Content-Length"] = str(len(body))
-            connection.request(self.command, self.path, body=body, headers=headers)
-            response = connection.getresponse()
-            reply = response.read()
-            connection.close()
-            return response.status, dict(response.getheaders()), reply
-
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    with http_server(Handler) as own:
-        yield f"http://127.0.0.1:{own}"
+    with proxy(upstream, handle) as endpoint:
+        yield endpoint
 
 
 @contextmanager

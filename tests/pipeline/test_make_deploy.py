@@ -82,7 +82,7 @@ def test_deploy_of_a_new_stack_makes_the_cloudformation_deploy_call_in_the_defau
         "--parameter-overrides", "GitHubRepository=hotel-profiling/usp-model", "GitHubBranch=main",
         "ConnectionArn=", "NotebookPath=usp.ipynb", "DataLakeBucket=hotel-lake", "OutputBucket=hotel-out",
         "NotificationEmails=", *SOURCES_OFF, "Subnets=subnet-0a1b2c3d,subnet-4e5f6a7b",
-        "SecurityGroups=sg-0a1b2c3d", "AssignPublicIp=ENABLED",
+        "SecurityGroups=sg-0a1b2c3d", "AssignPublicIp=ENABLED", "OutputDatabase=notebook_pipeline_usp_model",
     ]  # fmt: skip
     assert calls[5][:2] == ["cloudformation", "describe-stacks"]
     assert "runs start in the default VPC vpc-0a1b2c3d" in done.stderr
@@ -107,10 +107,11 @@ def test_run_settings_given_are_passed_and_an_empty_schedule_removes_it(tmp_path
 
     assert done.returncode == 0, done.stderr
     assert not [c for c in calls if c[0] == "ec2"]
-    assert deploy_call(calls)[-8:] == [
-        "ScheduleExpression=", "ScheduleTimezone=Europe/Amsterdam", "OutputPrefix=usp/daily", "TaskCpu=2048",
-        "TaskMemory=4096", "Subnets=subnet-0a1b2c3d4e5f60718", "SecurityGroups=sg-0a1b2c3d",
-        "AssignPublicIp=DISABLED",
+    assert deploy_call(calls)[-12:] == [
+        "ScheduleExpression=", "ScheduleTimezone=Europe/Amsterdam", "OutputPrefix=usp/daily",
+        "OutputTable=usp", "SnapshotRetentionDays=30", "ConsumerScanLimitBytes=10737418240",  # settings.yml's
+        "TaskCpu=2048", "TaskMemory=4096", "Subnets=subnet-0a1b2c3d4e5f60718", "SecurityGroups=sg-0a1b2c3d",
+        "AssignPublicIp=DISABLED", "OutputDatabase=notebook_pipeline_usp_model",
     ]  # fmt: skip
 
 
@@ -348,6 +349,12 @@ TRIED = {
     "VALIDATION_PREFIX": ("ValidationPrefix", [
         "validation", "ci/validation", "", "/validation", "validation/", "a//b", "a b",
     ]),
+    "TABLE_DATABASE": ("OutputDatabase", ["usp_models", "_x1", "", "Usp", "usp-models", "1usp", "a" * 256]),
+    "TABLE_NAME": ("OutputTable", ["usp", "usp_daily_v2", "", "USP", "usp.daily", "9x"]),
+    "KEEP_SNAPSHOT_DAYS": ("SnapshotRetentionDays", ["1", "30", "3650", "", "0", "3651", "30d"]),
+    "CONSUMER_SCAN_LIMIT_BYTES": ("ConsumerScanLimitBytes", [
+        "10485760", "10737418240", "", "10485759", "10 GiB", "1125899906842625",
+    ]),
 }  # fmt: skip
 # Checked, but against no template constraint: the stack's name and region are no parameters, and Subnets and
 # SecurityGroups are typed ids (List<AWS::EC2::Subnet::Id>...) that CloudFormation looks up in the account.
@@ -408,3 +415,18 @@ def test_make_deploy_refuses_exactly_the_values_the_template_refuses(tmp_path: P
         assert done.returncode == 0, f"{given}: {done.stderr}"
         passed = {f"{TRIED[variable][0]}={value}" for variable, value in given.items() if value}
         assert passed - set(deploy_call(calls)) == set(), "given, but not passed to CloudFormation"
+
+
+def test_a_new_stack_names_its_table_database_after_itself_and_an_update_never_renames_it(
+    tmp_path: Path,
+) -> None:
+    """Replacing the Glue database would drop the table's registration: only creation gets the default."""
+    done, calls = make(tmp_path / "new", "deploy", **GOOD, STACK_NAME="Usp-Model-ci", FAKE_STACK_EXISTS="no")
+    assert done.returncode == 0, done.stderr
+    assert "OutputDatabase=usp_model_ci" in deploy_call(calls)
+
+    done, calls = make(
+        tmp_path / "update", "deploy", **GOOD, STACK_NAME="Usp-Model-ci", FAKE_STACK_EXISTS="yes"
+    )
+    assert done.returncode == 0, done.stderr
+    assert not [a for a in deploy_call(calls) if a.startswith("OutputDatabase=")]

@@ -79,8 +79,8 @@ attempt("put_parameter", lambda: boto3.client("ssm").put_parameter(
 attempt("put_metric_data", lambda: boto3.client("cloudwatch").put_metric_data(
     Namespace="NotebookPipeline", MetricData=[{"MetricName": "SuccessfulRuns", "Value": 1}]))
 attempt("sns_publish", lambda: boto3.client("sns").publish(TopicArn=topic, Message="all is well"))
-published = f"{prefix}/date={date}/part-0.parquet"
-evil = f"{prefix}/date={date}/evil.parquet"
+published = f"{prefix}/metadata/00000-published.metadata.json"  # IAM refuses before S3 looks for it
+evil = f"{prefix}/data/date={date}/evil.parquet"
 attempt("write_published", lambda: s3.put_object(Bucket=bucket, Key=evil, Body=b"x"))
 attempt("delete_published", lambda: s3.delete_object(Bucket=bucket, Key=published))
 report = f"{prefix}/_runs/date={date}/other/manifest.json"
@@ -88,11 +88,19 @@ attempt("write_a_report", lambda: s3.put_object(Bucket=bucket, Key=report, Body=
 attempt("read_published", lambda: s3.get_object(Bucket=bucket, Key=published))
 attempt("write_another_runs_staging", lambda: s3.put_object(
     Bucket=staging, Key=f"daily/date={date}/other-run/date={date}/part-0.parquet", Body=b"x"))
+glue = boto3.client("glue")
+table = {"Name": "usp", "TableType": "EXTERNAL_TABLE", "Parameters": {"metadata_location": "s3://evil/x.json"}}
+attempt("glue_update_table", lambda: glue.update_table(DatabaseName=database, TableInput=table))
+other = {**table, "Name": "x"}
+attempt("glue_create_table", lambda: glue.create_table(DatabaseName=database, TableInput=other))
+attempt("put_events", lambda: boto3.client("events").put_events(Entries=[{
+    "Source": "notebook-pipeline", "DetailType": "Iceberg table partition published", "Detail": "{}"}]))
 print("ATTEMPTS " + json.dumps({"identity": identity, "attempts": attempts}))
 """
 FORBIDDEN = {
     "register_task_definition", "put_image", "put_parameter", "put_metric_data", "sns_publish",
     "write_published", "delete_published", "write_a_report", "read_published", "write_another_runs_staging",
+    "glue_update_table", "glue_create_table", "put_events",
 }  # fmt: skip
 
 
@@ -109,6 +117,16 @@ class Stack:
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=REGION, endpoint_url=self.moto,
                             aws_access_key_id="setup", aws_secret_access_key="setup")  # fmt: skip
+
+    def table_day(self, name: str, date: str) -> Any:
+        """The rows of date in the published table, read from moto's Glue catalog as a consumer would."""
+        from pyiceberg.catalog.glue import GlueCatalog
+        from pyiceberg.expressions import EqualTo
+
+        keys = {"access-key-id": "setup", "secret-access-key": "setup", "region": REGION}
+        props = {f"{service}.{k}": v for service in ("glue", "s3") for k, v in keys.items()}
+        catalog = GlueCatalog("glue", **props, **{"glue.endpoint": self.moto, "s3.endpoint": self.moto})
+        return catalog.load_table(name).scan(row_filter=EqualTo("date", date)).to_arrow()
 
     def keys(self, bucket: str, prefix: str) -> list[str]:
         listed = self.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
@@ -143,6 +161,10 @@ def stack() -> Iterator[Stack]:
             "sns", region_name=REGION, endpoint_url=moto, aws_access_key_id="s", aws_secret_access_key="s"
         )
         assert sns.create_topic(Name="alerts")["TopicArn"] == VALUES["AlertTopic"]
+        glue = boto3.client(
+            "glue", region_name=REGION, endpoint_url=moto, aws_access_key_id="s", aws_secret_access_key="s"
+        )
+        glue.create_database(DatabaseInput={"Name": VALUES["TableDatabase"]})  # the stack's TableDatabase
         yield Stack(enforcer, endpoint, moto, *creds)
 
 
@@ -178,7 +200,7 @@ def runs(stack: Stack, runner_image: str, tmp_path_factory: pytest.TempPathFacto
         "family": f"{VALUES['AWS::StackName']}-run", "task_role": ARNS["TaskRole.Arn"],
         "parameter": f"/{VALUES['AWS::StackName']}/validated-image", "topic": VALUES["AlertTopic"],
         "bucket": VALUES["OutputBucket"], "prefix": VALUES["OutputPrefix"],
-        "staging": VALUES["StagingBucket"],
+        "staging": VALUES["StagingBucket"], "database": VALUES["TableDatabase"],
     })  # fmt: skip
     markers = [stack.credentials_token, "AKIATASKROLE", urllib.parse.urlsplit(stack.credentials_uri).path]
     make_notebook(nb_dir / "search.ipynb", SEARCH.format(markers=markers), write_rows_cell())
@@ -252,6 +274,11 @@ def test_the_trusted_steps_are_allowed_everything_they_ask(stack: Stack, runs: d
         "sts:AssumeRole",
         "sns:Publish",
         "cloudwatch:PutMetricData",
+        "glue:GetTable",
+        "glue:GetDatabase",
+        "glue:CreateTable",
+        "glue:UpdateTable",
+        "events:PutEvents",
     } <= actions
 
 
@@ -269,9 +296,10 @@ def test_a_notebook_reaching_for_the_trusted_powers_is_refused_each_time(
     assert denied == {
         "ecs:RegisterTaskDefinition", "iam:PassRole", "ecr:PutImage", "ssm:PutParameter",
         "cloudwatch:PutMetricData", "sns:Publish", "s3:PutObject", "s3:DeleteObject", "s3:GetObject",
+        "glue:UpdateTable", "glue:CreateTable", "events:PutEvents",
     }, detail  # fmt: skip
-    published = stack.keys(VALUES["OutputBucket"], f"{VALUES['OutputPrefix']}/date={SAMPLE_DATE}/")
-    assert published == [f"{VALUES['OutputPrefix']}/date={SAMPLE_DATE}/part-0.parquet"]
+    data = stack.keys(VALUES["OutputBucket"], f"{VALUES['OutputPrefix']}/data/")
+    assert data and not [k for k in data if k.endswith("evil.parquet")]
 
 
 def test_the_runs_notebook_role_is_the_one_only_the_task_role_may_assume(runs: dict[str, Run]) -> None:

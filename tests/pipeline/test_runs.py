@@ -39,6 +39,7 @@ VALUES = {
     "AlertTopic": "arn:aws:sns:us-east-1:123456789012:alerts", "ScheduleTimezone": "UTC",
     "ValidationPrefix": "validation",
     "StagingBucket": "hotel-staging", "StagingBucket.Arn": "arn:aws:s3:::hotel-staging",
+    "TableDatabase": "notebook_pipeline_usp",
 }  # fmt: skip
 RUNNER = REPO / "runner"
 

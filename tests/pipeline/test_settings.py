@@ -48,6 +48,7 @@ def test_make_deploy_with_only_the_repository_takes_every_other_setting_from_set
         "DataLakeBucket=hotel-data-lake", "OutputBucket=hotel-output", "NotificationEmails=", *SOURCES_OFF,
         "DataLakePrefix=snapshots", "ValidationDate=2019-08-01", "ValidationPrefix=validation",
         "ScheduleExpression=cron(0 6 * * ? *)", "ScheduleTimezone=UTC", "OutputPrefix=usp/daily",
+        "OutputTable=usp", "SnapshotRetentionDays=30", "ConsumerScanLimitBytes=10737418240",
         "TaskCpu=1024", "TaskMemory=2048",
     ] + (["--no-execute-changeset"] if target == "deploy-plan" else [])  # fmt: skip
 
@@ -92,6 +93,7 @@ def test_settings_file_reads_another_models_settings(tmp_path: Path) -> None:
         "ValidationDate=2024-02-29", "ScheduleExpression=", "ScheduleTimezone=Europe/Amsterdam",
         "OutputPrefix=adr/daily", "TaskCpu=2048", "TaskMemory=8192",
         "Subnets=subnet-0a1b2c3d,subnet-4e5f6a7b", "SecurityGroups=sg-0a1b2c3d", "AssignPublicIp=DISABLED",
+        "OutputDatabase=notebook_pipeline_adr",  # on creation: the stack's name
     ]  # fmt: skip
 
 

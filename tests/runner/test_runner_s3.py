@@ -266,3 +266,13 @@ def test_a_report_that_cannot_be_stored_is_said_so_on_the_last_line(runner_image
     assert "NoSuchBucket" in run.last_line
     (note,) = aws.notifications()
     assert "Report:   not stored: writing" in note["Message"]
+
+
+def test_a_table_whose_glue_database_is_missing_says_so(runner_image: str, aws: Aws) -> None:
+    run = docker_run(runner_image, aws.env(OUTPUT_TABLE="no_such_db.usp"), network_host=True)
+
+    assert run.code == 30, run.stderr
+    assert "the glue catalog has no database no_such_db for the table no_such_db.usp: deploy the stack" in (
+        run.last_line
+    )
+    assert "the table is unchanged" in run.last_line

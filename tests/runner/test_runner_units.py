@@ -51,6 +51,23 @@ def project(tmp_path: Path) -> dict[str, str]:
     return {"PROJECT_DIR": str(tmp_path), "NOTEBOOK": "nb.ipynb", "DATA_URI": "/lake", "OUTPUT_URI": "/out"}
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("REPORT_URI", "/out/metadata/reports", "lies in the table's own folders"),
+        ("STAGING_URI", "/out/data", "lies in the table's own folders"),
+        ("OUTPUT_URI", "/out#1", "has '#', '?' or '%'"),
+    ],
+)
+def test_a_location_the_table_would_misread_is_a_configuration_error(
+    project: dict, setting: str, value: str, said: str
+) -> None:
+    with pytest.raises(RunFailed, match=re.escape(said)) as failed:
+        config.load({**project, setting: value})
+
+    assert failed.value.exit is exits.CONFIG
+
+
 @pytest.mark.parametrize("run_id", ["../../escaped", "a/b", "..", ".", "x" * 129, "tab\there", "é"])
 def test_a_run_id_that_is_not_a_plain_name_is_a_configuration_error(project: dict, run_id: str) -> None:
     with pytest.raises(RunFailed, match="may hold only letters") as failed:
@@ -215,7 +232,7 @@ def test_the_guard_sees_an_overwrite_that_kept_size_and_mtime(tmp_path: Path) ->
     failure = publish.undo_writes(out, before, publish.fingerprint(out))
 
     assert failure is not None and "changed or deleted date=1/p.parquet" in str(failure)
-    assert "cannot be put back: rerun the days they hold" in str(failure)
+    assert "what it changed or deleted cannot be put back" in str(failure)
 
 
 def test_the_guard_removes_what_was_added_and_names_what_was_changed(tmp_path: Path) -> None:
@@ -281,20 +298,23 @@ def test_the_checked_files_are_read_apart_and_must_be_parquet_of_one_schema(tmp_
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "one.parquet")
-    pq.write_table(pa.table({"a": [3], "b": ["x"]}), tmp_path / "two.parquet")
+    pq.write_table(pa.table({"a": [3]}), tmp_path / "two.parquet")
     rows = publish.read_checked([tmp_path / "one.parquet", tmp_path / "two.parquet"], tmp_path)
-    assert rows.to_pylist() == [{"a": 1, "b": None}, {"a": 2, "b": None}, {"a": 3, "b": "x"}]
+    assert rows.to_pylist() == [{"a": 1}, {"a": 2}, {"a": 3}]
 
     (tmp_path / "rows.csv").write_text("a\n1\n")
     with pytest.raises(RunFailed, match=r"^rows.csv: .*the table takes Parquet files only") as caught:
         publish.read_checked([tmp_path / "one.parquet", tmp_path / "rows.csv"], tmp_path)
     assert caught.value.exit is exits.CHECK
 
-    pq.write_table(pa.table({"a": ["text"]}), tmp_path / "three.parquet")
-    with pytest.raises(RunFailed, match="do not share one schema") as caught:
-        publish.read_checked([tmp_path / "one.parquet", tmp_path / "three.parquet"], tmp_path)
-    assert caught.value.exit is exits.CHECK
+    # A column more in one file, or another type: a reader of the folder would see one or the other
+    for name, other in (("three", {"a": [3], "b": ["x"]}), ("four", {"a": ["text"]})):
+        pq.write_table(pa.table(other), tmp_path / f"{name}.parquet")
+        with pytest.raises(RunFailed, match="do not share one schema") as caught:
+            publish.read_checked([tmp_path / "one.parquet", tmp_path / f"{name}.parquet"], tmp_path)
+        assert caught.value.exit is exits.CHECK
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "four.parquet",
         "one.parquet",
         "rows.csv",
         "three.parquet",

@@ -134,10 +134,68 @@ def test_a_dropped_or_retyped_column_is_refused_before_anything_is_written(
     assert sorted(p.relative_to(cfg.location.path) for p in cfg.location.path.rglob("*")) == before
 
 
-def test_an_output_with_its_own_date_column_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(RunFailed, match="has a column named date, which the runner adds") as caught:
-        table.with_date(pa.table({"date": pa.array(["2019-08-01"])}), DAY)
+@pytest.mark.parametrize(
+    ("columns", "said"),
+    [
+        ({"date": pa.array(["2019-08-01"])}, "named date, which clash"),
+        ({"a": pa.array([1]), "A": pa.array([2])}, "named a, which clash once case is ignored"),
+        ({"DATE": pa.array([1])}, "named date, which clash"),
+        ({"a": pa.nulls(1)}, "column a has no type (all its values are null)"),
+        ({"a.b": pa.array([1])}, "a column named 'a.b'"),
+    ],
+    ids=["date", "case", "DATE", "null-typed", "dotted"],
+)
+def test_an_output_the_table_cannot_take_is_refused_naming_the_column(columns: dict, said: str) -> None:
+    with pytest.raises(RunFailed, match=re.escape(said)) as caught:
+        table.with_date(pa.table(columns), DAY)
     assert caught.value.exit is exits.CHECK
+
+
+def test_required_columns_and_nanosecond_timestamps_are_stored_as_the_table_takes_them(
+    tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path)
+    schema = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("at", pa.timestamp("ns"))])
+    first = pa.table({"id": [1], "at": pa.array([1_000_000_000], pa.timestamp("ns"))}, schema=schema)
+    table.commit(cfg, table.with_date(first, DAY), table.Lineage("a", DAY))
+    later = pa.table({"id": pa.array([None, 2], pa.int64()), "at": pa.array([None, 5], pa.timestamp("ns"))})
+    table.commit(cfg, table.with_date(later, NEXT), table.Lineage("b", NEXT))  # nulls where a had none
+    loaded = table.open_catalog(cfg).load_table(cfg.name)
+    assert all(not f.required for f in loaded.schema().fields)
+    assert str(loaded.schema().find_field("at").field_type) == "timestamp"
+
+
+def test_a_table_that_lives_elsewhere_is_never_written_nor_swept(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "a")
+    moved = table.TableConfig("sqlite", cfg.name, Location(str(tmp_path / "copy")), 30)
+    (tmp_path / "copy" / "_catalog").mkdir(parents=True)
+    (tmp_path / "copy" / "_catalog" / "iceberg.db").write_bytes(
+        (cfg.location.path / table.LOCAL_CATALOG).read_bytes()
+    )
+    with pytest.raises(RunFailed, match=r"lives at file://.*/out, not at OUTPUT_URI .*/copy") as caught:
+        publish(moved, "b")
+    assert caught.value.exit is exits.PUBLISH
+    with pytest.raises(RunFailed, match="lives at"):
+        table.expire(moved, dt.datetime.now(dt.UTC), dt.timedelta(0))
+    assert runs_in_day(cfg) == ["a"]
+
+
+def test_a_snapshot_replaced_a_moment_ago_outlives_its_expiry_for_readers_under_way(tmp_path: Path) -> None:
+    cfg = config(tmp_path, keep_days=1)
+    publish(cfg, "a")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)  # a's snapshot is old, b's is not yet settled
+    publish(cfg, "b")
+    said = table.expire(cfg, later, orphan_age=dt.timedelta(days=4))
+    assert said.startswith("expired 0 snapshot(s)")
+    assert table.expire(cfg, later, orphan_age=dt.timedelta(days=2)).startswith("expired 2 snapshot(s)")
+
+
+def test_a_reused_run_id_never_passes_for_this_commit(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    publish(cfg, "same")
+    loaded = table.open_catalog(cfg).load_table(cfg.name)
+    assert table.own_snapshot(loaded, table.Lineage("same", DAY)) is None
 
 
 def test_old_snapshots_expire_and_only_their_files_are_removed(tmp_path: Path) -> None:
@@ -293,8 +351,9 @@ def test_the_table_setting_is_checked(tmp_path: Path) -> None:
     out = Location(str(tmp_path))
     assert table_config({"NOTEBOOK": "My Model.ipynb"}, out).name == "notebooks.my_model"
     assert table_config({}, Location("s3://bucket/x")).catalog == "glue"
+    assert table_config({"OUTPUT_TABLE": "Sales.Daily"}, out).name == "sales.daily"  # as Glue keeps it
     for environ, said in (
-        ({"OUTPUT_TABLE": "Sales.Daily"}, "OUTPUT_TABLE=Sales.Daily is not database.table"),
+        ({"OUTPUT_TABLE": "sales-eu.daily"}, "OUTPUT_TABLE=sales-eu.daily is not database.table"),
         ({"OUTPUT_TABLE": "daily"}, "is not database.table"),
         ({"TABLE_CATALOG": "hive"}, "TABLE_CATALOG=hive is not one of sqlite, glue, none"),
         ({"TABLE_CATALOG": "glue"}, "TABLE_CATALOG=glue needs an s3:// OUTPUT_URI"),

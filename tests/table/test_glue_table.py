@@ -1,0 +1,235 @@
+"""runner/table.py on the Glue catalog and S3, through moto over HTTP: Glue behind a shim that enforces
+UpdateTable's VersionId as Glue does (moto ignores it; without the shim a race would prove nothing), S3
+behind a proxy that injects errors. Two runs of one day started together, 20 times; faults while the data
+is written and while the commit lands; a reader during 20 publishes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from uuid import uuid4
+
+import boto3
+import pyarrow as pa
+import pytest
+from aws_shims import Faults, glue_version_shim, injecting
+from pyiceberg.expressions import EqualTo
+from support import moto_server
+
+from runner import exits, table
+from runner.errors import RunFailed
+from runner.locations import Location
+
+REGION = "us-east-1"
+DAY = "2019-08-01"
+
+
+@dataclass
+class Aws:
+    moto: str
+    glue: str  # the shim's endpoint
+    s3: str  # the fault proxy's endpoint
+    faults: Faults
+
+    def client(self, service: str, endpoint: str | None = None) -> object:
+        return boto3.client(service, region_name=REGION, endpoint_url=endpoint or self.moto,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[Aws]:
+    with moto_server() as moto, glue_version_shim(moto, REGION) as glue, injecting(moto) as (s3, faults):
+        yield Aws(moto, glue, s3, faults)
+
+
+@pytest.fixture
+def cfg(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[table.TableConfig]:
+    """A table of its own: a bucket, a Glue database; the runner's clients reach Glue through the shim and
+    S3 through the fault proxy."""
+    suffix = uuid4().hex[:8]
+    aws.client("s3").create_bucket(Bucket=f"out-{suffix}")
+    aws.client("glue").create_database(DatabaseInput={"Name": f"db_{suffix}"})
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION,
+        "AWS_ENDPOINT_URL_GLUE": aws.glue, "AWS_ENDPOINT_URL_S3": aws.s3, "AWS_ENDPOINT_URL": aws.moto,
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    yield table.TableConfig("glue", f"db_{suffix}.usp", Location(f"s3://out-{suffix}/usp/daily"), 30)
+    aws.faults.clear()
+
+
+def rows(run: str, n: int, date: str = DAY) -> pa.Table:
+    data = pa.table({"id": pa.array(range(n), pa.int64()), "usp": pa.array([run] * n)})
+    return table.with_date(data, date)
+
+
+def publish(cfg: table.TableConfig, run: str, n: int = 3, date: str = DAY) -> table.Committed:
+    return table.commit(cfg, rows(run, n, date), table.Lineage(run, date))
+
+
+def runs_in_day(cfg: table.TableConfig, date: str = DAY) -> list[str]:
+    return sorted(set(table.read_day(cfg, date).column("usp").to_pylist()))
+
+
+def snapshots(cfg: table.TableConfig) -> list[int]:
+    return [s.snapshot_id for s in table.open_catalog(cfg).load_table(cfg.name).snapshots()]
+
+
+def test_the_shim_refuses_a_stale_version_id_as_glue_does_and_moto_alone_would_not(
+    aws: Aws, cfg: table.TableConfig
+) -> None:
+    publish(cfg, "a")
+    database, name = cfg.name.split(".")
+    shimmed, bare = aws.client("glue", aws.glue), aws.client("glue")
+    current = shimmed.get_table(DatabaseName=database, Name=name)["Table"]
+    stale = str(int(current["VersionId"]) - 1)
+    update = {
+        "DatabaseName": database,
+        "TableInput": {"Name": name, "TableType": "EXTERNAL_TABLE", "Parameters": current["Parameters"]},
+    }
+    with pytest.raises(shimmed.exceptions.ConcurrentModificationException):
+        shimmed.update_table(**update, VersionId=stale)
+    bare.update_table(**update, VersionId=stale)  # moto takes it: the shim is what the race tests stand on
+    shimmed.update_table(**update, VersionId=str(int(current["VersionId"]) + 1))  # the current one
+
+
+@pytest.mark.parametrize("round_", range(20))
+def test_two_runs_of_one_day_on_glue_leave_exactly_one_runs_rows(cfg: table.TableConfig, round_: int) -> None:
+    publish(cfg, "earlier")
+    start = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        start.wait()
+        try:
+            outcomes[name] = publish(cfg, name, 4 + len(name))
+        except RunFailed as exc:
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("left", "right")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (held,) = runs_in_day(cfg)
+    assert held in ("left", "right") and table.read_day(cfg, DAY).num_rows == 4 + len(held)
+    loser = "right" if held == "left" else "left"
+    lost = outcomes[loser]
+    if isinstance(lost, RunFailed):
+        assert lost.exit is exits.PUBLISH and f"run {held} published {DAY}" in str(lost), lost
+    else:  # it landed first and the winner's retried commit replaced it
+        assert [v.run_id for v in table.history(cfg, DAY)][-2:] == [loser, held]
+
+
+def test_runs_of_different_days_on_glue_both_land(cfg: table.TableConfig) -> None:
+    publish(cfg, "seed", date="2019-07-31")
+    start = threading.Barrier(3)
+    failures: list[BaseException] = []
+
+    def run(day: str) -> None:
+        start.wait()
+        try:
+            publish(cfg, f"run-{day}", 2, day)
+        except BaseException as exc:  # noqa: BLE001 -- asserted below
+            failures.append(exc)
+
+    days = ["2019-08-01", "2019-08-02", "2019-08-03"]
+    threads = [threading.Thread(target=run, args=(day,)) for day in days]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert [runs_in_day(cfg, day) for day in days] == [[f"run-{day}"] for day in days]
+
+
+def test_an_s3_error_while_the_data_is_written_leaves_the_table_unchanged(
+    aws: Aws, cfg: table.TableConfig
+) -> None:
+    publish(cfg, "a")
+    before = snapshots(cfg)
+    aws.faults.fail("PUT", r"/usp/daily/data/.*\.parquet$")
+
+    with pytest.raises(
+        RunFailed, match=r"could not publish to the table .*injected by the test.*the table is unchanged"
+    ):
+        publish(cfg, "b")
+
+    assert aws.faults.refused and snapshots(cfg) == before and runs_in_day(cfg) == ["a"]
+
+
+def test_an_s3_error_while_the_commit_is_written_leaves_the_table_unchanged(
+    aws: Aws, cfg: table.TableConfig
+) -> None:
+    publish(cfg, "a")
+    before = snapshots(cfg)
+    aws.faults.fail("PUT", r"/usp/daily/metadata/.*\.metadata\.json$", status=503, code="SlowDown")
+
+    with pytest.raises(RunFailed, match="the table is unchanged") as caught:
+        publish(cfg, "b")
+
+    assert caught.value.exit is exits.PUBLISH
+    assert any("metadata.json" in r for r in aws.faults.refused)
+    assert snapshots(cfg) == before and runs_in_day(cfg) == ["a"]
+
+
+def test_a_first_commit_that_fails_creates_no_table(aws: Aws, cfg: table.TableConfig) -> None:
+    aws.faults.fail("PUT", r"/usp/daily/metadata/.*\.metadata\.json$")
+
+    with pytest.raises(RunFailed, match=r"the table is unchanged \(there is none yet\)"):
+        publish(cfg, "a")
+
+    database = cfg.name.split(".")[0]
+    assert aws.client("glue").get_tables(DatabaseName=database)["TableList"] == []
+
+
+def test_a_catalog_update_whose_reply_is_lost_is_found_and_counts_as_published(
+    aws: Aws, cfg: table.TableConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Glue applied the commit but its answer never came back (every UpdateTable applied, then answered
+    with an error no client retries): the runner reads the table back and says the truth, published."""
+    publish(cfg, "a")
+    with injecting(aws.glue) as (lossy, lost):
+        lost.fail("POST", r"^/$", target="AWSGlue.UpdateTable", after_forwarding=True, status=400)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", lossy)
+        done = publish(cfg, "b", 5)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", aws.glue)
+    assert lost.refused and done.rows == 5 and runs_in_day(cfg) == ["b"]
+
+
+def test_a_reader_never_sees_a_day_mixing_two_runs_during_20_publishes_on_glue(
+    cfg: table.TableConfig,
+) -> None:
+    publish(cfg, "run-0", 20)
+    done = threading.Event()
+    seen: list[list[str]] = []
+
+    def read() -> None:
+        catalog = table.open_catalog(cfg)
+        while not done.is_set():
+            day = catalog.load_table(cfg.name).scan(row_filter=EqualTo("date", DAY)).to_arrow()
+            seen.append(sorted(set(day.column("usp").to_pylist())))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(1, 21):
+            publish(cfg, f"run-{i}", 20 + i)
+    finally:
+        done.set()
+        reader.join()
+    assert len(seen) >= 5
+    assert all(len(runs) == 1 for runs in seen), [runs for runs in seen if len(runs) != 1][:3]
+
+
+def test_a_commit_on_glue_is_registered_as_an_iceberg_table_athena_reads(
+    aws: Aws, cfg: table.TableConfig
+) -> None:
+    publish(cfg, "a")
+    database, name = cfg.name.split(".")
+    glue_table = aws.client("glue").get_table(DatabaseName=database, Name=name)["Table"]
+    assert glue_table["Parameters"]["table_type"] == "ICEBERG"
+    assert glue_table["Parameters"]["metadata_location"].startswith(f"{cfg.location}/metadata/")
+    assert json.loads(json.dumps(glue_table["StorageDescriptor"]["Location"])) == cfg.location.uri
