@@ -36,8 +36,8 @@ COPY runner/requirements.txt /opt/notebook-runner/runner/requirements.txt
 # identical file is stored once (a hard link): a notebook that pins the same pyarrow costs nothing more.
 # The output table's library (PyIceberg and what it needs) is trimmed of what a run never loads: the
 # debug symbols of its compiled modules (binutils' strip, removed again in this layer), zstandard's second
-# (cffi) backend, the Hive catalog's Thrift client, SQLAlchemy's dialects but SQLite's, and bytecode
-# caches; `make bench` measures the growth.
+# (cffi) backend, the Hive catalog's Thrift client, SQLAlchemy's dialects but SQLite's, PyIceberg's
+# command line, and bytecode caches; `make bench` measures the growth.
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends binutils=2.40-2 \
     && /opt/notebook-runner/venv/bin/pip install --no-cache-dir -r /opt/notebook-runner/runner/requirements.txt \
@@ -52,6 +52,7 @@ RUN apt-get update \
     && site=$(echo /opt/notebook-runner/venv/lib/python3*/site-packages) \
     && rm -rf "$site"/hive_metastore "$site"/zstandard/_cffi.*.so "$site"/sqlalchemy/dialects/postgresql \
         "$site"/sqlalchemy/dialects/mysql "$site"/sqlalchemy/dialects/oracle "$site"/sqlalchemy/dialects/mssql \
+        "$site"/pyiceberg/cli /opt/notebook-runner/venv/bin/pyiceberg \
     && find "$site"/pyiceberg "$site"/sqlalchemy "$site"/zstandard "$site"/pydantic_core "$site"/pyroaring* "$site"/mmh3* \
         -name '*.so' -exec strip --strip-unneeded {} + \
     && find "$site"/pyiceberg "$site"/sqlalchemy "$site"/pydantic "$site"/pydantic_core "$site"/rich "$site"/fsspec \

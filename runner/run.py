@@ -275,8 +275,8 @@ class Run:
             )
         else:
             # The table's own messages say what became of the table; a changed table is never a failure's
-            unknown = "is unknown" in outcome.message or "another writer replaced it" in outcome.message
-            published = "" if unknown else "nothing was published; "
+            said = ("is unknown", "another writer replaced it", "was not published")
+            published = "" if any(words in outcome.message for words in said) else "nothing was published; "
             line = (
                 f"notebook-runner: run {run_id} of {name} for {date} {outcome.status.upper()} "
                 f"(exit {outcome.exit.code}, {outcome.step}): {outcome.message}; {published}report: {report}"

@@ -747,6 +747,9 @@ def main(argv: list[str], config: TableConfig) -> int:
             return 0
         run_id = args.run_id or f"restore-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}"
         done = restore(config, args.date, args.snapshot, run_id)
+        problem = announce(config, done, Lineage(run_id, args.date, restored_from=str(args.snapshot)))
+        if problem:
+            print(f"restore: consumers were NOT told on {config.event_bus} ({problem})", file=sys.stderr)
         print(
             f"restored {args.date} of {config.name} as it was at snapshot {args.snapshot}: {done.rows} rows, "
             f"new snapshot {done.snapshot_id} (run {run_id})"

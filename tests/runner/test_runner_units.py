@@ -320,3 +320,19 @@ def test_the_checked_files_are_read_apart_and_must_be_parquet_of_one_schema(tmp_
         "three.parquet",
         "two.parquet",
     ]
+
+
+def test_the_guard_leaves_the_tables_folders_to_the_runs_that_commit_there(tmp_path: Path) -> None:
+    """Another run's commit (or expiry) lands in data/, metadata/ and _catalog/ while this one's notebook
+    runs: never the notebook's doing, never undone."""
+    out = Location(str(tmp_path))
+    for folder in publish.TABLE_FOLDERS:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "old").write_text("x")
+    before = publish.fingerprint(out)
+    for folder in publish.TABLE_FOLDERS:
+        (tmp_path / folder / "new").write_text("y")
+        (tmp_path / folder / "old").unlink()
+
+    assert publish.undo_writes(out, before, publish.fingerprint(out)) is None
+    assert all((tmp_path / folder / "new").exists() for folder in publish.TABLE_FOLDERS)

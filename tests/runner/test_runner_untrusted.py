@@ -13,12 +13,11 @@ from support import (
     day_rows,
     make_notebook,
     manifest,
-    output_table,
     published,
     run_dirs,
     searched,
 )
-from test_runner_failures import GOOD_ROWS, run_notebook, seed_partition
+from test_runner_failures import GOOD_ROWS, run_notebook
 
 pytestmark = pytest.mark.docker
 
@@ -38,32 +37,6 @@ def test_a_notebook_writing_where_consumers_read_fails_and_its_rows_are_removed(
     assert "nothing was published" in run.last_line
     assert published(out) == []
     assert not (out / f"date={SAMPLE_DATE}").exists()
-
-
-# Rewrites the table's published data files of the day with other rows.
-TAMPER = """
-import glob
-import pyarrow as pa, pyarrow.parquet as pq
-for path in glob.glob(f"/output/data/date={date}/*.parquet"):
-    table = pq.read_table(path)
-    pq.write_table(pa.concat_tables([table, table]), path)
-"""
-
-
-def test_a_notebook_rewriting_a_table_file_fails_and_says_which_day_to_rerun(
-    runner_image: str, out: Path, tmp_path: Path
-) -> None:
-    nb_dir = tmp_path / "nb"
-    seed_partition(runner_image, out, nb_dir)
-    snapshots = len(output_table(out).snapshots())
-    make_notebook(nb_dir / "direct.ipynb", GOOD_ROWS, TAMPER)
-
-    run = run_notebook(runner_image, out, nb_dir, "direct.ipynb")
-
-    assert run.code == 10, run.stderr
-    assert f"changed or deleted data/date={SAMPLE_DATE}/" in run.last_line
-    assert "cannot be put back: rerun the days they hold" in run.last_line
-    assert len(output_table(out).snapshots()) == snapshots  # nothing committed
 
 
 def test_a_notebook_looking_for_output_uri_in_its_environment_does_not_find_it(
