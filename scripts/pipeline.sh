@@ -120,6 +120,15 @@ pass_if_set() {
 	RUN_OVERRIDES+=("$2=${value}")
 }
 
+# pass_number_if_set VARIABLE PARAMETER MIN MAX HINT: when VARIABLE is set, check it is a whole number from MIN
+# to MAX and pass it as PARAMETER.
+pass_number_if_set() {
+	local value=${!1:-}
+	[[ -n "$value" ]] || return 0
+	check_number "$1" "$value" "$3" "$4" "$5"
+	RUN_OVERRIDES+=("$2=${value}")
+}
+
 # The daily run's and the validation's variables: each one set is checked here and passed; an unset one is not
 # passed (the stack keeps its value).
 load_run_config() {
@@ -147,21 +156,12 @@ load_run_config() {
 		"a Glue database name, lower-case letters, digits and '_', e.g. notebook_pipeline_usp"
 	pass_if_set TABLE_NAME OutputTable '^[a-z_][a-z0-9_]{0,254}$' \
 		"a Glue table name, lower-case letters, digits and '_', e.g. usp"
-	if [[ -n "${KEEP_SNAPSHOT_DAYS:-}" ]]; then
-		check_number KEEP_SNAPSHOT_DAYS "$KEEP_SNAPSHOT_DAYS" 1 3650 "days of the table's history kept, e.g. 30"
-		RUN_OVERRIDES+=("SnapshotRetentionDays=${KEEP_SNAPSHOT_DAYS}")
-	fi
-	if [[ -n "${CONSUMER_SCAN_LIMIT_BYTES:-}" ]]; then
-		check_number CONSUMER_SCAN_LIMIT_BYTES "$CONSUMER_SCAN_LIMIT_BYTES" 10485760 1125899906842624 \
-			"bytes one consumer query may scan, e.g. 10737418240 (10 GiB)"
-		RUN_OVERRIDES+=("ConsumerScanLimitBytes=${CONSUMER_SCAN_LIMIT_BYTES}")
-	fi
+	pass_number_if_set KEEP_SNAPSHOT_DAYS SnapshotRetentionDays 1 3650 "days of the table's history kept, e.g. 30"
+	pass_number_if_set CONSUMER_SCAN_LIMIT_BYTES ConsumerScanLimitBytes 10485760 1125899906842624 \
+		"bytes one consumer query may scan, e.g. 10737418240 (10 GiB)"
 	pass_if_set TASK_CPU TaskCpu '^(256|512|1024|2048|4096|8192|16384)$' \
 		"256, 512, 1024, 2048, 4096, 8192 or 16384 (1024 = 1 vCPU)"
-	if [[ -n "${TASK_MEMORY:-}" ]]; then
-		check_number TASK_MEMORY "$TASK_MEMORY" 512 122880 "MiB that Fargate offers with TASK_CPU, e.g. 2048"
-		RUN_OVERRIDES+=("TaskMemory=${TASK_MEMORY}")
-	fi
+	pass_number_if_set TASK_MEMORY TaskMemory 512 122880 "MiB that Fargate offers with TASK_CPU, e.g. 2048"
 	if [[ -n "${ASSIGN_PUBLIC_IP:-}" ]]; then
 		check ASSIGN_PUBLIC_IP "$ASSIGN_PUBLIC_IP" '^(ENABLED|DISABLED)$' "ENABLED or DISABLED"
 	fi

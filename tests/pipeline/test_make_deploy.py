@@ -386,7 +386,7 @@ def checked_variables() -> set[str]:
         for line in (REPO / "scripts" / script).read_text().splitlines()
         if not line.lstrip().startswith("#")
     )
-    checked = re.findall(r"\b(?:check|check_number|pass_if_set) ([A-Z_]+)\b", code)
+    checked = re.findall(r"\b(?:check|check_number|pass_if_set|pass_number_if_set) ([A-Z_]+)\b", code)
     return set(checked) | set(re.findall(r'\bdie "([A-Z_]+)[= ]', code))
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import threading
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from pyiceberg.expressions import EqualTo
+from races import assert_one_run_holds_the_day, runs_in_day, runs_seen_by_a_reader_while, started_together
 
 from runner import exits, table
 from runner.errors import RunFailed
@@ -37,10 +37,6 @@ def publish(
     return table.commit(
         cfg, rows(run, n, date, **extra), table.Lineage(run, date, "c0ffee", "img@sha256:1", "ok")
     )
-
-
-def runs_in_day(cfg: table.TableConfig, date: str = DAY, snapshot_id: int | None = None) -> list[str]:
-    return sorted(set(table.read_day(cfg, date, snapshot_id).column("usp").to_pylist()))
 
 
 def test_a_run_is_one_commit_that_replaces_exactly_its_day(tmp_path: Path) -> None:
@@ -234,76 +230,24 @@ def test_two_runs_of_one_day_started_together_leave_exactly_one_runs_rows(
 ) -> None:
     cfg = config(tmp_path)
     publish(cfg, "earlier")  # the table exists; the two runs race on its next commit
-    start = threading.Barrier(2)
-    outcomes: dict[str, object] = {}
-
-    def run(name: str) -> None:
-        start.wait()
-        try:
-            outcomes[name] = publish(cfg, name, 4 + len(name))
-        except RunFailed as exc:
-            outcomes[name] = exc
-
-    threads = [threading.Thread(target=run, args=(name,)) for name in ("left", "right")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    (held,) = runs_in_day(cfg)
-    assert held in ("left", "right") and table.read_day(cfg, DAY).num_rows == 4 + len(held)
-    assert isinstance(outcomes[held], table.Committed)
-    loser = "right" if held == "left" else "left"
-    lost = outcomes[loser]
-    if isinstance(lost, RunFailed):  # the clear loser: exit 30, naming the run that won
-        assert lost.exit is exits.PUBLISH
-        assert f"run {held} published {DAY}" in str(lost) and "was not published" in str(lost)
-    else:  # or it committed first and was replaced by the winner's retried commit
-        assert [v.run_id for v in table.history(cfg, DAY)][-2:] == [loser, held]
+    names = {"left": 5, "right": 6}  # each run's row count
+    outcomes = started_together({name: partial(publish, cfg, name, n) for name, n in names.items()})
+    assert_one_run_holds_the_day(cfg, outcomes, names)
 
 
 def test_runs_of_different_days_commit_independently(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     publish(cfg, "seed", date="2019-07-31")
-    start = threading.Barrier(4)
-    failures: list[BaseException] = []
-
-    def run(day: str) -> None:
-        start.wait()
-        try:
-            publish(cfg, f"run-{day}", 2, day)
-        except BaseException as exc:  # noqa: BLE001 -- collected and asserted below
-            failures.append(exc)
-
     days = [f"2019-08-0{i}" for i in range(1, 5)]
-    threads = [threading.Thread(target=run, args=(day,)) for day in days]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    outcomes = started_together({day: partial(publish, cfg, f"run-{day}", 2, day) for day in days})
+    assert all(isinstance(o, table.Committed) for o in outcomes.values()), outcomes
     assert [runs_in_day(cfg, day) for day in days] == [[f"run-{day}"] for day in days]
 
 
 def test_a_reader_never_sees_a_day_mixing_two_runs_during_20_publishes(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     publish(cfg, "run-0", 50)
-    done = threading.Event()
-    seen: list[list[str]] = []
-
-    def read() -> None:
-        catalog = table.open_catalog(cfg)
-        while not done.is_set():
-            day = catalog.load_table(cfg.name).scan(row_filter=EqualTo("date", DAY)).to_arrow()
-            seen.append(sorted(set(day.column("usp").to_pylist())))
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        for i in range(1, 21):
-            publish(cfg, f"run-{i}", 50 + i)
-    finally:
-        done.set()
-        reader.join()
+    seen = runs_seen_by_a_reader_while(cfg, lambda: [publish(cfg, f"run-{i}", 50 + i) for i in range(1, 21)])
     assert len(seen) >= 20
     assert all(len(runs) == 1 for runs in seen), [runs for runs in seen if len(runs) != 1][:3]
 

@@ -6,16 +6,16 @@ is written and while the commit lands; a reader during 20 publishes."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from uuid import uuid4
 
 import boto3
 import pyarrow as pa
 import pytest
 from aws_shims import Faults, glue_version_shim, injecting
-from pyiceberg.expressions import EqualTo
+from races import assert_one_run_holds_the_day, runs_in_day, runs_seen_by_a_reader_while, started_together
 from support import moto_server
 
 from runner import exits, table
@@ -69,10 +69,6 @@ def publish(cfg: table.TableConfig, run: str, n: int = 3, date: str = DAY) -> ta
     return table.commit(cfg, rows(run, n, date), table.Lineage(run, date))
 
 
-def runs_in_day(cfg: table.TableConfig, date: str = DAY) -> list[str]:
-    return sorted(set(table.read_day(cfg, date).column("usp").to_pylist()))
-
-
 def snapshots(cfg: table.TableConfig) -> list[int]:
     return [s.snapshot_id for s in table.open_catalog(cfg).load_table(cfg.name).snapshots()]
 
@@ -98,50 +94,16 @@ def test_the_shim_refuses_a_stale_version_id_as_glue_does_and_moto_alone_would_n
 @pytest.mark.parametrize("round_", range(20))
 def test_two_runs_of_one_day_on_glue_leave_exactly_one_runs_rows(cfg: table.TableConfig, round_: int) -> None:
     publish(cfg, "earlier")
-    start = threading.Barrier(2)
-    outcomes: dict[str, object] = {}
-
-    def run(name: str) -> None:
-        start.wait()
-        try:
-            outcomes[name] = publish(cfg, name, 4 + len(name))
-        except RunFailed as exc:
-            outcomes[name] = exc
-
-    threads = [threading.Thread(target=run, args=(name,)) for name in ("left", "right")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    (held,) = runs_in_day(cfg)
-    assert held in ("left", "right") and table.read_day(cfg, DAY).num_rows == 4 + len(held)
-    loser = "right" if held == "left" else "left"
-    lost = outcomes[loser]
-    if isinstance(lost, RunFailed):
-        assert lost.exit is exits.PUBLISH and f"run {held} published {DAY}" in str(lost), lost
-    else:  # it landed first and the winner's retried commit replaced it
-        assert [v.run_id for v in table.history(cfg, DAY)][-2:] == [loser, held]
+    names = {"left": 5, "right": 6}  # each run's row count
+    outcomes = started_together({name: partial(publish, cfg, name, n) for name, n in names.items()})
+    assert_one_run_holds_the_day(cfg, outcomes, names)
 
 
 def test_runs_of_different_days_on_glue_both_land(cfg: table.TableConfig) -> None:
     publish(cfg, "seed", date="2019-07-31")
-    start = threading.Barrier(3)
-    failures: list[BaseException] = []
-
-    def run(day: str) -> None:
-        start.wait()
-        try:
-            publish(cfg, f"run-{day}", 2, day)
-        except BaseException as exc:  # noqa: BLE001 -- asserted below
-            failures.append(exc)
-
     days = ["2019-08-01", "2019-08-02", "2019-08-03"]
-    threads = [threading.Thread(target=run, args=(day,)) for day in days]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    outcomes = started_together({day: partial(publish, cfg, f"run-{day}", 2, day) for day in days})
+    assert all(isinstance(o, table.Committed) for o in outcomes.values()), outcomes
     assert [runs_in_day(cfg, day) for day in days] == [[f"run-{day}"] for day in days]
 
 
@@ -203,23 +165,7 @@ def test_a_reader_never_sees_a_day_mixing_two_runs_during_20_publishes_on_glue(
     cfg: table.TableConfig,
 ) -> None:
     publish(cfg, "run-0", 20)
-    done = threading.Event()
-    seen: list[list[str]] = []
-
-    def read() -> None:
-        catalog = table.open_catalog(cfg)
-        while not done.is_set():
-            day = catalog.load_table(cfg.name).scan(row_filter=EqualTo("date", DAY)).to_arrow()
-            seen.append(sorted(set(day.column("usp").to_pylist())))
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        for i in range(1, 21):
-            publish(cfg, f"run-{i}", 20 + i)
-    finally:
-        done.set()
-        reader.join()
+    seen = runs_seen_by_a_reader_while(cfg, lambda: [publish(cfg, f"run-{i}", 20 + i) for i in range(1, 21)])
     assert len(seen) >= 5
     assert all(len(runs) == 1 for runs in seen), [runs for runs in seen if len(runs) != 1][:3]
 

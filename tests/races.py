@@ -1,0 +1,76 @@
+"""Concurrent runs and readers of one output table, for the SQLite catalog (tests/runner/test_table.py) and
+the Glue one (tests/table/test_glue_table.py): the same races, each catalog's own set-up."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from pyiceberg.expressions import EqualTo
+
+from runner import exits, table
+from runner.errors import RunFailed
+
+DAY = "2019-08-01"
+
+
+def started_together(calls: dict[str, Callable[[], object]]) -> dict[str, object]:
+    """Each call in a thread of its own, all released at once; what each returned or raised, by name."""
+    start = threading.Barrier(len(calls))
+    outcomes: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        start.wait()
+        try:
+            outcomes[name] = calls[name]()
+        except BaseException as exc:  # noqa: BLE001 -- the caller asserts on it
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+def runs_in_day(cfg: table.TableConfig, date: str = DAY, snapshot_id: int | None = None) -> list[str]:
+    """The runs whose rows the table holds for date, now or at a snapshot (each row's usp names its run)."""
+    return sorted(set(table.read_day(cfg, date, snapshot_id).column("usp").to_pylist()))
+
+
+def assert_one_run_holds_the_day(
+    cfg: table.TableConfig, outcomes: dict[str, object], rows: dict[str, int]
+) -> None:
+    """Exactly one run's rows; the other failed naming it (exit 30), or landed first and was replaced."""
+    (held,) = runs_in_day(cfg)
+    assert held in outcomes and table.read_day(cfg, DAY).num_rows == rows[held]
+    assert isinstance(outcomes[held], table.Committed), outcomes[held]
+    (loser,) = set(outcomes) - {held}
+    lost = outcomes[loser]
+    if isinstance(lost, RunFailed):
+        assert lost.exit is exits.PUBLISH, lost
+        assert f"run {held} published {DAY}" in str(lost) and "was not published" in str(lost), lost
+    else:
+        assert [v.run_id for v in table.history(cfg, DAY)][-2:] == [loser, held]
+
+
+def runs_seen_by_a_reader_while(cfg: table.TableConfig, publishing: Callable[[], None]) -> list[list[str]]:
+    """What a reader scanning the day in a loop saw, each scan's runs, while publishing() ran."""
+    done = threading.Event()
+    seen: list[list[str]] = []
+
+    def read() -> None:
+        catalog = table.open_catalog(cfg)
+        while not done.is_set():
+            day = catalog.load_table(cfg.name).scan(row_filter=EqualTo("date", DAY)).to_arrow()
+            seen.append(sorted(set(day.column("usp").to_pylist())))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        publishing()
+    finally:
+        done.set()
+        reader.join()
+    return seen
