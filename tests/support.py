@@ -54,8 +54,9 @@ def docker_run(
     network_host: bool = False,
     extra: tuple[str, ...] = (),
     timeout: int = 900,
+    args: tuple[str, ...] = (),
 ) -> Run:
-    """docker run --rm IMAGE with -e and -v options; returns the exit code and both streams."""
+    """docker run --rm IMAGE [ARGS] with -e and -v options; returns the exit code and both streams."""
     cmd = ["docker", "run", "--rm", *extra]
     if network_host:
         cmd += ["--network", "host"]
@@ -63,7 +64,7 @@ def docker_run(
         cmd += ["-v", f"{host}:{container}"]
     for key, value in env.items():
         cmd += ["-e", f"{key}={value}"]
-    done = subprocess.run([*cmd, image], capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run([*cmd, image, *args], capture_output=True, text=True, timeout=timeout, check=False)
     return Run(done.returncode, done.stdout, done.stderr)
 
 

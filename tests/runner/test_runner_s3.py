@@ -145,6 +145,20 @@ def test_a_rerun_on_s3_replaces_the_days_rows_in_one_commit(runner_image: str, a
     table = aws.table()
     runs = [s.summary.additional_properties.get("notebook-pipeline.run-id") for s in table.snapshots()]
     assert runs == ["first", "second", "second"]  # the first run's append; the second's delete and append
+    # The AWS table's history and a restore, as the README has an engineer run them with their credentials
+    listed = docker_run(runner_image, aws.env(), network_host=True, args=("history", "--date", SAMPLE_DATE))
+    assert listed.code == 0, listed.stderr
+    lines = [line for line in listed.stdout.splitlines() if "snapshot" in line]
+    assert [line.split("  run ")[1].split()[0] for line in lines] == ["first", "second"]
+    assert lines[-1].startswith("* ")
+    first = lines[0].split("snapshot ")[1].split()[0]
+    back = docker_run(
+        runner_image,
+        aws.env(),
+        network_host=True,
+        args=("restore", "--date", SAMPLE_DATE, "--snapshot", first),
+    )
+    assert back.code == 0 and f"as it was at snapshot {first}: 3000 rows" in back.stdout, back.stderr
 
 
 def test_a_published_day_is_announced_on_the_event_bus(runner_image: str, aws: Aws) -> None:

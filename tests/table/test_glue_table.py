@@ -179,3 +179,23 @@ def test_a_commit_on_glue_is_registered_as_an_iceberg_table_athena_reads(
     assert glue_table["Parameters"]["table_type"] == "ICEBERG"
     assert glue_table["Parameters"]["metadata_location"].startswith(f"{cfg.location}/metadata/")
     assert json.loads(json.dumps(glue_table["StorageDescriptor"]["Location"])) == cfg.location.uri
+
+
+def test_expiry_on_s3_removes_only_the_files_no_kept_snapshot_uses(aws: Aws, cfg: table.TableConfig) -> None:
+    import datetime as dt
+
+    for run in ("a", "b"):
+        publish(cfg, run)
+    publish(cfg, "other-day", date="2019-08-02")
+    s3 = aws.client("s3")
+    bucket, prefix = cfg.location.bucket, cfg.location.prefix()
+
+    def data_files() -> list[str]:
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "data/").get("Contents", [])
+        return sorted(o["Key"] for o in listed)
+
+    assert len(data_files()) == 3
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
+    said = table.expire(cfg, later, orphan_age=dt.timedelta(0))
+    assert said.startswith("expired 3 snapshot(s)") and len(data_files()) == 2, said  # a's file is gone
+    assert runs_in_day(cfg) == ["b"] and runs_in_day(cfg, "2019-08-02") == ["other-day"]
