@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 
 from pyiceberg.expressions import EqualTo
 
@@ -74,3 +75,15 @@ def runs_seen_by_a_reader_while(cfg: table.TableConfig, publishing: Callable[[],
         done.set()
         reader.join()
     return seen
+
+
+def two_runs_of_one_day_race(
+    cfg: table.TableConfig, publish: Callable[..., object], rounds: int = 20
+) -> None:
+    """rounds times, two runs of DAY started together on the table as the last round left it: each time
+    exactly one run's rows, and a clear loser or a replaced one."""
+    publish(cfg, "earlier")  # the table exists: the runs race on its next commit
+    for i in range(rounds):
+        names = {f"left-{i}": 5, f"right-{i}": 6}  # each run's row count
+        outcomes = started_together({name: partial(publish, cfg, name, n) for name, n in names.items()})
+        assert_one_run_holds_the_day(cfg, outcomes, names)

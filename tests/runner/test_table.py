@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from races import assert_one_run_holds_the_day, runs_in_day, runs_seen_by_a_reader_while, started_together
+from races import runs_in_day, runs_seen_by_a_reader_while, started_together, two_runs_of_one_day_race
 
 from runner import exits, table
 from runner.errors import RunFailed
@@ -224,15 +224,8 @@ def test_a_young_unreferenced_file_is_kept_it_may_be_a_commit_under_way(tmp_path
     assert not stray.exists() and runs_in_day(cfg) == ["a"]
 
 
-@pytest.mark.parametrize("round_", range(20))
-def test_two_runs_of_one_day_started_together_leave_exactly_one_runs_rows(
-    tmp_path: Path, round_: int
-) -> None:
-    cfg = config(tmp_path)
-    publish(cfg, "earlier")  # the table exists; the two runs race on its next commit
-    names = {"left": 5, "right": 6}  # each run's row count
-    outcomes = started_together({name: partial(publish, cfg, name, n) for name, n in names.items()})
-    assert_one_run_holds_the_day(cfg, outcomes, names)
+def test_two_runs_of_one_day_started_together_leave_exactly_one_runs_rows_20_times(tmp_path: Path) -> None:
+    two_runs_of_one_day_race(config(tmp_path), publish)
 
 
 def test_runs_of_different_days_commit_independently(tmp_path: Path) -> None:
