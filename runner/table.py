@@ -377,7 +377,7 @@ def unknown_outcome(
     lost on the way back), so that the last line is true either way."""
     table = reloaded(catalog, config.name)
     if table is None:
-        state = "the table is unchanged (there is none yet)"
+        state = "the table is unchanged (there is none yet), and this run's output was not published"
     elif table is not UNREADABLE:
         ours = own_snapshot(table, lineage)
         if ours is not None:
@@ -385,7 +385,7 @@ def unknown_outcome(
                 "the commit reported a failure (%s), but the table holds this run's snapshot", problem
             )
             return committed_from(table, ours, config)
-        state = "the table is unchanged"
+        state = "the table is unchanged, and this run's output was not published"
     else:
         state = (
             "whether the table changed is unknown (it could not be read back): `make history "
@@ -393,7 +393,7 @@ def unknown_outcome(
         )
     raise failed(
         f"could not publish to the table {config.name} at {config.location} ({problem}): check the run "
-        f"role's Glue and S3 rights on the table; {state}, and this run's output was not published"
+        f"role's Glue and S3 rights on the table; {state}"
     )
 
 
