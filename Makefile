@@ -17,9 +17,13 @@ PYTHON     ?= python3
 VENV       := .venv
 BIN        := $(VENV)/bin
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
-# The container writes ./output as you, so you own what it writes (root keeps the image's own user).
+# The container starts as root and drops at once to the runner's user, which writes ./output as you (root
+# keeps the image's own runner user, 10001); the notebook runs as a user of its own (10002), which cannot.
 UID_GID    := $(shell echo "$$(id -u):$$(id -g)")
-DOCKER_USER := $(if $(filter 0:%,$(UID_GID)),,--user $(UID_GID))
+RUNNER_USER := $(if $(filter 0:%,$(UID_GID)),,-e RUNNER_USER=$(UID_GID))
+# As the Fargate task runs: read-only root, /tmp the image's volume, no capability but the three the runner
+# keeps to run the notebook as its own user.
+FARGATE    := --read-only --cap-drop ALL --cap-add SETUID --cap-add SETGID --cap-add KILL
 
 .PHONY: help
 help: ## list the targets
@@ -39,13 +43,13 @@ build: docker ## build the runner image (on a stand-in base when no registry ans
 # The output folder is mounted at its own path, so the table's files (whose metadata names them by absolute
 # path) read the same on this machine as in the container: pandas, DuckDB or PyIceberg here open it as is.
 OUTPUT_ABS := $(abspath $(OUTPUT_DIR))
-TABLE_DOCKER = docker run --rm $(DOCKER_USER) -v "$(OUTPUT_ABS)":"$(OUTPUT_ABS)" -e OUTPUT_URI="$(OUTPUT_ABS)" \
+TABLE_DOCKER = docker run --rm $(FARGATE) $(RUNNER_USER) -v "$(OUTPUT_ABS)":"$(OUTPUT_ABS)" -e OUTPUT_URI="$(OUTPUT_ABS)" \
 	-e NOTEBOOK=$(NOTEBOOK) $(if $(OUTPUT_TABLE),-e OUTPUT_TABLE=$(OUTPUT_TABLE))
 
 .PHONY: run
 run: build ## run NOTEBOOK for RUN_DATE on DATA_DIR (the bundled sample) into the table in OUTPUT_DIR
 	@mkdir -p $(OUTPUT_DIR)
-	@$(if $(DOCKER_USER),,chown 10001 $(OUTPUT_DIR) &&) echo "running $(NOTEBOOK) for $(RUN_DATE) on $(DATA_DIR)"
+	@$(if $(RUNNER_USER),,chown 10001 $(OUTPUT_DIR) &&) echo "running $(NOTEBOOK) for $(RUN_DATE) on $(DATA_DIR)"
 	@rc=0; $(TABLE_DOCKER) -v "$(abspath $(DATA_DIR))":/data/lake:ro \
 		-e DATA_URI=/data/lake -e RUN_DATE=$(RUN_DATE) $(IMAGE) || rc=$$?; \
 	echo; echo "table:   $(OUTPUT_DIR)/ (catalog $(OUTPUT_DIR)/_catalog/iceberg.db; its day $(RUN_DATE) changes only if the check passed)"; \
@@ -162,7 +166,10 @@ resume: ## resume the daily schedule (GITHUB_REPO= or STACK_NAME=)
 delete: ## delete the pipeline stack (GITHUB_REPO= or STACK_NAME=); the artifact bucket is kept
 	@scripts/pipeline.sh delete
 
+# What a notebook left in a local staging folder belongs to the notebook's user (10002): the image removes it.
 .PHONY: clean
 clean: ## remove the output folder, the venv and the local image
+	@test ! -d $(OUTPUT_DIR) || rm -rf $(OUTPUT_DIR) 2>/dev/null || docker run --rm -v "$(OUTPUT_ABS)":/output \
+		--entrypoint /bin/rm $(IMAGE) -rf /output/_runs
 	rm -rf $(OUTPUT_DIR) $(VENV) .venv-checkov .venv-taskcat .pytest_cache .ruff_cache
 	-docker image rm $(IMAGE) 2>/dev/null

@@ -61,6 +61,9 @@ DEFAULT_SIZE = (1, 2)  # template/pipeline.yaml's TaskCpu and TaskMemory default
 
 SNAPSHOT = REPO.parent / "shared" / "data" / "challenge"
 BEFORE_TABLE = "d4af4e6"  # the last commit that published by copying files, before the Iceberg table
+BEFORE_TWO_USERS = "34b4b46"  # the last commit whose notebook ran as the runner's own user (issue 16)
+# As the Fargate task runs: the capabilities the runner keeps, the rest dropped (make run passes the same).
+FARGATE = ("--cap-drop", "ALL", "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "KILL")
 TABLE_GROWTH_GOAL_MB = 25
 TAG = "notebook-runner:bench"
 REPEAT = 5
@@ -127,7 +130,7 @@ def overhead(work: Path) -> tuple[float, float, list[float], list[float]]:
     mounts = ["-v", f"{lake}:/data/lake:ro"]
 
     def runner() -> None:
-        sh("docker", "run", "--rm", *mounts, "-v", f"{out}:/output", "-e", "DATA_URI=/data/lake",
+        sh("docker", "run", "--rm", *FARGATE, *mounts, "-v", f"{out}:/output", "-e", "DATA_URI=/data/lake",
            "-e", "OUTPUT_URI=/output", "-e", "RUN_DATE=2019-08-01", TAG)  # fmt: skip
 
     def script() -> None:
@@ -165,14 +168,14 @@ def publish_speed(work: Path, output: Path) -> list[tuple[str, str, str]]:
 def publish_once(work: Path, data: object, old: object) -> list[tuple[str, str, str]]:
     import pyarrow.parquet as pq
 
-    from runner import publish, table
+    from runner import staged as staging_area
+    from runner import table
     from runner.locations import Location
 
     staging = work / "staging"
     staged = staging / "date=2019-08-01"
     staged.mkdir(parents=True)
     pq.write_table(data, staged / "part-0.parquet")
-    inventory = publish.pin(Location(str(staged)), Location(str(staging)))
     config = table.TableConfig("sqlite", "notebooks.usp", Location(str(work / "table")), 30)
     runs = iter(range(1000))
 
@@ -181,12 +184,16 @@ def publish_once(work: Path, data: object, old: object) -> list[tuple[str, str, 
         target = Location(str(work / "copied" / "date=2019-08-01"))
         old.publish(pinned, target, f"r{next(runs)}")  # type: ignore[attr-defined]
 
-    def commit() -> None:
-        folder = Path(tempfile.mkdtemp(dir=work))
-        checked = publish.read_checked(publish.fetch(inventory, folder), folder)
+    def commit() -> (
+        None
+    ):  # the checked copy made, read (in process here; the runner reads it apart), committed
+        folder = Path(tempfile.mkdtemp(dir=work)) / "date=2019-08-01"
+        inventory = staging_area.copy_staged(Location(str(staged)), Location(str(staging)), folder)
+        checked = pq.read_table(inventory.paths())
         run = f"r{next(runs)}"
         table.commit(config, table.with_date(checked, "2019-08-01"), table.Lineage(run, "2019-08-01"))
-        shutil.rmtree(folder)
+        folder.chmod(0o755)
+        shutil.rmtree(folder.parent)
 
     copied, copy_runs = timed(copy)
     start = time.perf_counter()
@@ -220,6 +227,46 @@ def table_growth(work: Path, base: str, total: int) -> list[tuple[str, str, str]
     ]  # fmt: skip
 
 
+def two_users(work: Path, base: str, total: int) -> list[tuple[str, str, str]]:
+    """The image and the runner's overhead with the notebook's user of its own, against BEFORE_TWO_USERS
+    (one user) built on the same base: each image runs the full snapshot in turn, REPEAT times."""
+    before = work / "before-users"
+    before.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", BEFORE_TWO_USERS], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
+    old = f"{TAG}-one-user"
+    sh("docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", old, str(before))
+    rows = [
+        ("image size, one user (" + BEFORE_TWO_USERS + ") / two users (this)",
+         f"{image_size(old) / 1e6:.0f} MB / {total / 1e6:.0f} MB",
+         f"{(total - image_size(old)) / 1e6:+.1f} MB; goal: no growth"),
+    ]  # fmt: skip
+    if not SNAPSHOT.is_dir():
+        return rows
+    lake = full_lake(work / "users-lake")
+    times: dict[str, list[float]] = {old: [], TAG: []}
+    for n in range(REPEAT + 1):
+        for image in (old, TAG):
+            out = work / f"users-out-{n}-{len(times[image])}-{image.rsplit('-', 1)[-1]}"
+            out.mkdir(mode=0o777)
+            out.chmod(0o777)
+            start = time.perf_counter()
+            env = ("-e", "DATA_URI=/data/lake", "-e", "OUTPUT_URI=/output", "-e", "RUN_DATE=2019-08-01")
+            sh("docker", "run", "--rm", *FARGATE, "-v", f"{lake}:/data/lake:ro", "-v", f"{out}:/output", *env,
+               image)  # fmt: skip
+            if n:  # the first round warms the page cache for both
+                times[image].append(time.perf_counter() - start)
+    before_s, after_s = statistics.median(times[old]), statistics.median(times[TAG])
+    rows.append(
+        ("full snapshot run, one user / two users", f"{before_s:.2f} s / {after_s:.2f} s",
+         (f"{after_s - before_s:+.2f} s (medians of {REPEAT}, alternating); one user {runs_s(times[old])}; "
+          f"two users {runs_s(times[TAG])}; goal: no growth")),
+    )  # fmt: skip
+    return rows
+
+
 def footprint(work: Path) -> tuple[float, int]:
     """One run on the full snapshot, detached: its wall time and the container's peak memory (cgroup v1's
     high-water mark, read until the container exits)."""
@@ -227,7 +274,7 @@ def footprint(work: Path) -> tuple[float, int]:
     out.mkdir(mode=0o777)
     out.chmod(0o777)
     start = time.perf_counter()
-    container = sh("docker", "run", "-d", "-v", f"{lake}:/data/lake:ro", "-v", f"{out}:/output",
+    container = sh("docker", "run", "-d", *FARGATE, "-v", f"{lake}:/data/lake:ro", "-v", f"{out}:/output",
                    "-e", "DATA_URI=/data/lake", "-e", "OUTPUT_URI=/output", "-e", "RUN_DATE=2019-08-01",
                    TAG).stdout.strip()  # fmt: skip
     peak_files = [Path(f"/sys/fs/cgroup/memory/docker/{container}/memory.max_usage_in_bytes"),
@@ -435,6 +482,7 @@ def main() -> int:
             rows += daily_run(Path(tmp), compressed, unpack)
         else:
             rows.append(("runner overhead", "not measured", f"no snapshot at {SNAPSHOT}"))
+        rows += two_users(Path(tmp), base, total)
         rows += table_growth(Path(tmp), base, total)
         rows += athena_example(Path(tmp), base, total)
         rows += pipeline_stages(Path(tmp), base, compressed, unpack)

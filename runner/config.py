@@ -59,6 +59,8 @@ SETTINGS = (
     Setting("KEEP_SNAPSHOT_DAYS", "30", "days of the table's history kept; older snapshots are expired and "
             "the files only they used are removed"),
     Setting("EVENT_BUS", "", "EventBridge bus (name or ARN) told of each published day (optional)"),
+    Setting("EVENT_SOURCE", "notebook-pipeline", "that event's source (in AWS: notebook-pipeline.<stack>, "
+            "the only one the stack's role may put)"),
     Setting("REPORT_URI", "", "where run reports go (default: OUTPUT_URI/_runs)"),
     Setting("STAGING_URI", "", "where the notebook writes before the check, a run per folder DATE/RUN_ID "
             "(default: the run's report folder, REPORT_URI/date=D/RUN_ID/staging)"),
@@ -71,6 +73,9 @@ SETTINGS = (
     Setting("NOTIFY_ON_SUCCESS", "false", "true: tell SNS_TOPIC_ARN of successes too"),
     Setting("METRICS_NAMESPACE", "", "CloudWatch namespace a successful run puts SuccessfulRuns in"),
     Setting("METRICS_JOB", "", "the Job dimension of those metrics (default: the notebook's name)"),
+    Setting("RUNNER_USER", "", "uid:gid the runner runs as, which run_notebook.sh switches to from root "
+            "(make run passes yours, so that you own what a local run writes); never root's or the "
+            "notebook's (default: the image's runner user, 10001)"),
 )  # fmt: skip
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
 DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -242,7 +247,11 @@ def table_config(environ: Mapping[str, str], output: Location, scratch: Path | N
         bus,
     ):
         raise fail(f"EVENT_BUS={bus} is not an event bus name or ARN: e.g. default, or leave it empty")
-    return TableConfig(catalog, name, output, int(keep), bus, scratch)
+    source = get("EVENT_SOURCE")
+    if not re.fullmatch(r"(?!aws\.)[A-Za-z0-9._/-]{1,256}", source):
+        raise fail(f"EVENT_SOURCE={source} is not an event source: letters, digits and '._/-', not starting "
+                   "with 'aws.', e.g. notebook-pipeline")  # fmt: skip
+    return TableConfig(catalog, name, output, int(keep), bus, scratch, source)
 
 
 def load_params(text: str) -> dict[str, Any]:

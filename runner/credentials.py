@@ -26,6 +26,7 @@ from typing import Any
 
 from runner.config import SETTING_NAMES
 from runner.locations import aws_client, aws_problem
+from runner.sandbox import Workspace, notebook_environment
 
 log = logging.getLogger("runner")
 
@@ -144,9 +145,10 @@ class CredentialServer:
 class NotebookIdentity:
     """How the notebook's code reaches AWS in this run, and the environment its processes get."""
 
-    def __init__(self, environ: Mapping[str, str], role: RoleCredentials | None) -> None:
+    def __init__(self, environ: Mapping[str, str], role: RoleCredentials | None, work: Workspace) -> None:
         self.environ = environ
         self.role = role
+        self.work = work
         self.server: CredentialServer | None = None
         self.in_task = runs_in_task(environ)
 
@@ -174,7 +176,8 @@ class NotebookIdentity:
             self.server.__exit__(*exc)
 
     def env(self) -> dict[str, str]:
-        """The notebook's environment: this one without any credential, credential URI or runner setting."""
+        """The notebook's environment: this one without any credential, credential URI or runner setting,
+        with a home and a temporary folder of its own."""
         env = {}
         for name, value in self.environ.items():
             if name in SETTING_NAMES or name.startswith(("ECS_", "RUNNER_")):
@@ -189,7 +192,7 @@ class NotebookIdentity:
         if self.server:
             env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = self.server.url
             env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = self.server.token
-        return env
+        return notebook_environment(env, self.work)
 
     def session(self) -> Any:
         """A boto3 session signing as the notebook does (for the preflight of its data location)."""

@@ -1,11 +1,13 @@
 """Run the notebook: check it and its data location (exit 2) while its kernel boots, then execute it with
-papermill into the run's staging location (exit 10, 11), under the notebook's own identity."""
+papermill, writing into the run's staging location (exit 10, 11), as the notebook's user and under the
+notebook's own AWS identity."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ from runner.config import Config, fail
 from runner.credentials import NotebookIdentity
 from runner.errors import RunFailed, Stopped
 from runner.locations import Location, aws_client, aws_problem
-from runner.processes import kill_descendants, signals_held
+from runner.processes import NotebookUser, signals_held
+from runner.sandbox import Workspace
 
 log = logging.getLogger("runner")
 
@@ -82,12 +85,10 @@ def preflight(config: Config, identity: NotebookIdentity) -> dict[str, Any]:
     }
 
 
-def failing_cell(executed: Path) -> str:
+def failing_cell(name: str) -> str:
     """In the executed notebook, the cell that failed, or else the last one started (a timeout or a stop),
     named as the report shows it: cell [N] ('first line'); '' if there is no notebook or no cell started."""
-    from runner.report import read_regular
-
-    data = read_regular(executed)
+    data = executed_bytes(name)
     if data is None:
         return ""
     import nbformat
@@ -109,22 +110,66 @@ def failing_cell(executed: Path) -> str:
     return f"cell [{cell.get('execution_count') or code_cells.index(cell) + 1}] ({first[:80]!r})"
 
 
-def kernel_python() -> str:
-    """The notebook's Python: the one its kernel spec runs (the image's notebook environment, /opt/venv),
-    never the runner's own. The check and the row count run there too."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    return KernelSpecManager().get_kernel_spec(KERNEL_NAME).argv[0]
+def notebook_python() -> str:
+    """The notebook's Python: its own environment's (VIRTUAL_ENV, /opt/venv in the image), never the runner's.
+    The kernel, the check and the reader of the checked files run there or as the notebook's user."""
+    return str(Path(os.environ.get("VIRTUAL_ENV") or "/opt/venv") / "bin" / "python")
 
 
-def start_kernel(cwd: Path, env: dict[str, str]) -> Any:
-    """Start the image's kernel now, with the notebook's environment, so it boots while papermill loads.
-    What it (or a process it starts) writes to its own stdout and stderr reaches the container's output
-    through the runner, redacted, never directly."""
+class Executed:
+    """Papermill's I/O handler for memory:// paths: the executed notebook is kept in the runner's memory, so
+    no disk the notebook can fill stands between the run and its report."""
+
+    def __init__(self) -> None:
+        self.notebooks: dict[str, str] = {}
+
+    def read(self, path: str) -> str:
+        return self.notebooks[path]
+
+    def write(self, buf: str, path: str) -> None:
+        self.notebooks[path] = buf
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(self.notebooks)
+
+    def pretty_path(self, path: str) -> str:
+        return path
+
+
+EXECUTED = Executed()
+MEMORY = "memory://"
+
+
+def executed_bytes(name: str) -> bytes | None:
+    """The executed notebook papermill wrote last (after every cell), or None if none was written."""
+    text = EXECUTED.notebooks.get(MEMORY + name)
+    return text.encode() if text is not None else None
+
+
+def start_kernel(cwd: Path, env: dict[str, str], user: NotebookUser, work: Workspace) -> Any:
+    """Start the notebook's kernel now, as the notebook's user, so it boots while papermill loads. Its kernel
+    spec is the runner's own (never looked up in a folder): the notebook environment's ipykernel, through
+    setpriv. Its connection file is written in kernel/ and made readable by the notebook's group (the kernel
+    must read it; the runner's other files stay closed). What it, or a process it starts, writes to its own
+    stdout and stderr reaches the container's output through the runner, redacted, never directly."""
+    from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
-    km = AsyncKernelManager(kernel_name=KERNEL_NAME)
+    class NotebookKernelManager(AsyncKernelManager):
+        def write_connection_file(self, **kwargs: Any) -> None:
+            super().write_connection_file(**kwargs)  # 0600, the runner's: made readable by the kernel's group
+            os.chown(self.connection_file, -1, user.gid)
+            Path(self.connection_file).chmod(0o640)
+
+    km = NotebookKernelManager(kernel_name=KERNEL_NAME, connection_file=str(work.kernel / "kernel.json"))
+    km._kernel_spec = KernelSpec(
+        argv=user.command(
+            [notebook_python(), "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        ),
+        display_name="Python 3 (notebook)", language="python", resource_dir=str(work.kernel),
+        metadata={"debugger": True, "supported_encryption": ["curve"]}, kernel_protocol_version="5.5",
+    )  # fmt: skip
     read, write = os.pipe()
     try:
         run_sync(km.start_kernel)(cwd=str(cwd), env=env, stdout=write, stderr=write)
@@ -133,7 +178,7 @@ def start_kernel(cwd: Path, env: dict[str, str]) -> Any:
         raise
     finally:
         os.close(write)  # the kernel and its children hold it now: the pipe ends when the last of them does
-    # A daemon: a process the notebook left behind may hold the pipe open; kill_descendants ends it.
+    # A daemon: a process the notebook left behind may hold the pipe open; stop_all ends it.
     threading.Thread(target=redaction.to_stderr, args=(os.fdopen(read, "rb"),), daemon=True).start()
     return km
 
@@ -147,36 +192,46 @@ def stop_kernel(km: Any) -> None:
     km.cleanup_connection_file()
 
 
-def execute(config: Config, identity: NotebookIdentity, executed: Path) -> None:
-    """Run the notebook into executed (the report's copy); RunFailed says how it failed. Every process it
-    started is gone when this returns, whatever happened."""
+def execute(
+    config: Config,
+    identity: NotebookIdentity,
+    user: NotebookUser,
+    work: Workspace,
+    meanwhile: Callable[[], Any],
+) -> None:
+    """Run the notebook into memory (executed_bytes); RunFailed says how it failed. meanwhile starts once the
+    kernel is booting and papermill is imported (the report's own imports then never race them). No process
+    of the notebook's user is left when this returns, whatever happened."""
     name = config.notebook.name
     km = None
     try:
-        km = start_kernel(config.notebook.parent, identity.env())
+        km = start_kernel(config.notebook.parent, identity.env(), user, work)
+        import papermill as pm
+        from papermill.iorw import papermill_io
+
+        papermill_io.register(MEMORY, EXECUTED)
+        meanwhile()
         params = preflight(config, identity)
         log.info(
             "running %s (cell timeout %d s) into %s", config.notebook, config.cell_timeout, config.staging
         )
-        import papermill as pm
-
         pm.execute_notebook(
-            str(config.notebook), str(executed), parameters=params, kernel_name=KERNEL_NAME, km=km,
+            str(config.notebook), MEMORY + name, parameters=params, kernel_name=KERNEL_NAME, km=km,
             cwd=str(config.notebook.parent), execution_timeout=config.cell_timeout, log_output=True,
             progress_bar=False,
         )  # fmt: skip
     except (RunFailed, Stopped):
         raise
     except Exception as exc:
-        raise notebook_failure(name, executed, config.cell_timeout, exc) from exc
+        raise notebook_failure(name, config.cell_timeout, exc) from exc
     finally:
         with signals_held():
             if km is not None:
                 stop_kernel(km)
-            kill_descendants("after the notebook")
+            user.stop_all("after the notebook")
 
 
-def notebook_failure(name: str, executed: Path, timeout: int, exc: Exception) -> RunFailed:
+def notebook_failure(name: str, timeout: int, exc: Exception) -> RunFailed:
     """Classify what papermill raised: a cell's error, a cell timeout, a dead kernel."""
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -187,7 +242,7 @@ def notebook_failure(name: str, executed: Path, timeout: int, exc: Exception) ->
             exits.NOTEBOOK, f"{name} raised {exc.ename} in cell [{exc.exec_count}]: {reason}", "notebook"
         )
     if isinstance(exc, CellTimeoutError):
-        where = failing_cell(executed) or "a cell"
+        where = failing_cell(name) or "a cell"
         return RunFailed(
             exits.TIMEOUT,
             f"{where} of {name} ran longer than CELL_TIMEOUT={timeout} s: make it faster or raise "

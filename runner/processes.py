@@ -1,23 +1,38 @@
-"""The runner's hold on the processes it starts: it adopts every orphan (a child subreaper), and before a
-trusted step begins, every process the notebook or the check started is gone, even one that left the
-kernel's session (setsid) or daemonized."""
+"""The two users of a run and the runner's hold on the notebook's processes.
+
+run_notebook.sh starts the runner as its own user (the image's `runner`, or RUNNER_USER) with SETUID, SETGID
+and KILL only, and no_new_privs. Every process of the notebook's code (its kernel, what the kernel starts,
+the check, the parser of its Parquet files) runs as the image's `notebook` user, started through setpriv
+with no capability and no_new_privs: it can neither read nor write the runner's folders, nor signal or
+trace the runner. Before each trusted step, no process of the notebook's user is left, whatever its state
+or parentage: a process of that user kills every process of that user at once (kill(-1, SIGKILL): the
+kernel delivers it to each of them, and a fork under way fails), and the runner waits until /proc shows
+none, reaping what it adopted (it is the container's init, and a child subreaper elsewhere).
+"""
 
 from __future__ import annotations
 
 import ctypes
+import grp
 import logging
 import os
+import pwd
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("runner")
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
+NOTEBOOK_ACCOUNT = "notebook"  # the image's user for the notebook's code (Dockerfile)
+SETPRIV = "/usr/bin/setpriv"
+KEPT = {"CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7}  # the runner's capabilities (run_notebook.sh)
+STOP_SECONDS = 30  # the longest the runner waits for the notebook's user to have no process left
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -28,14 +43,13 @@ def _prctl(option: int, value: int) -> bool:
 
 
 def harden() -> None:
-    """Make this process non-dumpable (its /proc/<pid>/environ, mem and fds become root's, so a process of
-    the same user, such as the notebook's kernel, cannot read the task's credentials from it; nor can it
-    ptrace it) and a child subreaper (orphans of its children become its own, so none escapes)."""
+    """Make this process non-dumpable (its /proc/<pid>/environ, mem and fds become root's, and it cannot be
+    ptraced) and a child subreaper (orphans of its children become its own, so none escapes its reaping)."""
     if not _prctl(PR_SET_DUMPABLE, 0):
-        log.warning("could not make the runner non-dumpable: the notebook could read its memory")
+        log.warning("could not make the runner non-dumpable: its memory is less protected")
     if not _prctl(PR_SET_CHILD_SUBREAPER, 1):
         log.warning(
-            "could not make the runner a child subreaper: a daemonized notebook process may outlive it"
+            "could not make the runner a child subreaper: an orphaned notebook process stays a zombie"
         )
 
 
@@ -50,26 +64,15 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def descendants(root: int | None = None) -> list[int]:
-    """Every live process below root (this process by default), from /proc."""
-    root = os.getpid() if root is None else root
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        entry = proc.name
-        if not entry.isdigit():
-            continue
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if fields[0] != "Z":  # a zombie is dead already: it only waits to be reaped
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
+def effective_capabilities() -> int:
+    """This process's effective capability set, from /proc (0 where there is none)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
 
 
 def reap() -> None:
@@ -83,33 +86,108 @@ def reap() -> None:
             return
 
 
-def kill_descendants(why: str) -> int:
-    """SIGKILL every process below this one until none is left (a process forking meanwhile is caught on the
-    next round); returns how many were killed."""
-    killed: set[int] = set()
-    for _ in range(100):
-        pids = descendants()
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.01)
-        reap()
-    else:
-        from runner import exits
-        from runner.errors import RunFailed
+def uid_of(pid: str) -> int | None:
+    """The real uid of a process (or a zombie) from /proc/<pid>/status; None if it is gone."""
+    try:
+        for line in Path("/proc", pid, "status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
-        raise RunFailed(
-            exits.NOTEBOOK,
-            f"processes kept appearing {why}, faster than 100 rounds of SIGKILL removed them (a fork bomb?): "
-            "nothing was checked or published",
-            "notebook",
+
+def running(pid: str) -> bool:
+    """Whether a process runs: any state but a zombie's, or a zombie leader whose other threads run."""
+    try:
+        state = Path("/proc", pid, "stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z" or len(list(Path("/proc", pid, "task").iterdir())) > 1
+    except (OSError, IndexError):
+        return False
+
+
+@dataclass(frozen=True)
+class NotebookUser:
+    """The user the notebook's code runs as, and how to start and stop its processes."""
+
+    uid: int
+    gid: int
+
+    @classmethod
+    def of_image(cls) -> NotebookUser:
+        entry = pwd.getpwnam(NOTEBOOK_ACCOUNT)
+        return cls(entry.pw_uid, entry.pw_gid)
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """argv run as this user: no supplementary group, no capability (none inherited, none ambient, so
+        none after exec), no_new_privs (a setuid file would give nothing)."""
+        return [
+            SETPRIV, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--inh-caps=-all",
+            "--ambient-caps=-all", "--no-new-privs", "--", *argv,
+        ]  # fmt: skip
+
+    def processes(self) -> list[int]:
+        """Every process of this user, whatever its state: a thread group whose leader exited (shown as a
+        zombie while its other threads run) included; a true zombie stays listed until it is reaped."""
+        return [
+            int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and uid_of(p.name) == self.uid
+        ]
+
+    def stop_all(self, why: str) -> int:
+        """SIGKILL every process of this user and wait until none is left (reaping what the runner adopted);
+        returns how many there were. RunFailed if one outlives STOP_SECONDS."""
+        import subprocess
+
+        found = self.processes()
+        count = sum(1 for pid in found if running(str(pid)))
+        deadline = time.monotonic() + STOP_SECONDS
+        while found:
+            for pid in found:  # the runner's own CAP_KILL: a process that stops the helper below dies too
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            # kill(-1) from a process of the notebook's user reaches each of its processes at once (a fork
+            # under way fails); bash's builtin kill makes it one exec.
+            with suppress(subprocess.TimeoutExpired):
+                subprocess.run(self.command(["/bin/bash", "-c", "kill -KILL -1 2>/dev/null; exit 0"]),
+                               check=False, timeout=5)  # fmt: skip
+            time.sleep(0.005)
+            reap()
+            found = self.processes()
+            if found and time.monotonic() > deadline:
+                from runner import exits
+                from runner.errors import RunFailed
+
+                raise RunFailed(
+                    exits.NOTEBOOK,
+                    f"{len(found)} process(es) of the notebook's user were still there {STOP_SECONDS} s "
+                    f"after SIGKILL {why} (pids {', '.join(map(str, found[:5]))}): nothing was checked or "
+                    "published",
+                    "notebook",
+                )
+        if count:
+            log.info("killed %d process(es) of the notebook's user left running %s", count, why)
+        return count
+
+
+def runner_is_confined() -> str:
+    """'' when this process runs as the image meant (not root, the notebook's user known, the capabilities to
+    start and stop it), else what is wrong, for the configuration error."""
+    if os.getuid() == 0 or os.geteuid() == 0:
+        return "the runner runs as root: start the image through its entrypoint, which drops root"
+    try:
+        notebook = NotebookUser.of_image()
+        grp.getgrgid(notebook.gid)
+    except KeyError:
+        return f"the image has no '{NOTEBOOK_ACCOUNT}' user: rebuild it from the platform's Dockerfile"
+    if os.getuid() == notebook.uid:
+        return "the runner runs as the notebook's user: start the image through its entrypoint"
+    missing = [name for name, bit in KEPT.items() if not effective_capabilities() >> bit & 1]
+    if missing:
+        return (
+            f"the runner lacks {', '.join(missing)}, which it needs to run the notebook as a user of its "
+            "own: "
+            "start the image through its entrypoint, as root, without dropping them"
         )
-    reap()
-    if killed:
-        log.info("killed %d process(es) left running %s", len(killed), why)
-    return len(killed)
+    if not Path(SETPRIV).is_file():
+        return f"{SETPRIV} is missing (util-linux): rebuild the image on a Debian base"
+    return ""

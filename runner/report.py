@@ -1,20 +1,24 @@
 """The run's report: the executed notebook and its HTML, check.txt and manifest.json, stored under
-REPORT_URI/date=D/RUN_ID/ whatever the outcome."""
+REPORT_URI/date=D/RUN_ID/ whatever the outcome.
+
+The report lives in the runner's memory until it is stored: the executed notebook (papermill writes it to
+memory), its HTML (rendered in memory), the check's output (kept as it streams) and the manifest. Storing
+it needs no local disk, so a notebook that fills the task's storage cannot take the run's record with it;
+each file is stored on its own, and one that cannot be stored is named, never the run's exit code changed.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
-import shutil
-import tempfile
 import threading
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from runner import redaction
+from runner.files import replace_file
 from runner.locations import Location, aws_client, aws_problem
-from runner.publish import create_new, open_regular
 
 log = logging.getLogger("runner")
 
@@ -24,29 +28,17 @@ CONTENT_TYPES = {
     ".ipynb": "application/x-ipynb+json",
     ".txt": "text/plain",
 }
-
-
 RENDER_SECONDS = 600  # the longest the run waits for its HTML report
-LARGEST = 512 * 2**20  # a report file larger than this is the notebook's doing: it is not kept
-
-
-def read_regular(path: Path) -> bytes | None:
-    """A file the notebook's processes could have replaced (they run as the same user): read only if it is
-    a regular file, never through a link, never blocking on a FIFO, never unbounded; None otherwise."""
-    try:
-        with os.fdopen(open_regular(path), "rb") as f:
-            data = f.read(LARGEST + 1)
-    except OSError:
-        return None
-    return data if len(data) <= LARGEST else None
+MANIFEST = "manifest.json"
 
 
 class HtmlReport:
     """Renders the executed notebook as HTML off the critical path: nbconvert is imported while the notebook
     runs, and the page is rendered, in memory, while the check runs."""
 
-    def __init__(self, executed: Path) -> None:
+    def __init__(self, executed: Callable[[], bytes | None], name: str) -> None:
         self.executed = executed
+        self.name = name
         self.body: str | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._work, name="report", daemon=True)
@@ -60,6 +52,8 @@ class HtmlReport:
         self._ready.set()
 
     def wait(self) -> str | None:
+        if self._thread.ident is None:
+            return None  # never started: the run ended before the notebook did
         self._ready.set()
         self._thread.join(timeout=RENDER_SECONDS)
         if self._thread.is_alive():
@@ -75,50 +69,37 @@ class HtmlReport:
             exporter = HTMLExporter(sanitize_html=True)  # the notebook's outputs are untrusted HTML
             self._ready.wait()
             # rendered from the redacted notebook: the page never holds a secret, however nbconvert escapes it
-            data = redaction.ACTIVE.file_bytes(read_regular(self.executed), self.executed.name)
+            data = redaction.ACTIVE.file_bytes(self.executed(), self.name)
             if data is not None:
                 self.body, _ = exporter.from_notebook_node(nbformat.reads(data.decode(), as_version=4))
         except Exception as exc:  # noqa: BLE001 -- the executed notebook is kept either way
             log.warning("the HTML report could not be rendered (%s); the executed notebook is kept", exc)
 
 
-def store(report_dir: Path, dest: Location) -> None:
-    """Every file of the report folder to its place in REPORT_URI (S3 or a folder)."""
-    files = sorted(p for p in report_dir.iterdir() if p.is_file())
+def store_file(dest: Location, name: str, data: bytes) -> None:
+    """One file of the report at its place in REPORT_URI, from memory (S3 or a folder)."""
     if dest.is_s3:
-        s3 = aws_client()
-        for path in files:
-            extra = {"ContentType": CONTENT_TYPES.get(path.suffix, "application/octet-stream")}
-            s3.upload_file(str(path), dest.bucket, dest.prefix() + path.name, ExtraArgs=extra)
+        extra = {"ContentType": CONTENT_TYPES.get("." + name.rsplit(".", 1)[-1], "application/octet-stream")}
+        aws_client().upload_fileobj(io.BytesIO(data), dest.bucket, dest.prefix() + name, ExtraArgs=extra)
     else:
         dest.path.mkdir(parents=True, exist_ok=True)
-        for path in files:
-            shutil.copyfile(path, dest.path / path.name)
+        replace_file(dest.path / name, data)
 
 
-def assemble(work: Path, files: dict[str, bytes | None]) -> Path:
-    """The report's files, written anew in a folder made now, after every process of the notebook and the
-    check has gone: none of them can have been swapped for a link or a FIFO."""
-    folder = Path(tempfile.mkdtemp(prefix="report.", dir=work))
+def store(dest: Location, files: dict[str, bytes]) -> dict[str, str]:
+    """Each file stored on its own; returns {name: why it was not stored} for those that were not."""
+    lost = {}
     for name, data in files.items():
-        if data is not None:
-            with create_new(folder / name) as f:
-                f.write(data)
-    return folder
+        try:
+            store_file(dest, name, data)
+        except Exception as exc:  # noqa: BLE001 -- losing a report file must not change the run's exit code
+            log.warning("could not store %s in %s (%s)", name, dest, aws_problem(exc))
+            lost[name] = f"writing {dest}/{name} failed ({aws_problem(exc)})"
+    return lost
 
 
-def write_and_store(folder: Path, manifest: dict[str, Any], dest: Location | None) -> str:
-    """manifest.json written, the folder stored; returns '' or why the report could not be stored."""
-    with create_new(folder / "manifest.json") as f:
-        f.write((json.dumps(manifest, indent=2) + "\n").encode())
-    if dest is None:
-        return ""
-    try:
-        store(folder, dest)
-    except Exception as exc:  # noqa: BLE001 -- losing the report must not change the run's exit code
-        log.warning("could not store the report in %s (%s)", dest, aws_problem(exc))
-        return f"not stored: writing {dest} failed ({aws_problem(exc)})"
-    return ""
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2) + "\n").encode()
 
 
 def console_link(loc: Location, region: str) -> str:

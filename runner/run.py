@@ -1,7 +1,10 @@
 """One run, start to finish: the run object the steps share, and the one place a run ends.
 
-    configuration (config.py) -> notebook (execute.py) -> pin (publish.py) -> check (checking.py)
-      -> publish (publish.py: one commit to the output table, table.py) -> expiry and the consumers' event
+    the two users and the run's folders (processes.py, sandbox.py) -> configuration (config.py)
+      -> notebook, as the notebook's user (execute.py) -> the checked copy of its output (staged.py)
+      -> check, as the notebook's user, on that copy (checking.py)
+      -> publish that copy (publish.py: one commit to the output table, table.py)
+      -> expiry and the consumers' event
       -> finish: report (report.py), metrics and mail (notify.py), last line
 
 Every step raises RunFailed (or Stopped) for a failure; finish() turns it into the manifest, the report,
@@ -16,21 +19,24 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from runner import config as configuration
-from runner import exits, notify, processes, publish, redaction, table
+from runner import exits, guard, notify, processes, publish, redaction, table
 from runner.checking import run_check, verdict
 from runner.credentials import NotebookIdentity, RoleCredentials
-from runner.errors import RunFailed, Stopped
-from runner.execute import execute, failing_cell, kernel_python
+from runner.errors import NOTHING, PUBLISHED, SAID, RunFailed, Stopped
+from runner.execute import execute, executed_bytes, failing_cell, notebook_python
 from runner.locations import Location
-from runner.report import HtmlReport, assemble, read_regular, write_and_store
+from runner.processes import NotebookUser
+from runner.report import MANIFEST, HtmlReport, manifest_bytes, store
+from runner.sandbox import Workspace, confine_runner
+from runner.staged import Inventory, copy_staged, remove_as, remove_published_from_staging
 
 log = logging.getLogger("runner")
 
@@ -41,20 +47,21 @@ class Outcome:
     exit: exits.Exit
     step: str
     message: str
+    output: str = NOTHING  # what became of the day's output (errors.py): the last line says it
 
 
 @dataclass
 class Run:
-    environ: dict[str, str]
-    work: Path
+    environ: dict[str, str]  # as the container got it: the notebook's environment is made from it
+    work: Workspace
+    user: NotebookUser
     started: float = field(default_factory=time.time)
     config: configuration.Config | None = None
     stage: str = "starting"
     reports_ready: bool = False  # the run's report folder exists: the report can be stored there
     html: HtmlReport | None = None
-    check_report: Path | None = None
-    inventory: publish.Inventory | None = None
-    rows: int | None = None
+    check_output: bytearray | None = None  # check.txt, kept in memory as the check writes it
+    inventory: Inventory | None = None
     committed: table.Committed | None = None
     told: str = ""  # what became of the consumers' event: '' (none configured), sent, or why not
     publishing: bool = False  # once publishing has begun, a stop waits for it to complete
@@ -62,13 +69,12 @@ class Run:
     finishing: bool = False
 
     @property
-    def report_dir(self) -> Path:
-        return self.work / "report"
-
-    @property
-    def executed(self) -> Path:
-        assert self.config is not None
-        return self.report_dir / f"{self.config.notebook_name}.ipynb"
+    def name(self) -> str:
+        return (
+            self.config.notebook_name
+            if self.config
+            else Path(self.environ.get("NOTEBOOK") or "notebook").stem
+        )
 
     # --- signals ------------------------------------------------------------------------------------
 
@@ -89,7 +95,9 @@ class Run:
         redaction.load(self.environ)  # first: every later line, file and mail is redacted
         config = self.config = configuration.load(self.environ)
         assert config.table is not None
-        config.table = replace(config.table, scratch=self.work)  # TABLE_CATALOG=none keeps its file here
+        config.table = replace(
+            config.table, scratch=self.work.private
+        )  # TABLE_CATALOG=none keeps its file here
         redaction.check_params(config.params)
         log.info(
             "run %s: %s for %s; data %s; output %s; report %s", config.run_id, config.notebook,
@@ -101,39 +109,49 @@ class Run:
             if config.notebook_role_arn
             else None
         )
-        with NotebookIdentity(self.environ, role) as identity:
+        with NotebookIdentity(self.environ, role, self.work) as identity:
             log.info("%s", identity.describe())
-            before = publish.fingerprint(config.output, config.reports, config.staging_area)
+            before = guard.fingerprint(config.output, config.reports, config.staging_area)
             try:
                 self.stage = "running the notebook"
-                self.html = HtmlReport(self.executed).start()
-                execute(config, identity, self.executed)
+                name = config.notebook.name
+                self.html = HtmlReport(lambda: executed_bytes(name), name)
+                execute(config, identity, self.user, self.work, self.html.start)
                 self.html.render()
-                # Pinned before the check reads it: publish copies exactly these files, unchanged.
-                self.inventory = publish.pin(config.staging.child(config.partition), config.staging)
+                # No process of the notebook's user is left: the copy is what the check reads and what is
+                # published, whatever is written to staging from now on.
+                self.stage = "copying the output for its check"
+                partition = self.work.checked / config.partition
+                self.inventory = copy_staged(
+                    config.staging.child(config.partition), config.staging, partition
+                )
                 self.stage = "checking the output"
-                # check.txt in a folder made after the kernel's end: nothing of the notebook's is there
-                self.check_report = Path(tempfile.mkdtemp(prefix="check.", dir=self.work)) / "check.txt"
-                run_check(config, identity.env(), kernel_python(), self.check_report)
+                self.check_output = bytearray()
+                run_check(config, identity.env(), notebook_python(), self.work.checked, self.user,
+                          self.check_output)  # fmt: skip
             finally:
                 with processes.signals_held():
                     self.guard_output(before)
+        return self.publish()
+
+    def publish(self) -> Outcome:
+        config, inventory = self.config, self.inventory
+        assert config is not None and inventory is not None
         self.stage = "publishing"
         self.publishing = True
-        said = redaction.text(verdict((read_regular(self.check_report) or b"").decode(errors="replace")))
+        said = redaction.text(verdict(bytes(self.check_output or b"").decode(errors="replace")))
         lineage = table.Lineage(
             config.run_id, config.run_date, config.commit, table.image_of(self.environ), said
         )
-        committed = self.committed = publish.publish(self.inventory, config, lineage, self.work)
-        self.rows = committed.rows
-        publish.remove_published_from_staging(self.inventory, config.staging)
+        committed = self.committed = publish.publish(inventory, config, lineage, self.user)
+        remove_published_from_staging(inventory, config.staging, self.user)
         self.after_commit(committed, lineage)
         replaced = f", replacing {committed.replaced} rows" if committed.replaced else ""
         told = f"; consumers were NOT told ({self.told})" if self.told not in ("", "sent") else ""
         return Outcome(
             "succeeded", exits.OK, "",
             f"published {committed.rows} rows of {config.run_date} to the table {committed.table} at "
-            f"{config.output} (snapshot {committed.snapshot_id}{replaced}){told}",
+            f"{config.output} (snapshot {committed.snapshot_id}{replaced}){told}", PUBLISHED,
         )  # fmt: skip
 
     def after_commit(self, committed: table.Committed, lineage: table.Lineage) -> None:
@@ -154,7 +172,8 @@ class Run:
             log.warning("the table's old snapshots were not expired (%s): the next run tries again", exc)
 
     def prepare_locations(self) -> None:
-        """The local folders the run writes must be creatable by the container's user."""
+        """The local folders the run writes: creatable by the runner; the run's staging folder writable by
+        the notebook's group (the notebook writes there, and the runner belongs to that group)."""
         config = self.config
         assert config is not None
         for name, loc in (
@@ -166,25 +185,30 @@ class Run:
                 continue
             try:
                 loc.path.mkdir(parents=True, exist_ok=True)
+                if loc == config.staging:
+                    os.chown(loc.path, -1, self.user.gid)
+                    loc.path.chmod(0o2770)
             except OSError as exc:
                 raise configuration.fail(
-                    f"{name} folder {loc} cannot be created ({exc.strerror}): mount a folder the container "
-                    f"user ({os.getuid()}) may write"
+                    f"{name} folder {loc} cannot be created ({exc.strerror}): mount a folder the runner's "
+                    "user "
+                    f"({os.getuid()}) may write (make run passes RUNNER_USER, your own uid)"
                 ) from exc
         self.reports_ready = True
 
-    def guard_output(self, before: publish.Fingerprint | None) -> None:
+    def guard_output(self, before: guard.Fingerprint | None) -> None:
         """A local OUTPUT_URI is the runner's alone: undo what the notebook or its check wrote there."""
         assert self.config is not None
         if before is None:
             return
         config = self.config
-        violation = publish.undo_writes(
+        violation = guard.undo_writes(
             config.output,
             before,
-            publish.fingerprint(config.output, config.reports, config.staging_area) or before,
+            guard.fingerprint(config.output, config.reports, config.staging_area) or before,
+            self.remove_the_notebooks,
         )
-        after = publish.fingerprint(config.output, config.reports, config.staging_area)
+        after = guard.fingerprint(config.output, config.reports, config.staging_area)
         if violation is not None and after is not None:
             left = sorted((set(after.files) - set(before.files)) | (after.folders - before.folders))
             if left:  # the undo could not remove everything: say so, never that it did
@@ -199,43 +223,46 @@ class Run:
             raise violation
         log.error("%s", violation)  # the failure already under way is the run's; this one is logged
 
+    def remove_the_notebooks(self, root: Path, names: list[str]) -> None:
+        """What the notebook wrote where it should not have: removed as its user (it owns it), then by the
+        runner (a link or a file in a folder of the runner's)."""
+        try:
+            remove_as(self.user, root, names)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("could not remove what the notebook wrote in %s as its user (%s)", root, exc)
+        guard.remove(root, names)
+
     # --- the end ----------------------------------------------------------------------------------------
 
     def stopped_outcome(self, signal_name: str) -> Outcome:
         where = ""
         if self.config is not None and self.stage == "running the notebook":
-            cell = failing_cell(self.executed)
+            cell = failing_cell(self.config.notebook.name)
             where = f" in {cell}" if cell else ""
             what = f"running {self.config.notebook.name}{where}"
         else:
             what = self.stage
         return Outcome("stopped", exits.STOPPED, "stopped", f"stopped by {signal_name} while {what}")
 
-    def finish(self, outcome: Outcome) -> int:
-        """The manifest and the report stored, the metrics and the mail sent, the last line printed."""
-        self.finishing = True
-        config = self.config
-        body = self.html.wait() if self.html is not None else None
-        name = config.notebook_name if config else Path(self.environ.get("NOTEBOOK") or "the notebook").stem
+    def report_files(self) -> dict[str, bytes]:
+        """The report's files, from memory, redacted."""
         files: dict[str, bytes | None] = {}
-        if config is not None:
-            files[f"{name}.ipynb"] = read_regular(self.executed)
-            files[f"{name}.html"] = body.encode() if body is not None else None
-        if self.check_report is not None:
-            files["check.txt"] = read_regular(self.check_report)
-        files = {file: redaction.ACTIVE.file_bytes(data, file) for file, data in files.items()}
-        folder = assemble(self.work, files)
-        report = "none (the run stopped before it started)"
-        dest: Location | None = None
-        if config is not None and self.reports_ready:
-            dest = config.run_reports
-            shown = f"{name}.html" if (folder / f"{name}.html").exists() else "manifest.json"
-            report = f"{dest}/{shown}"
-        manifest = {
+        if self.config is not None:
+            body = self.html.wait() if self.html is not None else None
+            files[f"{self.name}.ipynb"] = executed_bytes(self.config.notebook.name)
+            files[f"{self.name}.html"] = body.encode() if body is not None else None
+        if self.check_output is not None:
+            files["check.txt"] = bytes(self.check_output)
+        redacted = {name: redaction.ACTIVE.file_bytes(data, name) for name, data in files.items()}
+        return {name: data for name, data in redacted.items() if data is not None}
+
+    def manifest(self, outcome: Outcome, report: str, dest: Location | None) -> dict[str, Any]:
+        config = self.config
+        return {
             "run_id": config.run_id if config else self.environ.get("RUN_ID", ""),
             "date": config.run_date if config else self.environ.get("RUN_DATE", ""),
             "image": config.image if config else self.environ.get("RUNNER_IMAGE", "unknown"),
-            "notebook": name,
+            "notebook": self.name,
             "status": outcome.status,
             "exit_code": outcome.exit.code,
             "meaning": outcome.exit.meaning,
@@ -243,7 +270,7 @@ class Run:
             "message": outcome.message,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "duration_seconds": round(time.time() - self.started, 2),
-            "rows": self.rows,
+            "rows": self.committed.rows if self.committed else None,
             "output_uri": config.output.uri if config else "",
             "table": config.table.name if config and config.table else "",
             "snapshot_id": self.committed.snapshot_id if self.committed else None,
@@ -251,14 +278,44 @@ class Run:
             "report_uri": dest.uri if dest else "",
             "report": report,
             "published_files": [f.name for f in self.inventory.files]
-            if self.inventory and outcome.exit is exits.OK
+            if self.inventory and self.committed
             else [],
             "not_published": self.inventory.left_out if self.inventory else [],
         }
-        manifest = redaction.data(manifest)
-        lost = write_and_store(folder, manifest, dest)
+
+    def record(self, outcome: Outcome) -> dict[str, Any]:
+        """The report and the manifest stored, from memory; returns the manifest (its report field says
+        where the report is, or why it was not stored)."""
+        dest = self.config.run_reports if self.config is not None and self.reports_ready else None
+        report = "none (the run stopped before it started)"
+        lost: dict[str, str] = {}
+        if dest is not None:
+            files = self.report_files()
+            lost = store(dest, files)
+            page = f"{self.name}.html"
+            report = f"{dest}/{page if page in files and page not in lost else MANIFEST}"
+        manifest = self.manifest(outcome, report, dest)
         if lost:
-            manifest["report"] = report = lost
+            manifest["not_stored"] = lost
+        manifest = redaction.data(manifest)
+        if dest is not None:
+            missing = store(dest, {MANIFEST: manifest_bytes(manifest)})
+            if missing:
+                manifest["report"] = f"not stored: {missing[MANIFEST]}"
+        return manifest
+
+    def finish(self, outcome: Outcome) -> int:
+        """The report and the manifest stored, the metrics and the mail sent, the last line printed: each
+        step on its own, so that whatever fails among them, the last line and the exit code tell the truth."""
+        self.finishing = True
+        config = self.config
+        try:
+            manifest = self.record(outcome)
+        except Exception as exc:
+            log.exception("the run's record could not be made")
+            manifest = redaction.data(
+                self.manifest(outcome, f"not stored: {type(exc).__name__}: {exc}", None)
+            )
         if config is not None and outcome.exit is exits.OK and config.metrics_namespace:
             notify.put_success_metrics(config.metrics_namespace, config.metrics_job, manifest)
         if (
@@ -267,23 +324,26 @@ class Run:
             and (outcome.exit is not exits.OK or config.notify_on_success)
         ):
             notify.notify(config.topic_arn, manifest)
-        run_id, date = manifest["run_id"] or "?", manifest["date"] or "?"
-        if outcome.exit is exits.OK:
-            line = (
-                f"notebook-runner: run {run_id} of {name} for {date} succeeded: {outcome.message}; "
-                f"report: {report}"
-            )
-        else:
-            # The table's own messages say what became of the table; a changed table is never a failure's
-            said = ("is unknown", "another writer replaced it", "was not published")
-            published = "" if any(words in outcome.message for words in said) else "nothing was published; "
-            line = (
-                f"notebook-runner: run {run_id} of {name} for {date} {outcome.status.upper()} "
-                f"(exit {outcome.exit.code}, {outcome.step}): {outcome.message}; {published}report: {report}"
-            )
         gc.collect()  # what the collector logs about the finished kernel client comes before the last line
-        print(redaction.text(line), file=sys.stderr, flush=True)
+        print(redaction.text(last_line(outcome, manifest)), file=sys.stderr, flush=True)
         return outcome.exit.code
+
+
+def last_line(outcome: Outcome, manifest: dict[str, Any]) -> str:
+    """The run in one sentence: what happened, what became of the day's output, where the report is."""
+    run_id, date = manifest["run_id"] or "?", manifest["date"] or "?"
+    run = f"notebook-runner: run {run_id} of {manifest['notebook']} for {date}"
+    if outcome.exit is exits.OK:
+        return f"{run} succeeded: {outcome.message}; report: {manifest['report']}"
+    output = {
+        NOTHING: "nothing was published; ",
+        SAID: "",
+        PUBLISHED: f"the day WAS published (snapshot {manifest['snapshot_id']}); ",
+    }[outcome.output]
+    return (
+        f"{run} {outcome.status.upper()} (exit {outcome.exit.code}, {outcome.step}): {outcome.message}; "
+        f"{output}report: {manifest['report']}"
+    )
 
 
 def table_command(argv: list[str]) -> int:
@@ -315,15 +375,24 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(configuration.usage(), file=sys.stderr)
         return 0
-    if argv[:1] in (["history"], ["restore"]):
-        return table_command(argv)
+    problem = processes.runner_is_confined()
+    if problem:
+        print(f"notebook-runner: {problem}; nothing was run", file=sys.stderr)
+        return exits.CONFIG.code
     environ = dict(os.environ)
-    work = Path(tempfile.mkdtemp(prefix="notebook-run.", dir=environ.get("TMPDIR") or "/tmp"))  # noqa: S108
-    home = environ.get("HOME", "")
-    if not home or not os.access(home, os.W_OK):  # an arbitrary --user has no home of its own
-        environ["HOME"] = os.environ["HOME"] = str(work)
-    (work / "report").mkdir()
-    run = Run(environ, work)
+    environ.setdefault("PROJECT_DIR", str(Path.cwd()))  # the image's /app, before the runner leaves it
+    user = NotebookUser.of_image()
+    work = Workspace.create(user)
+    try:
+        confine_runner(work)
+        if argv[:1] in (["history"], ["restore"]):
+            return table_command(argv)
+        return run_once(Run(environ, work, user), argv)
+    finally:
+        shutil.rmtree(work.root, ignore_errors=True)
+
+
+def run_once(run: Run, argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, run.on_signal)
     signal.signal(signal.SIGINT, run.on_signal)
     try:
@@ -335,18 +404,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         outcome = run.go()
     except RunFailed as exc:
-        outcome = Outcome("failed", exc.exit, exc.step, str(exc))
+        outcome = Outcome("failed", exc.exit, exc.step, str(exc), exc.output)
     except Stopped as exc:
-        processes.kill_descendants("after the stop")
+        with processes.signals_held():
+            run.user.stop_all("after the stop")
         outcome = run.stopped_outcome(str(exc))
     except Exception as exc:  # an unforeseen failure still ends the run in finish, with its reason
         log.exception("the runner itself failed")
+        after = " after publishing the day" if run.committed else ""
         outcome = Outcome(
             "failed", exits.INTERNAL, "runner",
-            f"the runner itself failed ({type(exc).__name__}: {exc}): this is a bug, please report it with "
-            "the log above",
+            f"the runner itself failed{after} ({type(exc).__name__}: {exc}): this is a bug, please report it "
+            "with the log above", PUBLISHED if run.committed else NOTHING,
         )  # fmt: skip
-    try:
-        return run.finish(outcome)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return run.finish(outcome)

@@ -20,7 +20,7 @@ only (none: the validation writes the table's files but registers nothing).
 - Consumers are told: after each successful commit, one EventBridge event (EVENT_SOURCE, EVENT_DETAIL_TYPE).
 
 The runner reads the checked files with its own pinned pyarrow (never the notebook's) and writes the
-table's files itself: what it commits is what was pinned and checked (publish.fetch verifies each file).
+table's files itself: what it commits is the copy the check read (staged.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import exits
-from runner.errors import RunFailed
+from runner.errors import SAID, RunFailed
 from runner.locations import Location, aws_client, aws_problem, default_region, list_objects
 
 if TYPE_CHECKING:
@@ -50,9 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runner")
 
-# What a consumer's EventBridge rule matches on (template/pipeline.yaml grants exactly these; a test holds
-# the two equal).
-EVENT_SOURCE = "notebook-pipeline"
+# What a consumer's EventBridge rule matches on, with the source (EVENT_SOURCE, per stack in AWS):
+# template/pipeline.yaml grants exactly these; a test holds the two equal.
 EVENT_DETAIL_TYPE = "Iceberg table partition published"
 PROPERTY = "notebook-pipeline."  # the prefix of the lineage properties in each snapshot's summary
 DATE = "date"  # the partition column the runner adds
@@ -80,6 +79,7 @@ class TableConfig:
     keep_days: int
     event_bus: str = ""
     scratch: Path | None = None  # where the run-only catalog (none) keeps its file
+    event_source: str = ""  # EVENT_SOURCE (config.py): the event's source, the stack's own in AWS
 
     @property
     def uri(self) -> str:
@@ -136,7 +136,8 @@ class Version:
 
 
 def failed(message: str) -> RunFailed:
-    return RunFailed(exits.PUBLISH, message, "publish")
+    """A failed commit: its message says what became of the table (unchanged, unknown, another run's)."""
+    return RunFailed(exits.PUBLISH, message, "publish", SAID)
 
 
 def refused(message: str) -> RunFailed:
@@ -151,14 +152,31 @@ def endpoint(service: str) -> str:
     return os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL") or ""
 
 
-def file_properties() -> dict[str, str]:
-    """PyIceberg's FileIO settings: the region and any endpoint; credentials come from the runner's own
-    chain (the task role in ECS), never from a property."""
+def runner_credentials(service: str) -> dict[str, str]:
+    """The runner's own credentials (the task role in ECS, botocore's chain), as PyIceberg's properties for
+    service (s3 or glue): passed explicitly, so that the AWS SDK under pyarrow never looks for any of its own
+    (a profile or a credential_process in a configuration file)."""
+    import boto3
+
+    found = boto3.Session().get_credentials()
+    if found is None:
+        return {}
+    frozen = found.get_frozen_credentials()
+    props = {f"{service}.access-key-id": frozen.access_key, f"{service}.secret-access-key": frozen.secret_key}
+    if frozen.token:
+        props[f"{service}.session-token"] = frozen.token
+    return props
+
+
+def file_properties(location: Location) -> dict[str, str]:
+    """PyIceberg's FileIO settings: the region, any endpoint, and for S3 the runner's own credentials."""
     props = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"}
     if default_region():
         props["s3.region"] = default_region() or ""
     if endpoint("s3"):
         props["s3.endpoint"] = endpoint("s3")
+    if location.is_s3:
+        props |= runner_credentials("s3")
     return props
 
 
@@ -166,7 +184,7 @@ def open_catalog(config: TableConfig) -> Catalog:
     if config.catalog == "glue":
         from pyiceberg.catalog.glue import GlueCatalog
 
-        props = file_properties()
+        props = file_properties(config.location) | runner_credentials("glue")
         if default_region():
             props["glue.region"] = default_region() or ""
         if endpoint("glue"):
@@ -180,7 +198,9 @@ def open_catalog(config: TableConfig) -> Catalog:
         assert config.scratch is not None
         db = config.scratch / "iceberg.db"
     db.parent.mkdir(parents=True, exist_ok=True)
-    catalog = SqlCatalog(SQL_CATALOG_NAME, uri=f"sqlite:///{db}", warehouse=config.uri, **file_properties())
+    catalog = SqlCatalog(
+        SQL_CATALOG_NAME, uri=f"sqlite:///{db}", warehouse=config.uri, **file_properties(config.location)
+    )
     namespace = config.name.split(".")[0]
     from pyiceberg.exceptions import NamespaceAlreadyExistsError
 
@@ -450,10 +470,13 @@ def commit_once(
             same_location(table, config)
             added, broken = differences(table.schema().as_arrow(), data.schema)
             if broken:
-                raise refused(
+                raise RunFailed(
+                    exits.CHECK,
                     f"the output {'; '.join(broken)} of the table {config.name}: consumers' queries would "
                     "break, so nothing was published; keep the column (nulls are fine) with its type, or "
-                    "publish to a new table (OUTPUT_TABLE) and tell its consumers"
+                    "publish to a new table (OUTPUT_TABLE) and tell its consumers",
+                    "check",
+                    SAID,
                 )
             writing.append(True)
             with table.transaction() as tx:
@@ -582,7 +605,7 @@ def announce(config: TableConfig, committed: Committed, lineage: Lineage) -> str
         "commit": lineage.commit, "image": lineage.image,
     }  # fmt: skip
     entry = {
-        "Source": EVENT_SOURCE, "DetailType": EVENT_DETAIL_TYPE, "Detail": json.dumps(detail),
+        "Source": config.event_source, "DetailType": EVENT_DETAIL_TYPE, "Detail": json.dumps(detail),
         "EventBusName": config.event_bus,
     }  # fmt: skip
     try:

@@ -13,7 +13,7 @@
 #   DATA_LAKE_PREFIX   the data lake's root in DATA_LAKE_BUCKET                   (default: snapshots)
 #   OUTPUT_BUCKET      the bucket the notebook publishes to                       (required for deploy/plan)
 #   VALIDATION_DATE    the day the validation runs the notebook for, YYYY-MM-DD   (default: 2019-08-01)
-#   VALIDATION_PREFIX  where validation runs publish in OUTPUT_BUCKET             (default: validation)
+#   VALIDATION_PREFIX  where validation runs publish in OUTPUT_BUCKET, apart from OUTPUT_PREFIX (default: validation)
 #   GITHUB_BRANCH      the branch that triggers the pipeline                      (default: main)
 #   CONNECTION_ARN     an existing GitHub connection (default: the stack creates one)
 #   NOTEBOOK           the notebook baked into the image                          (default: usp.ipynb)
@@ -137,8 +137,8 @@ load_run_config() {
 		"a key prefix of letters, digits and !_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. snapshots"
 	pass_if_set VALIDATION_DATE ValidationDate '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$' \
 		"a date, YYYY-MM-DD, e.g. 2019-08-01"
-	pass_if_set VALIDATION_PREFIX ValidationPrefix '^[A-Za-z0-9!_.()-]+(/[A-Za-z0-9!_.()-]+)*$' \
-		"a key prefix of letters, digits and !_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. validation"
+	pass_if_set VALIDATION_PREFIX ValidationPrefix '^[A-Za-z0-9!_.()-]+(/[A-Za-z0-9!_.()-]+){0,5}$' \
+		"a key prefix of 1 to 6 folders of letters, digits and !_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. validation"
 	if [[ -n "${SCHEDULE+set}" ]]; then
 		[[ -z "$SCHEDULE" ]] ||
 			check SCHEDULE "$SCHEDULE" '^(cron\([^ ()]+( [^ ()]+){5}\)|rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\))$' \
@@ -150,8 +150,8 @@ load_run_config() {
 			die "SCHEDULE_TIMEZONE=${SCHEDULE_TIMEZONE} is not a time zone: use an IANA name such as Europe/Amsterdam or UTC"
 		RUN_OVERRIDES+=("ScheduleTimezone=${SCHEDULE_TIMEZONE}")
 	fi
-	pass_if_set OUTPUT_PREFIX OutputPrefix '^[A-Za-z0-9!_.()-]+(/[A-Za-z0-9!_.()-]+)*$' \
-		"a key prefix of letters, digits and !_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. usp/daily"
+	pass_if_set OUTPUT_PREFIX OutputPrefix '^[A-Za-z0-9!_.()-]+(/[A-Za-z0-9!_.()-]+){0,5}$' \
+		"a key prefix of 1 to 6 folders of letters, digits and !_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. usp/daily"
 	pass_if_set TABLE_DATABASE OutputDatabase '^[a-z_][a-z0-9_]{0,254}$' \
 		"a Glue database name, lower-case letters, digits and '_', e.g. notebook_pipeline_usp"
 	pass_if_set TABLE_NAME OutputTable '^[a-z_][a-z0-9_]{0,254}$' \

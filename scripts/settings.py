@@ -6,13 +6,15 @@ Prints one shell assignment per variable the file sets and the environment does 
 given to make on the command line wins over the file), for pipeline.sh to evaluate. Every value in the file
 is checked first, against the constraints (AllowedPattern, AllowedValues, MinValue/MaxValue) of the template
 parameter it sets, read from template/pipeline.yaml: a bad file stops with exit 2 and one line on stderr
-naming the key, the value and the fix, before any AWS call.
+naming the key, the value and the fix, before any AWS call. The validation's prefix and the output's are held
+apart by the template's own rule and condition, evaluated here as CloudFormation would.
 """
 
 from __future__ import annotations
 
 import datetime
 import difflib
+import functools
 import os
 import re
 import shlex
@@ -89,14 +91,72 @@ class RefusedVariable(Refused):
 
 
 class _TemplateLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """YAML that accepts CloudFormation's short tags (!Ref, !Sub ...): only the Parameters are read."""
+    """YAML with CloudFormation's short tags (!Ref, !Select ...) as their long forms ({"Ref": ...})."""
 
 
-_TemplateLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+def _function(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
+
+
+_TemplateLoader.add_multi_constructor("!", _function)
+
+
+@functools.cache
+def _template(template: Path = TEMPLATE) -> dict[str, Any]:
+    return yaml.load(template.read_text(), Loader=_TemplateLoader)  # noqa: S506 -- a safe loader's subclass
 
 
 def template_parameters(template: Path = TEMPLATE) -> dict[str, dict[str, Any]]:
-    return yaml.load(template.read_text(), Loader=_TemplateLoader)["Parameters"]  # noqa: S506 -- safe subclass
+    return _template(template)["Parameters"]
+
+
+def evaluate(expression: Any, values: Mapping[str, str]) -> Any:
+    """One of the template's rule or condition expressions, for these parameter values, as CloudFormation
+    evaluates it: Ref, Fn::Join, Fn::Split, Fn::Select, Fn::Equals, Fn::Not, Fn::And, Fn::Or and Condition
+    (another of its conditions). Anything else is no expression make deploy evaluates: it stops."""
+    if not isinstance(expression, dict):
+        return [evaluate(item, values) for item in expression] if isinstance(expression, list) else expression
+    ((function, arguments),) = expression.items()
+    if function == "Ref":
+        return values[arguments]
+    if function in ("Condition", "Fn::Condition"):
+        return evaluate(_template()["Conditions"][arguments], values)
+    if function == "Fn::Join":
+        return arguments[0].join(evaluate(arguments[1], values))
+    if function == "Fn::Split":
+        return str(evaluate(arguments[1], values)).split(arguments[0])
+    if function == "Fn::Select":
+        return evaluate(arguments[1], values)[int(arguments[0])]
+    if function == "Fn::Equals":
+        left, right = (str(evaluate(argument, values)) for argument in arguments)
+        return left == right
+    if function == "Fn::Not":
+        return not evaluate(arguments[0], values)
+    if function == "Fn::And":
+        return all(evaluate(argument, values) for argument in arguments)
+    if function == "Fn::Or":
+        return any(evaluate(argument, values) for argument in arguments)
+    raise AssertionError(f"settings.py does not evaluate {function} (template/pipeline.yaml)")
+
+
+# The template's rule and condition that keep the validation (unvalidated images) out of OutputPrefix.
+PREFIX_RULE = "ValidationNeverWhereConsumersRead"
+PREFIX_CONDITION = "ValidationPrefixOverlapsOutputPrefix"
+
+
+def prefixes_refused(validation: str, output: str) -> bool:
+    """Whether the template refuses ValidationPrefix=validation beside OutputPrefix=output: its rule (the
+    equal pair, before any resource) or its condition (one the same as, holding or inside the other)."""
+    values = {"ValidationPrefix": validation, "OutputPrefix": output}
+    rule = _template()["Rules"][PREFIX_RULE]
+    broken = not all(evaluate(assertion["Assert"], values) for assertion in rule["Assertions"])
+    return broken or evaluate(_template()["Conditions"][PREFIX_CONDITION], values)
 
 
 def fail(message: str) -> NoReturn:
@@ -297,7 +357,53 @@ def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
             f"SECRET_NAMES names {', '.join(taken)}: a secret's variable must be new and its own, not one "
             "the runner, the AWS SDKs, the C library or Python read: rename it, e.g. HADOOP_PASSWORD"
         )
+    check_prefixes(environment, from_file, parameters)
     return lines
+
+
+def check_prefixes(
+    environment: Mapping[str, str], from_file: Mapping[str, str], parameters: dict[str, dict[str, Any]]
+) -> None:
+    """The validation's prefix apart from the output's, as the template's rule and condition decide, for the
+    values the deploy passes (a variable, else the file's); one not given is checked at the template's
+    default, which a new stack takes (an update keeps the stack's, which CloudFormation checks). A value its
+    own pattern refuses is left to that check."""
+    validation, output = KEYS["validation.prefix"], KEYS["output.prefix"]
+    shown, given = {}, {}
+    for name, key in (("validation.prefix", validation), ("output.prefix", output)):
+        default = str(parameters[key.parameter]["Default"])
+        passed = environment[key.variable] if key.variable in environment else from_file.get(key.variable, "")
+        value = passed or default  # an empty one is not passed: the stack keeps its own
+        if re.fullmatch(parameters[key.parameter]["AllowedPattern"], value) is None:
+            return
+        given[key] = value
+        if environment.get(key.variable):
+            shown[key] = f"{key.variable}={value!r}"
+        elif passed:
+            shown[key] = f"{name}={value!r}"
+        else:
+            shown[key] = f"{name}'s default {value!r} (the template's {key.parameter})"
+    ours, theirs = given[validation], given[output]
+    if not prefixes_refused(ours, theirs):
+        return
+    relation = (
+        "is the same prefix as" if ours == theirs
+        else "lies inside" if ours.startswith(f"{theirs}/")
+        else "contains"
+    )  # fmt: skip
+    parent = theirs.rpartition("/")[0]
+    beside = f"{parent}/validation" if parent else "validation"
+    beside = f"{beside}-ci" if prefixes_refused(beside, theirs) else beside
+    message = (
+        f"{shown[validation]} {relation} {shown[output]}, where the daily runs publish the table (data/, "
+        "metadata/) and its _runs/ reports: the validation runs images nobody validated yet and may never "
+        f"write there. Give validation.prefix ({validation.variable}) a prefix beside output.prefix "
+        f"({output.variable}), neither inside the other, e.g. {beside} (the template's rule {PREFIX_RULE} "
+        f"and condition {PREFIX_CONDITION})"
+    )
+    if environment.get(validation.variable) or environment.get(output.variable):
+        raise RefusedVariable(message)
+    raise Refused(message)
 
 
 def main(argv: list[str]) -> None:

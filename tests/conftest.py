@@ -41,7 +41,10 @@ def build_image(context: Path, tag: str, base: str, *build_args: str) -> None:
 
 @pytest.fixture(scope="session")
 def runner_image(base_image: str) -> str:
-    """The usp runner image, built from this repository with its Dockerfile."""
+    """The usp runner image, built from this repository with its Dockerfile; TEST_RUNNER_IMAGE names another
+    (an earlier commit's image, to show an adversarial test failing there)."""
+    if os.environ.get("TEST_RUNNER_IMAGE"):
+        return os.environ["TEST_RUNNER_IMAGE"]
     build_image(REPO, RUNNER_IMAGE, base_image, "GIT_COMMIT=test")
     return RUNNER_IMAGE
 

@@ -29,7 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "challenge"
 SAMPLE_LAKE = REPO / "sample" / "lake"
 SAMPLE_DATE = "2019-08-01"
-CONTAINER_UID = 10001
+CONTAINER_UID = 10001  # the image's runner user
+NOTEBOOK_UID = 10002  # the image's notebook user
+# The container as Fargate runs it: the capabilities the task definitions keep (the rest dropped).
+FARGATE_CAPS = ("--cap-drop", "ALL", "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "KILL")
 PARAMETERS = 'date = "2019-08-01"\ndata_uri = ""\noutput_uri = ""'
 OUTPUT_COLUMNS = ["accommodation_id", "accommodation_ns", "usp", "destination_id"]
 
@@ -57,7 +60,7 @@ def docker_run(
     args: tuple[str, ...] = (),
 ) -> Run:
     """docker run --rm IMAGE [ARGS] with -e and -v options; returns the exit code and both streams."""
-    cmd = ["docker", "run", "--rm", *extra]
+    cmd = ["docker", "run", "--rm", *FARGATE_CAPS, *extra]
     if network_host:
         cmd += ["--network", "host"]
     for host, container in (volumes or {}).items():
@@ -99,7 +102,15 @@ def copy_repository(dest: Path) -> Path:
 
 
 def writable_dir(path: Path) -> Path:
-    """A folder the container's user may write into, as a bind mount."""
+    """A folder the runner's user owns, as make run gives it: the notebook's user cannot write it."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, CONTAINER_UID, CONTAINER_UID)
+    path.chmod(0o755)
+    return path
+
+
+def world_writable_dir(path: Path) -> Path:
+    """A folder every user may write into (a careless mount): the runner's guard still keeps it."""
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o777)
     return path

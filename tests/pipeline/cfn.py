@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from support import REPO
 
+# Not support's REPO: tests/support.py may import this module (a cycle otherwise).
+REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template" / "pipeline.yaml"
 BUILDSPEC_FILES = {"BuildProject": REPO / "buildspec.yml"}  # the build's is the repository's
 PROJECTS = (
@@ -162,5 +163,43 @@ def actions(statement: dict[str, Any]) -> set[str]:
 
 
 def granted(resources: dict[str, Any], role: str, values: dict[str, Any] | None = None) -> set[str]:
-    """Every action a role's policies allow (for the parameter values given, the defaults otherwise)."""
-    return set().union(*(actions(s) for s in statements(resources, role, values).values()))
+    """Every action a role's policies allow (for the parameter values given, the defaults otherwise); its
+    Deny statements grant nothing."""
+    allowed = [s for s in statements(resources, role, values).values() if s["Effect"] == "Allow"]
+    return set().union(*(actions(s) for s in allowed))
+
+
+def failed_rules(values: dict[str, Any]) -> list[str]:
+    """The template's Rules CloudFormation fails for these parameter values (the rest at their defaults)."""
+    given = {**defaults(), **values}
+    return [
+        name
+        for name, rule in _template()["Rules"].items()
+        if holds(rule.get("RuleCondition", {"Fn::Equals": ["", ""]}), given)
+        and not all(holds(a["Assert"], given) for a in rule["Assertions"])
+    ]
+
+
+# --- the containers' capabilities ----------------------------------------------------------------------
+
+TASK_DEFINITIONS = ("TaskDefinition", "ValidationTaskDefinition")
+
+
+def capabilities(definition: str = "TaskDefinition") -> dict[str, list[str]]:
+    """A task definition's container's LinuxParameters.Capabilities, {"Drop": [...]} (and "Add" if any)."""
+    (container,) = _template()["Resources"][definition]["Properties"]["ContainerDefinitions"]
+    return container.get("LinuxParameters", {}).get("Capabilities", {})
+
+
+def dropped_capabilities(definition: str = "TaskDefinition") -> list[str]:
+    """The capabilities a task definition (the daily run's, or ValidationTaskDefinition) drops from Docker's
+    default set, as the template lists them (CHOWN, DAC_OVERRIDE, ...: ECS's names, without CAP_)."""
+    return list(capabilities(definition).get("Drop", []))
+
+
+def docker_capability_options(definition: str = "TaskDefinition") -> list[str]:
+    """`docker run` options that give a container the capabilities the task definition gives it on Fargate:
+    --cap-drop for each it drops, --cap-add for each it adds (as the harness's Fargate stand-in does)."""
+    listed = capabilities(definition)
+    drops = [option for name in listed.get("Drop", []) for option in ("--cap-drop", name)]
+    return drops + [option for name in listed.get("Add", []) for option in ("--cap-add", name)]

@@ -9,6 +9,7 @@ the two stages are validation_stack.py's, which `make bench` times."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -231,6 +232,52 @@ def test_a_missing_variable_fails_the_first_phase_by_name(project: str, tmp_path
 
     assert result.failed_phase == "pre_build"
     assert "is not set: deploy the pipeline with 'make deploy'" in result.log
+
+
+ECR_REPOSITORY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/notebook-runner-ci"
+GOOD_DIGEST = "sha256:" + "0123456789abcdef" * 4
+DIGESTS = {
+    "the repository's, by digest": (f"{ECR_REPOSITORY}@{GOOD_DIGEST}", False),
+    # a host that differs only where the repository's URI has a '.': a regex would read each as any character
+    "a host with X for its first dot": (f"{ECR_REPOSITORY.replace('.', 'X', 1)}@{GOOD_DIGEST}", True),
+    "a host with '-' for every dot": (f"{ECR_REPOSITORY.replace('.', '-')}@{GOOD_DIGEST}", True),
+    "another host ending in the URI": (f"evil.example/{ECR_REPOSITORY}@{GOOD_DIGEST}", True),
+    "another repository in the registry": (f"{ECR_REPOSITORY}-evil@{GOOD_DIGEST}", True),
+    "a tag": (f"{ECR_REPOSITORY}:latest", True),
+    "two digests": (f"{ECR_REPOSITORY}@{GOOD_DIGEST}@{GOOD_DIGEST}", True),
+    "a short digest": (f"{ECR_REPOSITORY}@{GOOD_DIGEST[:-1]}", True),
+}
+
+
+@pytest.mark.parametrize("digest, refused", DIGESTS.values(), ids=DIGESTS.keys())
+def test_the_validation_runs_only_an_image_of_its_own_repository_refusing_others_before_any_aws_call(
+    tmp_path: Path, digest: str, refused: bool
+) -> None:
+    """IMAGE_DIGEST comes from the build, which runs the repository's buildspec: the validation compares its
+    repository with IMAGE_REPO_URI as text, never as a pattern."""
+    source, calls = tmp_path / "src", tmp_path / "aws-calls"
+    source.mkdir()
+    stand_in = tmp_path / "bin" / "aws"  # records each call, and answers none
+    stand_in.parent.mkdir()
+    stand_in.write_text(f'#!/bin/sh\necho "$*" >>{calls}\nexit 1\n')
+    stand_in.chmod(0o755)
+    env = {
+        "IMAGE_REPO_URI": ECR_REPOSITORY, "VALIDATION_CLUSTER": "c", "VALIDATION_TASK_DEFINITION": "v",
+        "VALIDATION_URI": "s3://hotel-out/validation", "VALIDATION_DATE": "2019-08-01",
+        "RUN_TASK_DEFINITION": "r", "IMAGE_PARAMETER": "/p/validated-image", "SUBNETS": "subnet-0a1b2c3d",
+        "SECURITY_GROUPS": "sg-0a1b2c3d", "ASSIGN_PUBLIC_IP": "DISABLED", "COMMIT_ID": commit_id(),
+        "IMAGE_DIGEST": digest,
+        "PATH": f"{stand_in.parent}:{os.environ['PATH']}",
+    }  # fmt: skip
+
+    result = run(cfn.buildspec_text("ValidateProject"), source, env)
+
+    assert result.failed_phase == "pre_build"  # refused, or the stand-in answered the first call with nothing
+    assert ("is not an image of" in result.log) is refused, result.log
+    if refused:
+        assert not calls.exists(), calls.read_text()
+    else:  # the check let it through to its first call: the candidate's revision
+        assert calls.read_text().startswith("ecs describe-task-definition --task-definition v ")
 
 
 def test_the_harness_knows_only_the_calls_the_buildspecs_make() -> None:

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import botocore.credentials
+import cfn
 import iam
 import pytest
 import yaml
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from cfn import TEMPLATE, defaults, exists, holds, load, resolve, statements
+from cfn import TEMPLATE, defaults, exists, load, resolve, statements
 from opensearchpy import AWSV4SignerAuth, OpenSearch, RequestsHttpConnection
 from support import REPO, http_server
 
@@ -606,13 +607,7 @@ def test_a_signed_opensearch_search_is_allowed_and_writes_other_domains_or_the_s
 
 def failed_rules(values: dict[str, str]) -> list[str]:
     """The template's Rules CloudFormation fails for these parameter values (the rest at their defaults)."""
-    given = {**defaults(), **STACK, **values}
-    return [
-        name
-        for name, rule in load()["Rules"].items()
-        if holds(rule.get("RuleCondition", {"Fn::Equals": ["", ""]}), given)
-        and not all(holds(a["Assert"], given) for a in rule["Assertions"])
-    ]
+    return cfn.failed_rules({**STACK, **values})
 
 
 ATHENA_ON = {

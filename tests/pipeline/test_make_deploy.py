@@ -332,7 +332,7 @@ TRIED = {
     ]),
     "SCHEDULE": ("ScheduleExpression", []),
     "SCHEDULE_TIMEZONE": ("ScheduleTimezone", []),
-    "OUTPUT_PREFIX": ("OutputPrefix", ["usp/daily(1)", "a b", "usp\\daily"]),
+    "OUTPUT_PREFIX": ("OutputPrefix", ["usp/daily(1)", "o/b/c/d/e/f", "a b", "usp\\daily", "o/b/c/d/e/f/g"]),
     "TASK_CPU": ("TaskCpu", ["256", "1024", "16384", "", "3000", "1 vCPU", "0256", "32768"]),
     "TASK_MEMORY": ("TaskMemory", [
         "512", "2048", "122880", "", "511", "122881", "100", "999999", "0", "-2048", "2GB", "2 048",
@@ -346,8 +346,10 @@ TRIED = {
         "2019-08-01", "2024-02-29", "2019-12-31", "", "2019-8-1", "2019-13-01", "2019-08-32", "20190801",
         "2019-08-01T00:00", "yesterday",
     ]),
+    # none inside OUTPUT_PREFIX's value beside it, nor holding it (test_validation_prefix.py refuses those)
     "VALIDATION_PREFIX": ("ValidationPrefix", [
-        "validation", "ci/validation", "", "/validation", "validation/", "a//b", "a b",
+        "validation", "ci/validation", "v/b/c/d/e/f", "", "/validation", "validation/", "a//b", "a b",
+        "v/b/c/d/e/f/g",
     ]),
     "TABLE_DATABASE": ("OutputDatabase", ["usp_models", "_x1", "", "Usp", "usp-models", "1usp", "a" * 256]),
     "TABLE_NAME": ("OutputTable", ["usp", "usp_daily_v2", "", "USP", "usp.daily", "9x"]),

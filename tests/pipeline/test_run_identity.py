@@ -77,7 +77,7 @@ attempt("put_image", lambda: boto3.client("ecr").put_image(
 attempt("put_parameter", lambda: boto3.client("ssm").put_parameter(
     Name=parameter, Value="evil", Type="String", Overwrite=True))
 attempt("put_metric_data", lambda: boto3.client("cloudwatch").put_metric_data(
-    Namespace="NotebookPipeline", MetricData=[{"MetricName": "SuccessfulRuns", "Value": 1}]))
+    Namespace=namespace, MetricData=[{"MetricName": "SuccessfulRuns", "Value": 1}]))
 attempt("sns_publish", lambda: boto3.client("sns").publish(TopicArn=topic, Message="all is well"))
 published = f"{prefix}/metadata/00000-published.metadata.json"  # IAM refuses before S3 looks for it
 evil = f"{prefix}/data/date={date}/evil.parquet"
@@ -94,7 +94,7 @@ attempt("glue_update_table", lambda: glue.update_table(DatabaseName=database, Ta
 other = {**table, "Name": "x"}
 attempt("glue_create_table", lambda: glue.create_table(DatabaseName=database, TableInput=other))
 attempt("put_events", lambda: boto3.client("events").put_events(Entries=[{
-    "Source": "notebook-pipeline", "DetailType": "Iceberg table partition published", "Detail": "{}"}]))
+    "Source": source, "DetailType": "Iceberg table partition published", "Detail": "{}"}]))
 print("ATTEMPTS " + json.dumps({"identity": identity, "attempts": attempts}))
 """
 FORBIDDEN = {
@@ -194,6 +194,7 @@ def runs(stack: Stack, runner_image: str, tmp_path_factory: pytest.TempPathFacto
     """A run that publishes, a rerun of the day, a run whose output fails its check, and an adversary."""
     nb_dir = tmp_path_factory.mktemp("notebooks")
     nb_dir.chmod(0o755)
+    run_env = task_environment(stack, STACK_VALUES)  # the stack's own metrics namespace and event source
     make_notebook(nb_dir / "dupes.ipynb", write_rows_cell("[(1, 100, 'spa', 7)] * 2"))
     make_notebook(nb_dir / "adversary.ipynb", ADVERSARY, write_rows_cell())
     params = json.dumps({
@@ -201,6 +202,7 @@ def runs(stack: Stack, runner_image: str, tmp_path_factory: pytest.TempPathFacto
         "parameter": f"/{VALUES['AWS::StackName']}/validated-image", "topic": VALUES["AlertTopic"],
         "bucket": VALUES["OutputBucket"], "prefix": VALUES["OutputPrefix"],
         "staging": VALUES["StagingBucket"], "database": VALUES["TableDatabase"],
+        "namespace": run_env["METRICS_NAMESPACE"], "source": run_env["EVENT_SOURCE"],
     })  # fmt: skip
     markers = [stack.credentials_token, "AKIATASKROLE", urllib.parse.urlsplit(stack.credentials_uri).path]
     make_notebook(nb_dir / "search.ipynb", SEARCH.format(markers=markers), write_rows_cell())

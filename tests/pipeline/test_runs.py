@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import ast
 import copy
+import importlib.machinery
+import importlib.util
 import json
 import re
+import subprocess
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -186,7 +190,10 @@ PATTERNS = {
         ["UTC", "Europe/Amsterdam", "America/Argentina/Buenos_Aires", "Etc/GMT+1", "America/Port-au-Prince"],
         ["", "Europe/", "/UTC", "../etc/passwd", "UTC;reboot", "Europe Amsterdam", "a/b/c/d"],
     ),
-    "OutputPrefix": (["daily", "usp/daily"], ["/daily", "daily/", "a//b", ""]),
+    "OutputPrefix": (
+        ["daily", "usp/daily", "a/b/c/d/e/f"],
+        ["/daily", "daily/", "a//b", "", "a/b/c/d/e/f/g"],  # six folders at most (test_validation_prefix.py)
+    ),
 }  # fmt: skip
 
 
@@ -240,10 +247,9 @@ def test_every_variable_the_task_sets_is_one_the_runner_reads() -> None:
 RUNNER_CALLS = {
     "list_objects_v2": {"s3:ListBucket"},
     "get_paginator": {"s3:ListBucket"},  # list_objects_v2, paginated
-    "head_object": {"s3:GetObject", "s3:GetObjectVersion"},  # the staged version the check read
-    "get_object": {"s3:GetObject", "s3:GetObjectVersion"},  # that version, fetched to be committed
+    "get_object": {"s3:GetObject"},  # each staged object, copied for the check and the commit
     "delete_objects": {"s3:DeleteObject"},
-    "upload_file": {"s3:PutObject"},
+    "upload_fileobj": {"s3:PutObject"},  # the report's files, from memory
     "publish": {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},  # the topic is KMS-encrypted
     "put_metric_data": {"cloudwatch:PutMetricData"},
     "assume_role": {"sts:AssumeRole", "sts:TagSession"},
@@ -290,7 +296,10 @@ def test_the_runner_never_reads_the_lake_and_the_notebook_writes_only_its_own_st
     assert not [s for s in task.values() if "hotel-lake" in str(resolve(s["Resource"]))]
     assert [resolve(s["Resource"]) for s in writes] == [
         "arn:aws:s3:::hotel-staging/daily/date=${aws:PrincipalTag/run-date}/${aws:PrincipalTag/run-id}/*",
-        "arn:aws:s3:::hotel-staging/*/",  # the empty folder markers pyarrow puts above what it writes
+        [  # the empty folder markers pyarrow puts above the run's folder: its parents, no other folder
+            "arn:aws:s3:::hotel-staging/daily/",
+            "arn:aws:s3:::hotel-staging/daily/date=${aws:PrincipalTag/run-date}/",
+        ],
     ]
     assert not [s for s in notebook.values() if "hotel-out" in str(resolve(s["Resource"]))]
     assert resolve(notebook["ReadDataLake"]["Resource"]) == "arn:aws:s3:::hotel-lake/snapshots/*"
@@ -298,9 +307,29 @@ def test_the_runner_never_reads_the_lake_and_the_notebook_writes_only_its_own_st
         "s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"
     }  # fmt: skip
     assert task["AnnounceFailures"]["Resource"] == {"Ref": "AlertTopic"}
-    assert task["PutRunMetrics"]["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": "NotebookPipeline"}
-    }
+
+
+def run_environment(stack: str = STACK) -> dict[str, str]:
+    """The daily run's container environment, resolved for a stack of this name."""
+    (container,) = RESOURCES["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    values = {**VALUES, "AWS::StackName": stack}
+    return {e["Name"]: str(cfn.resolve(e["Value"], values)) for e in container["Environment"]}
+
+
+@pytest.mark.parametrize("stack", [STACK, "other-model", "s" * 64])
+def test_the_run_may_put_metrics_only_in_its_own_stacks_namespace_the_alarm_watches(stack: str) -> None:
+    """One stack's run cannot put SuccessfulRuns for another (and silence its missed-run alarm): the run's
+    METRICS_NAMESPACE, TaskRole's namespace condition and MissedRunAlarm's namespace are one, the stack's."""
+    values = {**VALUES, "AWS::StackName": stack}
+    condition = cfn.resolve(statements("TaskRole")["PutRunMetrics"]["Condition"], values)
+    alarm = cfn.resolve(RESOURCES["MissedRunAlarm"]["Properties"], values)
+    namespace = run_environment(stack)["METRICS_NAMESPACE"]
+
+    assert namespace == f"NotebookPipeline/{stack}"
+    assert condition == {"StringEquals": {"cloudwatch:namespace": namespace}}
+    assert (alarm["Namespace"], alarm["Dimensions"]) == (namespace, [{"Name": "Job", "Value": stack}])
+    assert run_environment(stack)["METRICS_JOB"] == stack
+    assert namespace != run_environment(f"{stack}-x")["METRICS_NAMESPACE"]
 
 
 # --- a day without a successful run ---------------------------------------------------------------
@@ -312,7 +341,7 @@ def test_missed_run_alarm_watches_the_metric_the_runner_puts_with_missing_data_b
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
     source = (RUNNER / "notify.py").read_text()
 
-    assert alarm["Namespace"] == environment["METRICS_NAMESPACE"]
+    assert alarm["Namespace"] == environment["METRICS_NAMESPACE"]  # the same expression (resolved: above)
     assert alarm["Dimensions"] == [{"Name": "Job", "Value": environment["METRICS_JOB"]}]
     assert '"MetricName": "SuccessfulRuns"' in source and alarm["MetricName"] == "SuccessfulRuns"
     assert '"Name": "Job"' in source
@@ -494,4 +523,109 @@ def test_the_runner_is_the_containers_only_holder_of_the_task_role(definition: s
 
     assert not linux.get("InitProcessEnabled") and "SYS_PTRACE" not in str(linux.get("Capabilities", {}))
     assert container["ReadonlyRootFilesystem"] is True
-    assert 'exec "$RUNNER_PYTHON" -I -c' in entrypoint
+    assert entrypoint.startswith(
+        "#!/bin/bash\n"
+    )  # never the first bash on PATH: /opt/venv/bin is the notebook's
+    assert re.search(
+        r'exec /usr/bin/env PATH="\$CONTAINER_PATH" /usr/bin/setpriv .*--no-new-privs -- "\$python" -I -S -c',
+        entrypoint,
+        flags=re.DOTALL,
+    )
+
+
+def test_the_capabilities_the_runner_keeps_are_one_fact_wherever_they_are_stated() -> None:
+    """The template drops all but these; the entrypoint keeps exactly these (setpriv's inheritable, ambient
+    and bounding sets, and its check of what the container gave it); the runner checks for them; make run
+    and the bench run the container with them."""
+    entrypoint = (REPO / "run_notebook.sh").read_text()
+    names = {name.upper() for name in re.findall(r"\+(setuid|setgid|kill)\b", entrypoint)}
+    mask = int(re.search(r"KEPT_CAPS=(0x[0-9a-f]+)", entrypoint).group(1), 16)  # type: ignore[union-attr]
+    from runner import processes
+
+    make = re.search(r"^FARGATE +:= (.*)$", (REPO / "Makefile").read_text(), flags=re.MULTILINE)
+    added = set(re.findall(r"--cap-add (\w+)", make.group(1))) if make else set()  # type: ignore[union-attr]
+
+    assert names == KEPT_CAPABILITIES
+    assert mask == sum(1 << CAPABILITY_BITS.index(name) for name in KEPT_CAPABILITIES)
+    assert {name.removeprefix("CAP_") for name in processes.KEPT} == KEPT_CAPABILITIES
+    assert all(processes.KEPT[f"CAP_{name}"] == CAPABILITY_BITS.index(name) for name in KEPT_CAPABILITIES)
+    assert "--cap-drop ALL" in make.group(1) and added == KEPT_CAPABILITIES  # type: ignore[union-attr]
+
+
+# --- the containers' capabilities ---------------------------------------------------------------------
+
+# The capabilities Docker (moby's oci/caps/defaults.go) and containerd (oci/spec.go) give a container by
+# default, the set ECS's KernelCapabilities drops from and Fargate starts its containers with; a test below
+# (test_the_definitions_leave_a_root_container_exactly_setuid_setgid_and_kill) reads them off this Docker.
+DOCKER_DEFAULT_CAPABILITIES = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+    "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+# What the image keeps: it starts as root and drops at once to its runner user (setpriv), keeping these to
+# start and stop the notebook under a uid of its own.
+KEPT_CAPABILITIES = {"SETUID", "SETGID", "KILL"}
+# capabilities(7): each capability's bit in /proc/<pid>/status's masks.
+CAPABILITY_BITS = [
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("definition", cfn.TASK_DEFINITIONS)
+def test_both_task_definitions_drop_every_default_capability_but_setuid_setgid_and_kill(
+    definition: str,
+) -> None:
+    dropped = cfn.dropped_capabilities(definition)
+
+    assert set(cfn.capabilities(definition)) == {"Drop"}  # none added: Fargate would add SYS_PTRACE alone
+    assert dropped == sorted(set(dropped))  # each once, in order
+    assert set(dropped) == DOCKER_DEFAULT_CAPABILITIES - KEPT_CAPABILITIES
+    assert cfn.docker_capability_options(definition) == [o for name in dropped for o in ("--cap-drop", name)]
+
+
+def fargate_stand_in() -> ModuleType:
+    """tests/pipeline/harness/aws, the buildspecs' AWS CLI and Fargate stand-in, as a module."""
+    path = REPO / "tests" / "pipeline" / "harness" / "aws"
+    loader = importlib.machinery.SourceFileLoader("harness_aws", str(path))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
+
+
+def capabilities_of_root(image: str, options: list[str]) -> dict[str, set[str]]:
+    """The bounding and effective capabilities of a root process in a container of `image` run with
+    `options`, read from /proc/self/status."""
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--user", "0", "--entrypoint", "cat", *options, image, "/proc/self/status"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    masks = dict(line.split(":\t", 1) for line in done.stdout.splitlines() if line.startswith("Cap"))
+    return {
+        mask: {name for bit, name in enumerate(CAPABILITY_BITS) if int(masks[mask], 16) >> bit & 1}
+        for mask in ("CapBnd", "CapEff")
+    }
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("definition", cfn.TASK_DEFINITIONS)
+def test_the_definitions_leave_a_root_container_exactly_setuid_setgid_and_kill(
+    base_image: str, definition: str
+) -> None:
+    """As Fargate would start it, and as the harness's Fargate stand-in starts the validation's candidate
+    (it applies the registered definition's linuxParameters: validation_stack.register copies the
+    template's)."""
+    registered = {"linuxParameters": {"capabilities": {
+        key.lower(): names for key, names in cfn.capabilities(definition).items()
+    }}}  # fmt: skip
+    options = fargate_stand_in().capability_options(registered)
+
+    default = capabilities_of_root(base_image, [])
+    confined = capabilities_of_root(base_image, options)
+
+    assert default == {"CapBnd": DOCKER_DEFAULT_CAPABILITIES, "CapEff": DOCKER_DEFAULT_CAPABILITIES}
+    assert options == cfn.docker_capability_options(definition)
+    assert confined == {"CapBnd": KEPT_CAPABILITIES, "CapEff": KEPT_CAPABILITIES}

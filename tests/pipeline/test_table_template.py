@@ -10,16 +10,17 @@ from typing import Any
 from cfn import defaults, granted, resolve, statements
 from test_runs import RESOURCES, VALUES
 
-from runner.table import EVENT_DETAIL_TYPE, EVENT_SOURCE
+from runner.config import SETTINGS
+from runner.table import EVENT_DETAIL_TYPE
 
 STACK_VALUES = {**defaults(), **VALUES}
 GLUE = "arn:aws:glue:us-east-1:123456789012"
 TABLE_WRITES = {"glue:CreateTable", "glue:UpdateTable", "glue:DeleteTable", "glue:*", "events:PutEvents"}
 
 
-def environment(definition: str) -> dict[str, str]:
+def environment(definition: str, values: dict[str, Any] = STACK_VALUES) -> dict[str, str]:
     (container,) = RESOURCES[definition]["Properties"]["ContainerDefinitions"]
-    return {e["Name"]: str(resolve(e["Value"], STACK_VALUES)) for e in container["Environment"]}
+    return {e["Name"]: str(resolve(e["Value"], values)) for e in container["Environment"]}
 
 
 def statement(role: str, sid: str) -> dict[str, Any]:
@@ -45,13 +46,23 @@ def test_the_run_commits_to_exactly_its_table_in_the_stacks_database() -> None:
     assert derived == "notebook_pipeline_usp"  # the stack's name, '-' as '_'
 
 
-def test_the_run_tells_consumers_with_exactly_the_runners_event() -> None:
-    tell = statement("TaskRole", "TellConsumersOfEachPublishedDay")
-    assert tell["Action"] == "events:PutEvents"
-    assert tell["Resource"] == "arn:aws:events:us-east-1:123456789012:event-bus/default"
-    assert tell["Condition"] == {
-        "StringEquals": {"events:source": EVENT_SOURCE, "events:detail-type": EVENT_DETAIL_TYPE}
-    }
+def test_the_run_tells_consumers_with_exactly_the_runners_event_from_its_own_stacks_source() -> None:
+    """One stack's run cannot announce another's table: the run's EVENT_SOURCE (the event's source, which the
+    runner puts) and TaskRole's events:source condition are one, the stack's own; the detail type is the
+    runner's."""
+    for stack in ("notebook-pipeline-usp", "other-model"):
+        values = {**STACK_VALUES, "AWS::StackName": stack}
+        tell = resolve(statements(RESOURCES, "TaskRole", values)["TellConsumersOfEachPublishedDay"], values)
+        source = environment("TaskDefinition", values)["EVENT_SOURCE"]
+
+        assert source == f"notebook-pipeline.{stack}"
+        assert tell["Action"] == "events:PutEvents"
+        assert tell["Resource"] == "arn:aws:events:us-east-1:123456789012:event-bus/default"
+        assert tell["Condition"] == {
+            "StringEquals": {"events:source": source, "events:detail-type": EVENT_DETAIL_TYPE}
+        }
+    # the runner's own default (a laptop's run) is no stack's
+    assert {s.name: s.default for s in SETTINGS}["EVENT_SOURCE"] == "notebook-pipeline"
 
 
 def test_no_role_but_the_runs_trusted_step_may_change_the_table_or_tell_consumers() -> None:
@@ -65,13 +76,14 @@ def test_no_role_but_the_runs_trusted_step_may_change_the_table_or_tell_consumer
 
 def test_the_daily_run_publishes_to_the_glue_table_and_the_validation_to_no_catalog() -> None:
     run = environment("TaskDefinition")
-    assert {k: run[k] for k in ("TABLE_CATALOG", "OUTPUT_TABLE", "KEEP_SNAPSHOT_DAYS", "EVENT_BUS")} == {
+    names = ("TABLE_CATALOG", "OUTPUT_TABLE", "KEEP_SNAPSHOT_DAYS", "EVENT_BUS", "EVENT_SOURCE")
+    assert {k: run[k] for k in names} == {
         "TABLE_CATALOG": "glue", "OUTPUT_TABLE": "notebook_pipeline_usp.usp", "KEEP_SNAPSHOT_DAYS": "30",
-        "EVENT_BUS": "default",
+        "EVENT_BUS": "default", "EVENT_SOURCE": "notebook-pipeline.notebook-pipeline-usp",
     }  # fmt: skip
     validation = environment("ValidationTaskDefinition")
     assert validation["TABLE_CATALOG"] == "none"
-    assert "EVENT_BUS" not in validation and "OUTPUT_TABLE" not in validation
+    assert not {"EVENT_BUS", "EVENT_SOURCE", "OUTPUT_TABLE"} & set(validation)
 
 
 def test_consumers_query_in_a_workgroup_of_their_own_with_a_scan_limit() -> None:

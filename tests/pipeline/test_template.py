@@ -182,7 +182,7 @@ def test_the_validation_run_writes_only_under_the_validation_prefix_and_its_proj
         ),
         (
             {"Fn::Sub": "${StagingBucket.Arn}/validation/*"},
-            ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject"],
+            ["s3:GetObject", "s3:DeleteObject"],
         ),
     ]
     assert not {a for a in granted(RESOURCES, "ValidateRole") if a.startswith("s3:Put")}

@@ -132,6 +132,9 @@ def register(stack: Stack, resource: str, family: str, image: str) -> str:
             "readonlyRootFilesystem": container["ReadonlyRootFilesystem"], "environment": environment,
             "mountPoints": [{"sourceVolume": m["SourceVolume"], "containerPath": m["ContainerPath"]}
                             for m in container["MountPoints"]],
+            "linuxParameters": {"capabilities": {
+                key.lower(): names for key, names in cfn.capabilities(resource).items()
+            }},  # what the harness's Fargate stand-in applies
         }],
     )  # fmt: skip
     return registered["taskDefinition"]["taskDefinitionArn"]

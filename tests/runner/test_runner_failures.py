@@ -26,7 +26,7 @@ pytestmark = pytest.mark.docker
 GOOD_ROWS = write_rows_cell()
 
 
-def run_notebook(image: str, out: Path, nb_dir: Path, notebook: str, **env: str):
+def run_notebook(image: str, out: Path, nb_dir: Path, notebook: str, extra: tuple[str, ...] = (), **env: str):
     base = {
         "DATA_URI": "/data/lake",
         "OUTPUT_URI": "/output",
@@ -34,7 +34,7 @@ def run_notebook(image: str, out: Path, nb_dir: Path, notebook: str, **env: str)
         "NOTEBOOK": f"/nb/{notebook}",
     }
     volumes = {SAMPLE_LAKE: "/data/lake:ro", out: "/output", nb_dir: "/nb:ro"}
-    return docker_run(image, {**base, **env}, volumes)
+    return docker_run(image, {**base, **env}, volumes, extra=extra)
 
 
 def seed_partition(image: str, out: Path, nb_dir: Path) -> bytes:

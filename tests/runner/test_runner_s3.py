@@ -162,22 +162,25 @@ def test_a_rerun_on_s3_replaces_the_days_rows_in_one_commit(runner_image: str, a
 
 
 def test_a_published_day_is_announced_on_the_event_bus(runner_image: str, aws: Aws) -> None:
-    from runner.table import EVENT_DETAIL_TYPE, EVENT_SOURCE
+    from runner.table import EVENT_DETAIL_TYPE
 
+    source = f"notebook-pipeline.{aws.database}"  # a stack's own source (EVENT_SOURCE)
     bus = f"consumers-{aws.database}"
     aws.events.create_event_bus(Name=bus)
     queue = aws.sqs.create_queue(QueueName=f"events-{aws.database}")["QueueUrl"]
     arn = aws.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    pattern = {"source": [EVENT_SOURCE], "detail-type": [EVENT_DETAIL_TYPE]}
+    pattern = {"source": [source], "detail-type": [EVENT_DETAIL_TYPE]}
     aws.events.put_rule(Name="published", EventBusName=bus, EventPattern=json.dumps(pattern))
     aws.events.put_targets(Rule="published", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
 
-    run = docker_run(runner_image, aws.env(EVENT_BUS=bus, RUN_ID="told"), network_host=True)
+    run = docker_run(
+        runner_image, aws.env(EVENT_BUS=bus, EVENT_SOURCE=source, RUN_ID="told"), network_host=True
+    )
 
     assert run.code == 0, run.stderr
     reply = aws.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=5)
     (event,) = [json.loads(m["Body"]) for m in reply.get("Messages", [])]
-    assert (event["source"], event["detail-type"]) == (EVENT_SOURCE, EVENT_DETAIL_TYPE)
+    assert (event["source"], event["detail-type"]) == (source, EVENT_DETAIL_TYPE)
     snapshot = aws.table().current_snapshot().snapshot_id
     assert event["detail"] == {
         "table": f"{aws.database}.usp", "location": f"s3://{aws.output}/usp/output", "date": SAMPLE_DATE,

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from support import make_notebook, manifest, published
+from support import make_notebook, manifest, published, write_rows_cell
 from test_runner_failures import GOOD_ROWS, run_notebook
 
 pytestmark = pytest.mark.docker
@@ -139,3 +139,50 @@ def test_a_secret_that_cannot_be_kept_out_of_the_report_stops_the_run_before_the
     assert said in run.last_line
     assert published(out) == []
     assert leaks(run.stdout + run.stderr) == []
+
+
+# The secret as a row value, and as an HTTP Basic header a client builds from it.
+IN_THE_ROWS = {
+    "value": "[(1, 100, os.environ['DB_SECRET'], None)]",
+    "basic header": (
+        "[(1, 100, 'Basic ' + base64.b64encode(b'etl_user:' + "
+        "json.loads(os.environ['DB_SECRET'])['password'].encode()).decode(), None)]"
+    ),
+}
+
+
+@pytest.mark.parametrize("rows", IN_THE_ROWS.values(), ids=IN_THE_ROWS.keys())
+def test_a_secret_in_the_checked_rows_is_never_published_and_never_named(
+    runner_image: str, out: Path, tmp_path: Path, rows: str
+) -> None:
+    make_notebook(tmp_path / "nb" / "leak.ipynb", "import base64, json, os\n" + write_rows_cell(rows))
+
+    run = run_notebook(runner_image, out, tmp_path / "nb", "leak.ipynb", **SECRETS_ENV)
+
+    assert run.code == 20, run.stderr[-3000:]
+    assert "the output's column(s) usp hold the value of one of the notebook's secrets" in run.last_line
+    assert "nothing was published" in run.last_line
+    assert published(out) == []
+    assert leaks(run.stderr + json.dumps(manifest(out))) == []
+
+
+def test_a_column_named_after_a_secret_is_refused_by_its_redacted_name(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    cell = GOOD_ROWS.replace(
+        '("usp", pa.string())', '(os.environ["HADOOP_PASSWORD"].splitlines()[1], pa.string())'
+    )
+    make_notebook(tmp_path / "nb" / "named.ipynb", "import os\n" + cell)
+    (tmp_path / "nb" / "passes.py").write_text(
+        "print('CHECK PASSED')\n"
+    )  # usp's own check wants a usp column
+
+    run = run_notebook(
+        runner_image, out, tmp_path / "nb", "named.ipynb", CHECK_SCRIPT="/nb/passes.py", **SECRETS_ENV
+    )
+
+    assert run.code == 20, run.stderr[-3000:]
+    assert (
+        "the output's column(s) [REDACTED] hold the value of one of the notebook's secrets" in run.last_line
+    )
+    assert published(out) == [] and leaks(run.stderr) == []

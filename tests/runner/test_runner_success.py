@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from support import (
-    CONTAINER_UID,
     OUTPUT_COLUMNS,
     SAMPLE_DATE,
     SAMPLE_LAKE,
@@ -81,33 +80,6 @@ def test_rerunning_a_date_replaces_its_partition(runner_image: str, out: Path) -
     assert day_rows(out).num_rows == 3000  # the day once
     assert len(published(out)) == 1
     assert len(run_dirs(out)) == 2  # each run keeps its own report
-
-
-def test_image_runs_as_a_non_root_user(runner_image: str) -> None:
-    inspect = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Config.User}}", runner_image],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    ident = subprocess.run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--entrypoint",
-            "sh",
-            runner_image,
-            "-c",
-            "id -u; touch /app/x || echo read-only",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-
-    assert inspect.stdout.strip() == f"{CONTAINER_UID}:{CONTAINER_UID}"
-    assert ident.stdout.split() == [str(CONTAINER_UID), "read-only"]
 
 
 def test_notebook_runs_with_the_image_kernel_from_its_own_folder_with_params(

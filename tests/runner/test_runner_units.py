@@ -4,6 +4,7 @@ and the process reaper."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,16 +13,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import REPO
 
-from runner import config, exits, publish
+from runner import config, exits, guard, processes, publish, staged
 from runner.checking import VERDICT_LIMIT, verdict
 from runner.credentials import CredentialServer, NotebookIdentity
 from runner.errors import RunFailed
 from runner.locations import Location
+from runner.sandbox import Workspace
+
+WORK = Workspace(Path("/tmp/notebook-run.test"))  # noqa: S108 -- a name only: env() makes no folder
 
 # --- exits.py ----------------------------------------------------------------------------------------
 
@@ -124,28 +129,36 @@ class FakeRole:
 
 
 def test_a_task_without_a_notebook_role_hands_the_notebook_no_credentials_and_no_settings() -> None:
-    env = NotebookIdentity(TASK, None).env()
+    env = NotebookIdentity(TASK, None, WORK).env()
 
     assert sorted(env) == [
         "AWS_EC2_METADATA_DISABLED",
         "AWS_ENDPOINT_URL",
         "AWS_REGION",
+        "HOME",
+        "LOGNAME",
         "MY_SETTING",
         "PATH",
+        "TMPDIR",
+        "USER",
     ]
+    assert (env["HOME"], env["TMPDIR"]) == (
+        str(WORK.home),
+        str(WORK.notebook_tmp),
+    )  # its own, not the runner's
 
 
 def test_on_a_laptop_the_users_own_keys_reach_the_notebook() -> None:
     laptop = {k: v for k, v in TASK.items() if not k.startswith(("AWS_CONTAINER", "ECS_"))}
 
-    env = NotebookIdentity(laptop, None).env()
+    env = NotebookIdentity(laptop, None, WORK).env()
 
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_PROFILE"]) == ("AKIATASK", "p")
     assert "OUTPUT_URI" not in env
 
 
 def test_the_credential_server_serves_the_notebook_role_on_loopback_to_its_token_only() -> None:
-    with NotebookIdentity(TASK, FakeRole()) as identity:  # type: ignore[arg-type]
+    with NotebookIdentity(TASK, FakeRole(), WORK) as identity:  # type: ignore[arg-type]
         env = identity.env()
         url, token = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"], env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
         ok = urllib.request.Request(url, headers={"Authorization": token})  # noqa: S310 -- our own loopback server
@@ -176,25 +189,40 @@ def test_only_names_no_part_of_which_is_hidden_are_data() -> None:
         ".hidden.csv",
         "_temporary/0/p.parquet",
         "a/.b/c",
+        "a//b",
     ]
 
-    assert [n for n in names if publish.is_data(n)] == ["part-0.parquet", "x=1/part.parquet"]
+    assert [n for n in names if staged.is_data(n)] == ["part-0.parquet", "x=1/part.parquet"]
 
 
-def test_a_staged_file_changed_after_pinning_is_never_published(tmp_path: Path) -> None:
-    staged = tmp_path / "staged"
-    staged.mkdir()
-    (staged / "part-0.parquet").write_bytes(b"checked")
-    (staged / "_extra").write_bytes(b"not data")
-    inventory = publish.pin(Location(str(staged)), Location(str(tmp_path)))
-    (staged / "part-0.parquet").write_bytes(b"rewritten")
+def test_the_checked_copy_is_the_staged_bytes_read_only_whatever_staging_becomes(tmp_path: Path) -> None:
+    part = tmp_path / "staging" / "date=2019-08-01"
+    (part / "x=1").mkdir(parents=True)
+    (part / "part-0.parquet").write_bytes(b"checked")
+    (part / "x=1" / "part-1.parquet").write_bytes(b"also checked")
+    (part / "_extra").write_bytes(b"not data")
+    copy = tmp_path / "checked" / "date=2019-08-01"
 
-    (tmp_path / "fetched").mkdir()
-    with pytest.raises(RunFailed, match="changed in staging after it was checked") as caught:
-        publish.fetch(inventory, tmp_path / "fetched")
+    inventory = staged.copy_staged(Location(str(part)), Location(str(tmp_path / "staging")), copy)
+    (part / "part-0.parquet").write_bytes(b"rewritten after the copy")
 
-    assert caught.value.exit is exits.PUBLISH
-    assert inventory.left_out == ["_extra"]
+    assert [(f.name, f.size) for f in inventory.files] == [("part-0.parquet", 7), ("x=1/part-1.parquet", 12)]
+    assert inventory.files[0].digest == "sha256:" + __import__("hashlib").sha256(b"checked").hexdigest()
+    assert (copy / "part-0.parquet").read_bytes() == b"checked"
+    assert inventory.left_out == ["_extra"] and not (copy / "_extra").exists()
+    modes = {p.relative_to(copy).as_posix(): p.stat().st_mode & 0o777 for p in [copy, *copy.rglob("*")]}
+    assert modes == {".": 0o555, "part-0.parquet": 0o444, "x=1": 0o555, "x=1/part-1.parquet": 0o444}
+
+
+def test_nothing_staged_makes_no_copy_of_the_partition(tmp_path: Path) -> None:
+    (tmp_path / "staging").mkdir()
+    copy = tmp_path / "checked" / "date=2019-08-01"
+
+    inventory = staged.copy_staged(
+        Location(str(tmp_path / "staging" / "date=2019-08-01")), Location(str(tmp_path / "staging")), copy
+    )
+
+    assert inventory.files == [] and not copy.exists()  # the check says 'no partition', as for a folder
 
 
 def test_a_staged_partition_linked_out_of_staging_is_refused_and_linked_files_are_left_out(
@@ -205,16 +233,19 @@ def test_a_staged_partition_linked_out_of_staging_is_refused_and_linked_files_ar
     (elsewhere / "part-0.parquet").write_bytes(b"another day")
     staging.mkdir()
     (staging / "date=2019-08-01").symlink_to(elsewhere)
+    part = Location(str(staging / "date=2019-08-01"))
 
     with pytest.raises(RunFailed, match="is a link out of the run's staging location"):
-        publish.pin(Location(str(staging / "date=2019-08-01")), Location(str(staging)))
+        staged.copy_staged(part, Location(str(staging)), tmp_path / "c1" / "date=2019-08-01")
 
     (staging / "date=2019-08-01").unlink()
     (staging / "date=2019-08-01").mkdir()
     (staging / "date=2019-08-01" / "part-0.parquet").symlink_to(elsewhere / "part-0.parquet")
     (staging / "date=2019-08-01" / "sub").symlink_to(elsewhere)
-    inventory = publish.pin(Location(str(staging / "date=2019-08-01")), Location(str(staging)))
-    assert (inventory.files, sorted(inventory.left_out)) == ([], ["part-0.parquet", "sub"])
+    (staging / "date=2019-08-01" / "fifo.parquet").parent.mkdir(exist_ok=True)
+    os.mkfifo(staging / "date=2019-08-01" / "fifo.parquet")
+    inventory = staged.copy_staged(part, Location(str(staging)), tmp_path / "c2" / "date=2019-08-01")
+    assert (inventory.files, sorted(inventory.left_out)) == ([], ["fifo.parquet", "part-0.parquet", "sub"])
 
 
 def test_the_guard_sees_an_overwrite_that_kept_size_and_mtime(tmp_path: Path) -> None:
@@ -222,14 +253,14 @@ def test_the_guard_sees_an_overwrite_that_kept_size_and_mtime(tmp_path: Path) ->
     (tmp_path / "date=1").mkdir()
     part = tmp_path / "date=1" / "p.parquet"
     part.write_bytes(b"published")
-    before = publish.fingerprint(out)
+    before = guard.fingerprint(out)
     stat = part.stat()
     time.sleep(0.01)
     with part.open("r+b") as f:
         f.write(b"TAMPERED!")
     os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
-    failure = publish.undo_writes(out, before, publish.fingerprint(out))
+    failure = guard.undo_writes(out, before, guard.fingerprint(out))
 
     assert failure is not None and "changed or deleted date=1/p.parquet" in str(failure)
     assert "what it changed or deleted cannot be put back" in str(failure)
@@ -241,7 +272,7 @@ def test_the_guard_removes_what_was_added_and_names_what_was_changed(tmp_path: P
     (tmp_path / "date=1" / "p.parquet").write_bytes(b"published")
     (tmp_path / "date=2").mkdir()
     (tmp_path / "date=2" / "p.parquet").write_bytes(b"published")
-    before = publish.fingerprint(out, out.child("_runs"))
+    before = guard.fingerprint(out, out.child("_runs"))
     (tmp_path / "date=1" / "p.parquet").write_bytes(b"overwritten!")
     (tmp_path / "date=3").mkdir()
     (tmp_path / "date=3" / "p.parquet").write_bytes(b"new")
@@ -249,7 +280,7 @@ def test_the_guard_removes_what_was_added_and_names_what_was_changed(tmp_path: P
     (tmp_path / ".date=2.incoming-x").mkdir()  # hidden from readers, but not the notebook's to write
     (tmp_path / ".date=2.incoming-x" / "unchecked.csv").write_text("x")
 
-    failure = publish.undo_writes(out, before, publish.fingerprint(out, out.child("_runs")))
+    failure = guard.undo_writes(out, before, guard.fingerprint(out, out.child("_runs")))
 
     assert failure is not None and failure.exit is exits.NOTEBOOK
     assert "added .date=2.incoming-x/unchecked.csv, date=3/p.parquet" in str(failure)
@@ -270,69 +301,148 @@ def test_a_long_verdict_is_cut_and_says_where_the_rest_is() -> None:
 # --- processes.py ------------------------------------------------------------------------------------------
 
 
-REAPER = """
-import json, os, subprocess, sys, time
-sys.path.insert(0, sys.argv[1])
-from runner import processes
-processes.harden()  # a child subreaper, as the runner makes itself
-daemon = "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\ntime.sleep(60)"
-subprocess.run([sys.executable, "-c", daemon])  # returns at once: the daemon is an orphan in its own session
-time.sleep(0.5)
-found = processes.descendants()
-killed = processes.kill_descendants("in the test")
-print(json.dumps({"found": len(found), "killed": killed, "left": processes.descendants()}))
+# Processes of a user of their own (a uid nobody else on this machine has) that try to outlive a notebook:
+# a thread group whose leader exited (it shows as a zombie while its other thread runs), a daemon (double
+# fork, its own session), a process that ignores every signal it can, and one that keeps forking.
+SURVIVORS = r"""
+import ctypes, os, signal, sys, threading, time
+kind = sys.argv[1]
+def work():
+    while True:
+        time.sleep(0.01)
+if kind == "leader":
+    threading.Thread(target=work).start()
+    time.sleep(0.1)
+    ctypes.CDLL(None).pthread_exit(None)
+elif kind == "daemon":
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    work()
+elif kind == "stubborn":
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(s, signal.SIG_IGN)
+    work()
+elif kind == "forking":
+    while True:
+        if os.fork() == 0:
+            time.sleep(0.05)
+            os._exit(0)
+        time.sleep(0.01)
 """
+NOBODY_UID = 47_113  # a user no process of this machine runs as
 
 
-def test_an_orphaned_daemon_in_its_own_session_is_adopted_and_killed() -> None:
+@pytest.fixture
+def notebook_user() -> Iterator[processes.NotebookUser]:
+    user = processes.NotebookUser(NOBODY_UID, NOBODY_UID)
+    if os.geteuid() != 0:
+        pytest.fail("the reaper's tests start processes as another user: run them as root (make test does)")
+    yield user
+    user.stop_all("after the test")
+
+
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_no_process_of_the_notebooks_user_is_left_whatever_its_state_or_parentage(
+    notebook_user: processes.NotebookUser,
+) -> None:
+    processes.harden()  # a child subreaper, as the runner makes itself
+    for kind in ("leader", "daemon", "stubborn", "forking"):
+        subprocess.Popen(notebook_user.command([sys.executable, "-S", "-c", SURVIVORS, kind]))
+
+    def leader_gone_threads_on() -> bool:  # a zombie thread group leader whose other thread still runs
+        for pid in notebook_user.processes():
+            with contextlib.suppress(OSError):
+                if state(pid) == "Z" and len(list(Path(f"/proc/{pid}/task").iterdir())) > 1:
+                    return True
+        return False
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not leader_gone_threads_on():
+        time.sleep(0.05)
+    assert leader_gone_threads_on()
+
+    killed = notebook_user.stop_all("in the test")
+
+    assert killed >= 4
+    assert notebook_user.processes() == []
+
+
+def test_a_notebook_process_runs_with_no_capability_and_no_new_privileges(
+    notebook_user: processes.NotebookUser,
+) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", REAPER, str(REPO)], capture_output=True, text=True, timeout=60, check=True
-    )
-    facts = json.loads(done.stdout)
+        notebook_user.command(["/bin/grep", "-E", "^(Uid|Gid|Groups|Cap(Inh|Prm|Eff|Amb)|NoNewPrivs):",
+                               "/proc/self/status"]),
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    fields = dict(line.split(":", 1) for line in done.stdout.splitlines())
 
-    assert facts == {"found": 1, "killed": 1, "left": []}
+    assert fields["Uid"].split() == [str(NOBODY_UID)] * 4 and fields["Groups"].strip() == ""
+    assert {fields[c].strip() for c in ("CapInh", "CapPrm", "CapEff", "CapAmb")} == {"0000000000000000"}
+    assert fields["NoNewPrivs"].strip() == "1"
 
 
-def test_the_checked_files_are_read_apart_and_must_be_parquet_of_one_schema(tmp_path: Path) -> None:
+@pytest.fixture
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder another user may read (pytest's own are root's alone)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="runner-units-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_the_checked_files_are_read_as_the_notebooks_user_and_must_be_parquet_of_one_schema(
+    notebook_user: processes.NotebookUser, shared: Path
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "one.parquet")
-    pq.write_table(pa.table({"a": [3]}), tmp_path / "two.parquet")
-    rows = publish.read_checked([tmp_path / "one.parquet", tmp_path / "two.parquet"], tmp_path)
+    def inventory(*names: str) -> staged.Inventory:
+        files = [staged.Pinned(name, 0, "") for name in names]
+        return staged.Inventory(Location("/staging"), shared, files)
+
+    pq.write_table(pa.table({"a": [1, 2]}), shared / "one.parquet")
+    pq.write_table(pa.table({"a": [3]}), shared / "two.parquet")
+    (shared / "rows.csv").write_text("a\n1\n")
+    for path in shared.iterdir():
+        path.chmod(0o444)
+
+    rows = publish.read_checked(inventory("one.parquet", "two.parquet"), notebook_user)
     assert rows.to_pylist() == [{"a": 1}, {"a": 2}, {"a": 3}]
 
-    (tmp_path / "rows.csv").write_text("a\n1\n")
     with pytest.raises(RunFailed, match=r"^rows.csv: .*the table takes Parquet files only") as caught:
-        publish.read_checked([tmp_path / "one.parquet", tmp_path / "rows.csv"], tmp_path)
+        publish.read_checked(inventory("one.parquet", "rows.csv"), notebook_user)
     assert caught.value.exit is exits.CHECK
 
     # A column more in one file, or another type: a reader of the folder would see one or the other
     for name, other in (("three", {"a": [3], "b": ["x"]}), ("four", {"a": ["text"]})):
-        pq.write_table(pa.table(other), tmp_path / f"{name}.parquet")
+        pq.write_table(pa.table(other), shared / f"{name}.parquet")
         with pytest.raises(RunFailed, match="do not share one schema") as caught:
-            publish.read_checked([tmp_path / "one.parquet", tmp_path / f"{name}.parquet"], tmp_path)
+            publish.read_checked(inventory("one.parquet", f"{name}.parquet"), notebook_user)
         assert caught.value.exit is exits.CHECK
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "four.parquet",
-        "one.parquet",
-        "rows.csv",
-        "three.parquet",
-        "two.parquet",
-    ]
+    assert notebook_user.processes() == []
 
 
 def test_the_guard_leaves_the_tables_folders_to_the_runs_that_commit_there(tmp_path: Path) -> None:
     """Another run's commit (or expiry) lands in data/, metadata/ and _catalog/ while this one's notebook
     runs: never the notebook's doing, never undone."""
     out = Location(str(tmp_path))
-    for folder in publish.TABLE_FOLDERS:
+    for folder in guard.TABLE_FOLDERS:
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "old").write_text("x")
-    before = publish.fingerprint(out)
-    for folder in publish.TABLE_FOLDERS:
+    before = guard.fingerprint(out)
+    for folder in guard.TABLE_FOLDERS:
         (tmp_path / folder / "new").write_text("y")
         (tmp_path / folder / "old").unlink()
 
-    assert publish.undo_writes(out, before, publish.fingerprint(out)) is None
-    assert all((tmp_path / folder / "new").exists() for folder in publish.TABLE_FOLDERS)
+    assert guard.undo_writes(out, before, guard.fingerprint(out)) is None
+    assert all((tmp_path / folder / "new").exists() for folder in guard.TABLE_FOLDERS)

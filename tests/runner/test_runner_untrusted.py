@@ -16,6 +16,7 @@ from support import (
     published,
     run_dirs,
     searched,
+    world_writable_dir,
 )
 from test_runner_failures import GOOD_ROWS, run_notebook
 
@@ -25,9 +26,21 @@ pytestmark = pytest.mark.docker
 WRITE_PUBLISHED = GOOD_ROWS.replace("output_uri", '"/output"')
 
 
+def test_a_notebook_cannot_write_where_consumers_read(runner_image: str, out: Path, tmp_path: Path) -> None:
+    make_notebook(tmp_path / "nb" / "direct.ipynb", GOOD_ROWS, WRITE_PUBLISHED)
+
+    run = run_notebook(runner_image, out, tmp_path / "nb", "direct.ipynb")
+
+    assert run.code == 10, run.stderr
+    assert "raised PermissionError in cell [4]" in run.last_line
+    assert published(out) == [] and not (out / f"date={SAMPLE_DATE}").exists()
+
+
 def test_a_notebook_writing_where_consumers_read_fails_and_its_rows_are_removed(
-    runner_image: str, out: Path, tmp_path: Path
+    runner_image: str, tmp_path: Path
 ) -> None:
+    """A careless mount everyone may write (or one the notebook's uid owns): the runner's guard keeps it."""
+    out = world_writable_dir(tmp_path / "out")
     make_notebook(tmp_path / "nb" / "direct.ipynb", GOOD_ROWS, WRITE_PUBLISHED)
 
     run = run_notebook(runner_image, out, tmp_path / "nb", "direct.ipynb")
@@ -117,7 +130,7 @@ def test_a_process_the_notebook_left_behind_is_gone_before_the_check_reads(
     run = run_notebook(runner_image, out, nb_dir, "daemon.ipynb", CHECK_SCRIPT="/nb/slow_check.py")
 
     assert run.code == 0, run.stderr
-    assert "killed 1 process(es) left running after the notebook" in run.stderr
+    assert "killed 1 process(es) of the notebook's user left running after the notebook" in run.stderr
     (part,) = published(out)
     assert pq.read_table(part).num_rows == 2  # as the notebook wrote it, never the daemon's duplicates
 
