@@ -18,8 +18,9 @@ FROM ${BASE_IMAGE} AS platform
 LABEL org.opencontainers.image.title="notebook-runner" \
       org.opencontainers.image.description="Runs a parameterised Jupyter notebook, checks and publishes its output"
 
-ENV PATH=/opt/venv/bin:$PATH \
-    VIRTUAL_ENV=/opt/venv \
+# The notebook's environment, /opt/venv, is on the PATH of the notebook's processes only (the runner puts it
+# there): its bin/ holds what the notebook's requirements installed, which nothing else may run by name.
+ENV VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -70,6 +71,7 @@ RUN apt-get update \
 
 # --- the notebook's environment: untrusted builds happen here, and stay here --------------------------
 FROM platform AS notebook-env
+ENV PATH=/opt/venv/bin:$PATH
 # The kernel and boto3, pinned to the runner's lock; pyarrow from the platform's shared folder.
 RUN python3 -m venv /opt/venv \
     && echo /opt/notebook-runner/shared > "$(echo /opt/venv/lib/python3*/site-packages)/notebook-runner-shared.pth" \
@@ -90,9 +92,10 @@ COPY runner/*.py /opt/notebook-runner/runner/
 
 # The project itself (notebook, check script, the files they read); .dockerignore keeps the rest out.
 # Owned by root and read-only for both users: the image's code cannot be changed by the notebook. A setuid
-# or setgid bit that came with /opt/venv or the project is dropped (this find is the platform's own).
+# or setgid bit that came with /opt/venv or the project is dropped. This stage runs, as root, only programs
+# named by their absolute path (/opt/venv/bin holds what the requirements installed).
 COPY . /app
-RUN find /opt/venv /app -xdev -perm /6000 -type f -exec chmod ug-s {} +
+RUN ["/usr/bin/find", "/opt/venv", "/app", "-xdev", "-perm", "/6000", "-type", "f", "-exec", "/bin/chmod", "ug-s", "{}", "+"]
 
 ARG NOTEBOOK=usp.ipynb
 ARG IMAGE_NAME=notebook-runner

@@ -13,9 +13,9 @@
 # /proc/<pid>/environ; exec leaves none.
 set -Eeuo pipefail
 
-# This script runs as root: every command it runs comes from the image's own system folders, never from
-# the notebook's environment (/opt/venv/bin, first on the image's PATH, holds what its requirements
-# installed). The runner gets the PATH the container was given, and keeps it for the notebook alone.
+# This script runs as root: every command it runs comes from the image's own system folders, whatever PATH
+# the container was given (never the notebook's environment, /opt/venv/bin, which holds what its
+# requirements installed). The runner gets the container's PATH, for the notebook's processes alone.
 readonly CONTAINER_PATH=${PATH:-}
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -39,7 +39,8 @@ runner_ids() {
 	local ids=${RUNNER_USER:-$(id -u "$RUNNER_ACCOUNT"):$(id -g "$RUNNER_ACCOUNT")}
 	[[ "$ids" =~ ^[0-9]{1,10}:[0-9]{1,10}$ ]] || die "RUNNER_USER=${ids} is not uid:gid: give numbers, e.g. RUNNER_USER=\$(id -u):\$(id -g)"
 	[[ "${ids%%:*}" != 0 && "${ids##*:}" != 0 ]] || die "RUNNER_USER=${ids} is root's: the runner never runs as root; give your own uid:gid or leave it unset"
-	[[ "${ids%%:*}" != "$(id -u "$NOTEBOOK_USER")" ]] || die "RUNNER_USER=${ids} is the notebook's user: give another uid, e.g. your own"
+	[[ "${ids%%:*}" != "$(id -u "$NOTEBOOK_USER")" && "${ids##*:}" != "$(id -g "$NOTEBOOK_USER")" ]] ||
+		die "RUNNER_USER=${ids} is the notebook's user or group: give another uid:gid, e.g. your own"
 	printf '%s\n' "$ids"
 }
 

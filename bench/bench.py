@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), *(str(REPO / "tests" / d) for d in ("", "pipeline", "examples"))]
 import test_athena_example as athena  # noqa: E402 -- the Athena example's stack and run, as its tests make them
 import validation_stack  # noqa: E402 -- the tests' stack, build and validation stages
+from cfn import docker_capability_options  # noqa: E402 -- the template's capabilities of the daily run
 from support import copy_repository, local_registry, model_repository, moto_server  # noqa: E402
 
 CODEBUILD_PER_MINUTE = 0.005  # USD, BUILD_GENERAL1_SMALL on Linux, us-east-1 (first 100 minutes a month free)
@@ -62,8 +63,8 @@ DEFAULT_SIZE = (1, 2)  # template/pipeline.yaml's TaskCpu and TaskMemory default
 SNAPSHOT = REPO.parent / "shared" / "data" / "challenge"
 BEFORE_TABLE = "d4af4e6"  # the last commit that published by copying files, before the Iceberg table
 BEFORE_TWO_USERS = "34b4b46"  # the last commit whose notebook ran as the runner's own user (issue 16)
-# As the Fargate task runs: the capabilities the runner keeps, the rest dropped (make run passes the same).
-FARGATE = ("--cap-drop", "ALL", "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "KILL")
+# As the Fargate task runs: the daily run's task definition's capabilities, read from the template.
+FARGATE = tuple(docker_capability_options("TaskDefinition"))
 TABLE_GROWTH_GOAL_MB = 25
 TAG = "notebook-runner:bench"
 REPEAT = 5
@@ -121,7 +122,7 @@ def overhead(work: Path) -> tuple[float, float, list[float], list[float]]:
     plain.chmod(0o777)
     # The same notebook and parameters as a plain script: papermill only injects them, nbconvert converts.
     sh(
-        "docker", "run", "--rm", "-v", f"{plain}:/plain", "--entrypoint", "sh", TAG, "-c",
+        "docker", "run", "--rm", "-v", f"{plain}:/plain", "--entrypoint", "/bin/sh", TAG, "-c",
         # papermill and nbconvert are the runner's, in its own environment
         "R=/opt/notebook-runner/venv/bin; $R/papermill --prepare-only -p date 2019-08-01 "
         "-p data_uri /data/lake -p output_uri /tmp/out /app/usp.ipynb /plain/usp.ipynb "
@@ -135,7 +136,7 @@ def overhead(work: Path) -> tuple[float, float, list[float], list[float]]:
 
     def script() -> None:
         sh("docker", "run", "--rm", *mounts, "-v", f"{plain}:/plain:ro", "-w", "/app",
-           "--entrypoint", "python", TAG, "/plain/usp.py")  # fmt: skip
+           "--entrypoint", "/opt/venv/bin/python", TAG, "/plain/usp.py")  # fmt: skip
 
     runner()  # warm the page cache for both
     with_runner, runner_runs = timed(runner)

@@ -27,6 +27,7 @@ TOPIC_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 SCHEDULED_TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 RESERVED_PARAMS = ("date", "data_uri", "output_uri")
+STAGING_FOLDER = "staging"  # without STAGING_URI, the notebook writes in this folder of its run's report
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class Config:
         """Where the notebook writes (its output_uri): the checked partition is published from here."""
         if self.staging_root is not None:
             return self.staging_root.child(f"date={self.run_date}", self.run_id)
-        return self.run_reports.child("staging")
+        return self.run_reports.child(STAGING_FOLDER)
 
     @property
     def staging_area(self) -> Location:

@@ -17,7 +17,7 @@ from runner.credentials import NotebookIdentity
 from runner.errors import RunFailed, Stopped
 from runner.locations import Location, aws_client, aws_problem
 from runner.processes import NotebookUser, signals_held
-from runner.sandbox import Workspace
+from runner.sandbox import NOTEBOOK_ENV, Workspace
 
 log = logging.getLogger("runner")
 
@@ -113,7 +113,7 @@ def failing_cell(name: str) -> str:
 def notebook_python() -> str:
     """The notebook's Python: its own environment's (VIRTUAL_ENV, /opt/venv in the image), never the runner's.
     The kernel, the check and the reader of the checked files run there or as the notebook's user."""
-    return str(Path(os.environ.get("VIRTUAL_ENV") or "/opt/venv") / "bin" / "python")
+    return str(Path(os.environ.get("VIRTUAL_ENV") or NOTEBOOK_ENV) / "bin" / "python")
 
 
 class Executed:
@@ -205,6 +205,8 @@ def execute(
     name = config.notebook.name
     km = None
     try:
+        # The kernel starts in the notebook's folder; the runner stays in its own (no cwd for papermill,
+        # which would chdir the runner there: the model's files are no configuration of the runner's).
         km = start_kernel(config.notebook.parent, identity.env(), user, work)
         import papermill as pm
         from papermill.iorw import papermill_io
@@ -217,8 +219,7 @@ def execute(
         )
         pm.execute_notebook(
             str(config.notebook), MEMORY + name, parameters=params, kernel_name=KERNEL_NAME, km=km,
-            cwd=str(config.notebook.parent), execution_timeout=config.cell_timeout, log_output=True,
-            progress_bar=False,
+            execution_timeout=config.cell_timeout, log_output=True, progress_bar=False,
         )  # fmt: skip
     except (RunFailed, Stopped):
         raise

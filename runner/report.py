@@ -66,7 +66,9 @@ class HtmlReport:
             import nbformat
             from nbconvert import HTMLExporter
 
-            exporter = HTMLExporter(sanitize_html=True)  # the notebook's outputs are untrusted HTML
+            # The notebook's outputs are untrusted HTML; no template folder but the runner's own (nbconvert
+            # would also look in the working directory it was created in, extra_template_basedirs).
+            exporter = HTMLExporter(sanitize_html=True, extra_template_basedirs=[])
             self._ready.wait()
             # rendered from the redacted notebook: the page never holds a secret, however nbconvert escapes it
             data = redaction.ACTIVE.file_bytes(self.executed(), self.name)

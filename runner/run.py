@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import config as configuration
-from runner import exits, guard, notify, processes, publish, redaction, table
+from runner import exits, notify, processes, publish, redaction, table
 from runner.checking import run_check, verdict
 from runner.credentials import NotebookIdentity, RoleCredentials
 from runner.errors import NOTHING, PUBLISHED, SAID, RunFailed, Stopped
@@ -35,8 +34,8 @@ from runner.execute import execute, executed_bytes, failing_cell, notebook_pytho
 from runner.locations import Location
 from runner.processes import NotebookUser
 from runner.report import MANIFEST, HtmlReport, manifest_bytes, store
-from runner.sandbox import Workspace, confine_runner
-from runner.staged import Inventory, copy_staged, remove_as, remove_published_from_staging
+from runner.sandbox import Workspace, confine_runner, refuse_if_the_notebook_may_write
+from runner.staged import Inventory, copy_staged, remove_published_from_staging
 
 log = logging.getLogger("runner")
 
@@ -97,7 +96,7 @@ class Run:
         assert config.table is not None
         config.table = replace(
             config.table, scratch=self.work.private
-        )  # TABLE_CATALOG=none keeps its file here
+        )  # where TABLE_CATALOG=none keeps its file
         redaction.check_params(config.params)
         log.info(
             "run %s: %s for %s; data %s; output %s; report %s", config.run_id, config.notebook,
@@ -111,27 +110,21 @@ class Run:
         )
         with NotebookIdentity(self.environ, role, self.work) as identity:
             log.info("%s", identity.describe())
-            before = guard.fingerprint(config.output, config.reports, config.staging_area)
-            try:
-                self.stage = "running the notebook"
-                name = config.notebook.name
-                self.html = HtmlReport(lambda: executed_bytes(name), name)
-                execute(config, identity, self.user, self.work, self.html.start)
-                self.html.render()
-                # No process of the notebook's user is left: the copy is what the check reads and what is
-                # published, whatever is written to staging from now on.
-                self.stage = "copying the output for its check"
-                partition = self.work.checked / config.partition
-                self.inventory = copy_staged(
-                    config.staging.child(config.partition), config.staging, partition
-                )
-                self.stage = "checking the output"
-                self.check_output = bytearray()
-                run_check(config, identity.env(), notebook_python(), self.work.checked, self.user,
-                          self.check_output)  # fmt: skip
-            finally:
-                with processes.signals_held():
-                    self.guard_output(before)
+            self.stage = "running the notebook"
+            name = config.notebook.name
+            self.html = HtmlReport(lambda: executed_bytes(name), name)
+            execute(config, identity, self.user, self.work, self.html.start)
+            self.html.render()
+            # No process of the notebook's user is left: the copy is what the check reads and what is
+            # published, whatever is written to staging from now on.
+            self.stage = "copying the output for its check"
+            partition = self.work.checked / config.partition
+            staged = config.staging.child(config.partition)
+            self.inventory = copy_staged(staged, config.staging, partition)
+            self.stage = "checking the output"
+            self.check_output = bytearray()
+            run_check(config, identity.env(), notebook_python(), self.work.checked, self.user,
+                      self.check_output)  # fmt: skip
         return self.publish()
 
     def publish(self) -> Outcome:
@@ -172,10 +165,14 @@ class Run:
             log.warning("the table's old snapshots were not expired (%s): the next run tries again", exc)
 
     def prepare_locations(self) -> None:
-        """The local folders the run writes: creatable by the runner; the run's staging folder writable by
-        the notebook's group (the notebook writes there, and the runner belongs to that group)."""
+        """The local folders the run writes: the runner's alone (RunFailed exit 2 for one the notebook's user
+        could write: it could change the published table or the reports), creatable by the runner; the run's
+        staging folder writable by the notebook's group (it writes there, and the runner belongs to it)."""
         config = self.config
         assert config is not None
+        for name, loc in (("OUTPUT_URI", config.output), ("REPORT_URI", config.reports)):
+            if not loc.is_s3:
+                refuse_if_the_notebook_may_write(name, loc.path, self.user)
         for name, loc in (
             ("OUTPUT_URI", config.output),
             ("REPORT_URI", config.run_reports),
@@ -195,42 +192,6 @@ class Run:
                     f"({os.getuid()}) may write (make run passes RUNNER_USER, your own uid)"
                 ) from exc
         self.reports_ready = True
-
-    def guard_output(self, before: guard.Fingerprint | None) -> None:
-        """A local OUTPUT_URI is the runner's alone: undo what the notebook or its check wrote there."""
-        assert self.config is not None
-        if before is None:
-            return
-        config = self.config
-        violation = guard.undo_writes(
-            config.output,
-            before,
-            guard.fingerprint(config.output, config.reports, config.staging_area) or before,
-            self.remove_the_notebooks,
-        )
-        after = guard.fingerprint(config.output, config.reports, config.staging_area)
-        if violation is not None and after is not None:
-            left = sorted((set(after.files) - set(before.files)) | (after.folders - before.folders))
-            if left:  # the undo could not remove everything: say so, never that it did
-                violation = RunFailed(
-                    violation.exit,
-                    f"{violation}; NOT removed, remove by hand: {', '.join(left[:5])}",
-                    violation.step,
-                )
-        if violation is None:
-            return
-        if sys.exc_info()[0] is None:
-            raise violation
-        log.error("%s", violation)  # the failure already under way is the run's; this one is logged
-
-    def remove_the_notebooks(self, root: Path, names: list[str]) -> None:
-        """What the notebook wrote where it should not have: removed as its user (it owns it), then by the
-        runner (a link or a file in a folder of the runner's)."""
-        try:
-            remove_as(self.user, root, names)
-        except (OSError, subprocess.SubprocessError) as exc:
-            log.warning("could not remove what the notebook wrote in %s as its user (%s)", root, exc)
-        guard.remove(root, names)
 
     # --- the end ----------------------------------------------------------------------------------------
 

@@ -23,11 +23,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.config import STAGING_FOLDER
 from runner.processes import NotebookUser
 
 RUNNER_ACCOUNT = "runner"  # the image's runner user (Dockerfile), whose home is the image's own
 NOTHING = "/opt/notebook-runner/no-user-configuration"  # a path that never exists: no configuration there
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # the image's own programs (run_notebook.sh's PATH too)
+NOTEBOOK_ENV = "/opt/venv"  # the notebook's environment when VIRTUAL_ENV (the Dockerfile's) is not set
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,56 @@ def confine_runner(work: Workspace) -> None:
 
 
 def notebook_environment(env: dict[str, str], work: Workspace) -> dict[str, str]:
-    """The notebook's processes' environment: a home and temporary folder of their own."""
+    """The notebook's processes' environment: a home and temporary folder of their own, and its own
+    environment's programs first on its PATH (the image's PATH holds none of them)."""
+    venv = env.get("VIRTUAL_ENV") or NOTEBOOK_ENV
     return env | {
         "HOME": str(work.home), "TMPDIR": str(work.notebook_tmp), "USER": "notebook", "LOGNAME": "notebook",
+        "PATH": f"{venv}/bin:{env.get('PATH') or SYSTEM_PATH}",
     }  # fmt: skip
+
+
+def notebook_may_write(path: Path, user: NotebookUser) -> str:
+    """Why the notebook's user may change path (its owner; group- or world-writable), '' if it may not."""
+    st = path.lstat()
+    if st.st_uid == user.uid:
+        return f"owned by the notebook's user ({user.uid})"
+    if st.st_mode & 0o002 or (st.st_gid == user.gid and st.st_mode & 0o020):
+        who = "everyone" if st.st_mode & 0o002 else "the notebook's group"
+        return f"writable by {who} (mode {st.st_mode & 0o7777:o})"
+    return ""
+
+
+def notebook_writable(root: Path, user: NotebookUser) -> tuple[Path, str] | None:
+    """The first folder or file the notebook's user could change, in root's tree (the runs' staging folders
+    aside: the notebook writes there) or among root's parents (a folder it may rename: no sticky bit)."""
+    for parent in [*reversed(root.absolute().parents)]:
+        why = notebook_may_write(parent, user) if parent.exists() else ""
+        if why and not parent.stat().st_mode & 0o1000:
+            return parent, why
+    if not root.exists():
+        return None
+    for here, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != STAGING_FOLDER]  # a run's own staging folder is the notebook's
+        for name in [*names, *dirs]:
+            path = Path(here, name)
+            why = notebook_may_write(path, user)
+            if why:
+                return path, why
+    why = notebook_may_write(root, user)
+    return (root, why) if why else None
+
+
+def refuse_if_the_notebook_may_write(name: str, root: Path, user: NotebookUser) -> None:
+    """A local OUTPUT_URI or REPORT_URI the notebook's user could change is refused before anything runs: it
+    could change the published table, or the record of a run, after the check."""
+    from runner.config import fail
+
+    found = notebook_writable(root, user)
+    if found is not None:
+        path, why = found
+        raise fail(
+            f"{name} {root} is not the runner's alone: {path} is {why}, so the notebook could change what "
+            f"is published there; make it the runner's (chown -R {os.getuid()} {root} && chmod -R go-w "
+            f"{root}; make run does), or run with RUNNER_USER set to its owner"
+        )

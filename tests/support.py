@@ -31,8 +31,12 @@ SAMPLE_LAKE = REPO / "sample" / "lake"
 SAMPLE_DATE = "2019-08-01"
 CONTAINER_UID = 10001  # the image's runner user
 NOTEBOOK_UID = 10002  # the image's notebook user
-# The container as Fargate runs it: the capabilities the task definitions keep (the rest dropped).
-FARGATE_CAPS = ("--cap-drop", "ALL", "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "KILL")
+sys.path.insert(0, str(REPO / "tests" / "pipeline"))
+from cfn import docker_capability_options  # noqa: E402 -- the template's own list, read from it
+
+# The container as Fargate runs it: the daily run's task definition's capabilities (it drops all Docker
+# gives a root container but SETUID, SETGID and KILL).
+FARGATE_CAPS = tuple(docker_capability_options("TaskDefinition"))
 PARAMETERS = 'date = "2019-08-01"\ndata_uri = ""\noutput_uri = ""'
 OUTPUT_COLUMNS = ["accommodation_id", "accommodation_ns", "usp", "destination_id"]
 

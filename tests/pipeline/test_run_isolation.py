@@ -6,27 +6,34 @@ never gets a row published that the check did not read."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
-from support import FARGATE_CAPS, SAMPLE_DATE, Run, make_notebook, write_rows_cell
-from test_run_identity import STACK_VALUES, VALUES, Stack, daily_run, stack, task_environment  # noqa: F401
+from support import FARGATE_CAPS, SAMPLE_DATE, docker_run, make_notebook, write_rows_cell
+from test_run_identity import STACK_VALUES, VALUES, Stack, stack, task_environment  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
-from test_runner_isolation import BAD, GOOD, READING_CHECK, run_watching
+from test_runner_isolation import (
+    BAD,
+    READING_CHECK,
+    assert_published_only_what_the_check_read,
+    check_read,
+    run_watching,
+    swapping,
+)
 
 pytestmark = pytest.mark.docker
 
 PLANTED_KEY = "AKIAPLANTEDBYNOTEBOOK"
 # An AWS configuration whose credential_process hands out a key of the notebook's choosing, planted in every
-# home the runner could have: its own, the folders around it (the old runner's HOME on a read-only root),
-# the image's home of the runner, /tmp.
+# home the runner could have: the folder around the notebook's own (the old runner's HOME, its work folder,
+# on a read-only root), the image's home of the runner, /tmp.
 PLANT_AWS = f"""
 import glob, json, os, stat
 here = os.environ["HOME"]
-homes = {{here, os.path.dirname(here), "/home/runner", "/tmp"}} | set(glob.glob("/tmp/notebook-run.*"))
+# (not its own home: its own pyarrow would read that one, which is the notebook's own business)
+homes = {{os.path.dirname(here), "/home/runner", "/tmp"}} | set(glob.glob("/tmp/notebook-run.*"))
 creds = json.dumps({{"Version": 1, "AccessKeyId": "{PLANTED_KEY}", "SecretAccessKey": "planted"}})
 planted = {{}}
 for home in sorted(homes):
@@ -50,10 +57,11 @@ def test_an_aws_configuration_the_notebook_plants_never_signs_a_request_of_the_r
     tmp_path: Path,
 ) -> None:
     nb_dir = tmp_path / "nb"
-    make_notebook(nb_dir / "plant.ipynb", PLANT_AWS, write_rows_cell())
+    make_notebook(nb_dir / "plant.ipynb", write_rows_cell(), PLANT_AWS)  # its own writes done, it plants
     nb_dir.chmod(0o755)
 
-    run = daily_run(stack, runner_image, nb_dir, NOTEBOOK="/nb/plant.ipynb", RUN_ID="plant")
+    env = task_environment(stack, STACK_VALUES) | {"NOTEBOOK": "/nb/plant.ipynb", "RUN_ID": "plant"}
+    run = docker_run(runner_image, env, {nb_dir: "/nb:ro"}, network_host=True, extra=("--read-only",))
 
     assert run.code == 0, run.stderr[-3000:]
     planted = [d for d in stack.iam.decisions if d.key == PLANTED_KEY]
@@ -71,8 +79,8 @@ def test_what_is_published_on_s3_is_exactly_what_the_check_read_whatever_the_sta
     tmp_path: Path,
 ) -> None:
     """A writer with the staging bucket (the notebook's credentials stay valid for their session) swaps the
-    staged object at each step: the good rows after the runner copied it (after the pin), the bad ones again
-    once the check has read (during the check)."""
+    staged object at each step of the run (SWAPS: after the notebook, after the copy, as the check starts,
+    during the check, after it)."""
     nb_dir = tmp_path / "nb"
     nb_dir.mkdir()
     (nb_dir / "bad.parquet").write_bytes(BAD)
@@ -89,25 +97,17 @@ def test_what_is_published_on_s3_is_exactly_what_the_check_read_whatever_the_sta
     run_id = "swap-s3"
     key = f"daily/date={SAMPLE_DATE}/{run_id}/date={SAMPLE_DATE}/part-0.parquet"
     s3 = stack.client("s3")
-
-    def on_line(line: str) -> None:
-        swaps = {"copied the staged output": GOOD, "checking the output with": GOOD, "CHECK-READ ": BAD}
-        for words, data in swaps.items():
-            if words in line:
-                s3.put_object(Bucket=VALUES["StagingBucket"], Key=key, Body=data)
-
     env = task_environment(stack, STACK_VALUES) | {
         "NOTEBOOK": "/nb/writes.ipynb", "CHECK_SCRIPT": "/nb/reading_check.py", "RUN_ID": run_id,
     }  # fmt: skip
     args = ["docker", "run", "--rm", *FARGATE_CAPS, "--read-only", "--network", "host",
-            "-v", f"{nb_dir}:/nb:ro",
-            *[f"-e{k}={v}" for k, v in env.items()], runner_image]  # fmt: skip
+            "-v", f"{nb_dir}:/nb:ro", *[f"-e{k}={v}" for k, v in env.items()], runner_image]  # fmt: skip
 
-    run: Run = run_watching(args, on_line)
+    run = run_watching(
+        args, swapping(lambda data: s3.put_object(Bucket=VALUES["StagingBucket"], Key=key, Body=data))
+    )
 
-    (line,) = [line for line in run.stderr.splitlines() if line.startswith("CHECK-READ ")]
-    assert json.loads(line.split(" ", 1)[1]) == ["spa", "unchecked"]
-    assert run.code == 20, run.stderr[-3000:]
-    day = stack.table_day(f"{VALUES['TableDatabase']}.{VALUES['OutputTable']}", SAMPLE_DATE)
-    usps = set(day.column("usp").to_pylist())
-    assert not usps & {"unchecked", "gym", "pool"}  # neither the rows it rejected nor the rows swapped in
+    table = env["OUTPUT_TABLE"]
+    day = stack.table_day(table, SAMPLE_DATE)  # the plant test's rows, or none: never this run's
+    ours = [u for u in day.column("usp").to_pylist() if u != "spa"]
+    assert_published_only_what_the_check_read(run, check_read(run), ours or None)

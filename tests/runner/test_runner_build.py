@@ -53,15 +53,16 @@ BACKEND = textwrap.dedent(f'''
     def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         attack()
         name = "evil_backend-1.0-py3-none-any.whl"
-        # Programs on the image's PATH before the system's (/opt/venv/bin comes first): the entrypoint runs as
-        # root, and a shebang's `env bash` or a bare `id` would run these instead.
+        # Programs on the image's PATH before the system's (/opt/venv/bin comes first): the image's last
+        # build step and its entrypoint run as root, and a bare `find`, `id` or `env bash` would run these.
         program = (
             b"#!/bin/sh\\necho {MARK} uid=$(/usr/bin/id -u) >&2\\n"
+            b"[ $(/usr/bin/id -u) = 0 ] && echo {MARK} >/etc/evil-path-program\\n"
             b"exec /usr/bin/$(basename $0) \\"$@\\"\\n"
         )
         files = {{
             f"evil_backend-1.0.data/scripts/{{name}}": program
-            for name in ("bash", "env", "id", "awk", "setpriv", "dirname", "sh")
+            for name in ("bash", "env", "id", "awk", "setpriv", "dirname", "sh", "find", "chmod", "rm")
         }}
         files |= {{
             "evil_backend.py": b"BUILT = True\\n",
@@ -76,7 +77,8 @@ BACKEND = textwrap.dedent(f'''
         with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
             for path, data in files.items():
                 entry = zipfile.ZipInfo(path)
-                entry.external_attr = (0o100755 if "/scripts/" in path else 0o100644) << 16  # scripts: executable
+                mode = 0o100755 if "/scripts/" in path else 0o100644  # a regular file; the scripts executable
+                entry.external_attr = mode << 16
                 wheel.writestr(entry, data)
                 digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
                 record.append(f"{{path}},sha256={{digest}},{{len(data)}}")
@@ -145,8 +147,8 @@ def built(base_image: str, index: str, tmp_path_factory: pytest.TempPathFactory)
 
 def in_image(image: str, script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["docker", "run", "--rm", "--entrypoint", "sh", image, "-c", script], capture_output=True, text=True,
-        check=False,
+        ["docker", "run", "--rm", "--entrypoint", "/bin/sh", image, "-c", script], capture_output=True,
+        text=True, check=False,
     )  # fmt: skip
 
 
@@ -160,7 +162,7 @@ def test_nothing_its_build_wrote_outside_opt_venv_is_in_the_image(built: str) ->
     done = in_image(
         built,
         "ls /opt/notebook-runner/venv/lib/python3*/site-packages/evil.pth "
-        "/usr/local/bin/evil-shell /etc/evil-requirement 2>/dev/null; "
+        "/usr/local/bin/evil-shell /etc/evil-requirement /etc/evil-path-program 2>/dev/null; "
         f"grep -rl {MARK} /opt/notebook-runner /usr/lib/python3* 2>/dev/null; "
         "find / -xdev -perm /6000 -type f",
     )

@@ -67,7 +67,7 @@ def test_each_project_image_has_only_its_own_requirements(counts_image: str, run
     said = []
     for image in (counts_image, runner_image):
         done = subprocess.run(
-            ["docker", "run", "--rm", "--entrypoint", "python", image, "-c", probe],
+            ["docker", "run", "--rm", "--entrypoint", "/opt/venv/bin/python", image, "-c", probe],
             capture_output=True,
             text=True,
             check=False,

@@ -105,8 +105,8 @@ def test_the_image_starts_as_root_only_to_drop_it_and_carries_no_setuid_file(run
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     found = subprocess.run(
-        ["docker", "run", "--rm", "--entrypoint", "find", runner_image, "/", "-xdev", "-perm", "/6000",
-         "-type", "f"], capture_output=True, text=True, check=False,
+        ["docker", "run", "--rm", "--entrypoint", "/usr/bin/find", runner_image, "/", "-xdev", "-perm",
+         "/6000", "-type", "f"], capture_output=True, text=True, check=False,
     )  # fmt: skip
 
     assert user in ("", "0", "root")
@@ -138,7 +138,7 @@ def test_the_image_refuses_to_start_as_another_user_or_without_its_capabilities(
 
     assert as_user.returncode == 2 and "the image must start as root" in as_user.stderr
     assert no_caps.returncode == 2 and "lacks SETUID, SETGID or KILL" in no_caps.stderr
-    assert as_notebook.returncode == 2 and "is the notebook's user" in as_notebook.stderr
+    assert as_notebook.returncode == 2 and "is the notebook's user or group" in as_notebook.stderr
     assert ok.returncode == 0, ok.stderr[-3000:]
 
 
@@ -192,6 +192,25 @@ def test_configuration_the_notebook_plants_is_never_read_by_the_runner(
     page = (run_dirs(out)[0] / "plant.html").read_text()
     assert "PLANTED-TEMPLATE" not in page and "<html" in page
     assert day_rows(out).num_rows == 2
+
+
+def test_templates_beside_the_notebook_are_never_the_reports(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    """A model's repository (here the notebook's folder, in the image /app) with an nbconvert template folder:
+    nbconvert looks for templates in the folder it was started in, and papermill would have moved the runner
+    there while the notebook ran. A Jinja template runs Python in the process that renders it."""
+    nb_dir = tmp_path / "nb"
+    make_notebook(nb_dir / "good.ipynb", GOOD_ROWS)
+    (nb_dir / "lab").mkdir()
+    (nb_dir / "lab" / "conf.json").write_text('{"base_template": "base", "mimetypes": {"text/html": true}}')
+    (nb_dir / "lab" / "index.html.j2").write_text("TEMPLATE-OF-THE-MODEL {{ 6 * 7 }}")
+
+    run = run_notebook(runner_image, out, nb_dir, "good.ipynb")
+
+    assert run.code == 0, run.stderr[-3000:]
+    page = (run_dirs(out)[0] / "good.html").read_text()
+    assert "TEMPLATE-OF-THE-MODEL" not in page and "<html" in page
 
 
 # Three processes that try to outlive the notebook, each appending to a heartbeat file in its home: a thread
@@ -307,7 +326,14 @@ def rows_file(*usps: str) -> bytes:
 
 
 BAD = rows_file("spa", "unchecked")  # what the notebook writes: the check must reject it
-GOOD = rows_file("spa", "pool", "gym")  # what a writer swaps in: the check would pass it
+LATE = rows_file("spa", "sauna", "unchecked")  # what a writer puts there as the notebook ends: rejected too
+GOOD = rows_file("spa", "pool", "gym")  # what a writer swaps in later: the check would pass it
+# Each step's line in the run's log, and what a writer puts in staging on seeing it: after the notebook,
+# after the copy (the pin), as the check starts, during the check (once it has read), after the check.
+SWAPS = {
+    "Ending Cell 2-": LATE, "copied the staged output": GOOD, "checking the output with": GOOD,
+    "CHECK-READ ": BAD, "rejected the output": GOOD, "published ": GOOD,
+}  # fmt: skip
 
 
 def run_watching(args: list[str], on_line: Callable[[str], None]) -> Run:
@@ -325,21 +351,27 @@ def run_watching(args: list[str], on_line: Callable[[str], None]) -> Run:
     return Run(proc.wait(timeout=600), "".join(stdout), "".join(lines))
 
 
-def swap_around_each_step(staged: Path) -> Callable[[str], None]:
-    """Rewrites the staged file at each step of the run: the good rows once the runner has copied the output
-    (after the pin), the bad ones again once the check has read (during the check), the good ones once the
-    check is over (after the check)."""
+def swapping(write: Callable[[bytes], None]) -> Callable[[str], None]:
+    """Rewrites the staged file at each step of the run (SWAPS)."""
 
     def on_line(line: str) -> None:
-        swaps = {
-            "copied the staged output": GOOD, "CHECK-READ ": BAD, "checking the output with": GOOD,
-            "published ": GOOD, "rejected the output": GOOD,
-        }  # fmt: skip
-        for words, data in swaps.items():
-            if words in line and staged.exists():
-                staged.write_bytes(data)
+        for words, data in SWAPS.items():
+            if words in line:
+                write(data)
 
     return on_line
+
+
+def check_read(run: Run) -> list[str]:
+    (line,) = [line for line in run.stderr.splitlines() if line.startswith("CHECK-READ ")]
+    return json.loads(line.split(" ", 1)[1])
+
+
+def assert_published_only_what_the_check_read(run: Run, read: list[str], published: list[str] | None) -> None:
+    """Whatever staging held meanwhile: the rows the check passed, or nothing."""
+    assert read in (["spa", "unchecked"], ["sauna", "spa", "unchecked"])  # a copy of what staging held
+    assert run.code == 20, run.stderr[-3000:]  # both rejected: never the good rows swapped in later
+    assert published is None  # never the rows it did not read, never the rows it rejected
 
 
 def test_what_is_published_is_exactly_what_the_check_read_whatever_staging_holds_meanwhile(
@@ -354,24 +386,23 @@ def test_what_is_published_is_exactly_what_the_check_read_whatever_staging_holds
         "shutil.copyfile('/nb/bad.parquet', f'{output_uri}/date={date}/part-0.parquet')"
     ))  # fmt: skip
     (nb_dir / "reading_check.py").write_text(READING_CHECK)
-    staged = (
-        out / "_runs" / f"date={SAMPLE_DATE}" / "swap" / "staging" / f"date={SAMPLE_DATE}" / "part-0.parquet"
-    )
+    staged = out / "_runs" / f"date={SAMPLE_DATE}" / "swap" / "staging" / f"date={SAMPLE_DATE}"
     env = {"DATA_URI": "/data/lake", "OUTPUT_URI": "/output", "RUN_DATE": SAMPLE_DATE, "RUN_ID": "swap",
            "NOTEBOOK": "/nb/writes.ipynb", "CHECK_SCRIPT": "/nb/reading_check.py"}  # fmt: skip
     args = ["docker", "run", "--rm", *FARGATE_CAPS, "-v", f"{SAMPLE_LAKE}:/data/lake:ro",
             "-v", f"{out}:/output",
             "-v", f"{nb_dir}:/nb:ro", *[f"-e{k}={v}" for k, v in env.items()], runner_image]  # fmt: skip
 
-    run = run_watching(args, swap_around_each_step(staged))
+    def write(data: bytes) -> None:
+        if staged.is_dir():
+            (staged / "part-0.parquet").write_bytes(data)
 
-    (line,) = [line for line in run.stderr.splitlines() if line.startswith("CHECK-READ ")]
-    read = json.loads(line.split(" ", 1)[1])
+    run = run_watching(args, swapping(write))
+
     rows = day_rows(out)
-    got = sorted(rows.column("usp").to_pylist()) if rows is not None else None
-    assert read == ["spa", "unchecked"]  # the copy of what the notebook wrote, whatever staging held
-    assert run.code == 20, run.stderr[-3000:]
-    assert got is None  # nothing published: never the rows it did not read, never the rows it rejected
+    assert_published_only_what_the_check_read(
+        run, check_read(run), sorted(rows.column("usp").to_pylist()) if rows is not None else None
+    )
     assert manifest(out)["failed_step"] == "check"
 
 

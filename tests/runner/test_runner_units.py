@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support import REPO
 
-from runner import config, exits, guard, processes, publish, staged
+from runner import config, exits, processes, publish, sandbox, staged
 from runner.checking import VERDICT_LIMIT, verdict
 from runner.credentials import CredentialServer, NotebookIdentity
 from runner.errors import RunFailed
@@ -248,46 +248,6 @@ def test_a_staged_partition_linked_out_of_staging_is_refused_and_linked_files_ar
     assert (inventory.files, sorted(inventory.left_out)) == ([], ["fifo.parquet", "part-0.parquet", "sub"])
 
 
-def test_the_guard_sees_an_overwrite_that_kept_size_and_mtime(tmp_path: Path) -> None:
-    out = Location(str(tmp_path))
-    (tmp_path / "date=1").mkdir()
-    part = tmp_path / "date=1" / "p.parquet"
-    part.write_bytes(b"published")
-    before = guard.fingerprint(out)
-    stat = part.stat()
-    time.sleep(0.01)
-    with part.open("r+b") as f:
-        f.write(b"TAMPERED!")
-    os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-
-    failure = guard.undo_writes(out, before, guard.fingerprint(out))
-
-    assert failure is not None and "changed or deleted date=1/p.parquet" in str(failure)
-    assert "what it changed or deleted cannot be put back" in str(failure)
-
-
-def test_the_guard_removes_what_was_added_and_names_what_was_changed(tmp_path: Path) -> None:
-    out = Location(str(tmp_path))
-    (tmp_path / "date=1").mkdir()
-    (tmp_path / "date=1" / "p.parquet").write_bytes(b"published")
-    (tmp_path / "date=2").mkdir()
-    (tmp_path / "date=2" / "p.parquet").write_bytes(b"published")
-    before = guard.fingerprint(out, out.child("_runs"))
-    (tmp_path / "date=1" / "p.parquet").write_bytes(b"overwritten!")
-    (tmp_path / "date=3").mkdir()
-    (tmp_path / "date=3" / "p.parquet").write_bytes(b"new")
-    (tmp_path / "_runs").mkdir()  # the reports are the runner's: not a violation
-    (tmp_path / ".date=2.incoming-x").mkdir()  # hidden from readers, but not the notebook's to write
-    (tmp_path / ".date=2.incoming-x" / "unchecked.csv").write_text("x")
-
-    failure = guard.undo_writes(out, before, guard.fingerprint(out, out.child("_runs")))
-
-    assert failure is not None and failure.exit is exits.NOTEBOOK
-    assert "added .date=2.incoming-x/unchecked.csv, date=3/p.parquet" in str(failure)
-    assert "changed or deleted date=1/p.parquet" in str(failure)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["_runs", "date=1", "date=2"]
-
-
 # --- checking.py -----------------------------------------------------------------------------------------
 
 
@@ -432,17 +392,50 @@ def test_the_checked_files_are_read_as_the_notebooks_user_and_must_be_parquet_of
     assert notebook_user.processes() == []
 
 
-def test_the_guard_leaves_the_tables_folders_to_the_runs_that_commit_there(tmp_path: Path) -> None:
-    """Another run's commit (or expiry) lands in data/, metadata/ and _catalog/ while this one's notebook
-    runs: never the notebook's doing, never undone."""
-    out = Location(str(tmp_path))
-    for folder in guard.TABLE_FOLDERS:
-        (tmp_path / folder).mkdir()
-        (tmp_path / folder / "old").write_text("x")
-    before = guard.fingerprint(out)
-    for folder in guard.TABLE_FOLDERS:
-        (tmp_path / folder / "new").write_text("y")
-        (tmp_path / folder / "old").unlink()
+# --- sandbox.py: the runner's folders, never the notebook's ------------------------------------------------
 
-    assert guard.undo_writes(out, before, guard.fingerprint(out)) is None
-    assert all((tmp_path / folder / "new").exists() for folder in guard.TABLE_FOLDERS)
+
+@pytest.mark.parametrize(
+    ("where", "mode", "owner", "said"),
+    [
+        ("", 0o777, 0, "out is writable by everyone (mode 777)"),
+        ("", 0o775, "group", "out is writable by the notebook's group (mode 775)"),
+        ("data", 0o755, "notebook", "out/data is owned by the notebook's user"),
+        ("metadata/v1.metadata.json", 0o666, 0, "v1.metadata.json is writable by everyone"),
+        ("_catalog", 0o777, 0, "out/_catalog is writable by everyone"),
+    ],
+)
+def test_an_output_folder_the_notebooks_user_could_change_is_refused(
+    tmp_path: Path, where: str, mode: int, owner: object, said: str
+) -> None:
+    """It could change the table after the check (make its data/ its own before the first commit, rename
+    the runner's folders): refused before anything runs, naming the path and the fix."""
+    user = processes.NotebookUser(NOBODY_UID, NOBODY_UID)
+    out = tmp_path / "out"
+    for folder in ("data/date=2019-08-01", "metadata", "_catalog", "_runs/date=2019-08-01/r1/staging"):
+        (out / folder).mkdir(parents=True)
+    (out / "metadata" / "v1.metadata.json").write_text("{}")
+    (out / "_runs/date=2019-08-01/r1/staging").chmod(0o2770)  # a run's staging folder: the notebook's
+    os.chown(out / "_runs/date=2019-08-01/r1/staging", -1, NOBODY_UID)
+    assert sandbox.notebook_writable(out, user) is None
+
+    path = out / where if where else out
+    path.chmod(mode)
+    if owner in ("notebook", "group"):
+        os.chown(path, NOBODY_UID if owner == "notebook" else -1, NOBODY_UID)
+    with pytest.raises(RunFailed, match="is not the runner's alone") as caught:
+        sandbox.refuse_if_the_notebook_may_write("OUTPUT_URI", out, user)
+
+    assert caught.value.exit is exits.CONFIG
+    assert said in str(caught.value) and "chmod -R go-w" in str(caught.value)
+
+
+def test_a_parent_the_notebooks_user_may_rename_things_in_is_refused_unless_sticky(tmp_path: Path) -> None:
+    user = processes.NotebookUser(NOBODY_UID, NOBODY_UID)
+    parent = tmp_path / "shared"
+    (parent / "out").mkdir(parents=True)
+    parent.chmod(0o777)
+
+    assert sandbox.notebook_writable(parent / "out", user) == (parent, "writable by everyone (mode 777)")
+    parent.chmod(0o1777)  # as /tmp: another user's folder cannot be renamed there
+    assert sandbox.notebook_writable(parent / "out", user) is None

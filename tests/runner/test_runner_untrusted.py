@@ -3,11 +3,13 @@ try in a local run, and that nothing they did not get checked reaches where cons
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from support import (
+    NOTEBOOK_UID,
     SAMPLE_DATE,
     SEARCH,
     day_rows,
@@ -17,6 +19,7 @@ from support import (
     run_dirs,
     searched,
     world_writable_dir,
+    writable_dir,
 )
 from test_runner_failures import GOOD_ROWS, run_notebook
 
@@ -36,20 +39,28 @@ def test_a_notebook_cannot_write_where_consumers_read(runner_image: str, out: Pa
     assert published(out) == [] and not (out / f"date={SAMPLE_DATE}").exists()
 
 
-def test_a_notebook_writing_where_consumers_read_fails_and_its_rows_are_removed(
+def test_a_published_folder_the_notebook_could_write_is_refused_before_anything_runs(
     runner_image: str, tmp_path: Path
 ) -> None:
-    """A careless mount everyone may write (or one the notebook's uid owns): the runner's guard keeps it."""
-    out = world_writable_dir(tmp_path / "out")
+    """A careless mount everyone may write, or a table folder the notebook's user made its own: the notebook
+    could change the table after its check (own its data/ before the first commit, rename the runner's
+    folders). Refused (exit 2), nothing run, nothing published."""
+    careless = world_writable_dir(tmp_path / "careless")
+    taken = writable_dir(tmp_path / "taken")
+    (taken / "data").mkdir()
+    os.chown(taken / "data", NOTEBOOK_UID, NOTEBOOK_UID)
     make_notebook(tmp_path / "nb" / "direct.ipynb", GOOD_ROWS, WRITE_PUBLISHED)
 
-    run = run_notebook(runner_image, out, tmp_path / "nb", "direct.ipynb")
+    runs = {
+        out: run_notebook(runner_image, out, tmp_path / "nb", "direct.ipynb") for out in (careless, taken)
+    }
 
-    assert run.code == 10, run.stderr
-    assert f"wrote into OUTPUT_URI /output itself (added date={SAMPLE_DATE}/part-0.parquet" in run.last_line
-    assert "nothing was published" in run.last_line
-    assert published(out) == []
-    assert not (out / f"date={SAMPLE_DATE}").exists()
+    said = {out: run.last_line for out, run in runs.items()}
+    assert [run.code for run in runs.values()] == [2, 2], said
+    assert "OUTPUT_URI /output is not the runner's alone: /output is writable by everyone" in said[careless]
+    assert "/output/data is owned by the notebook's user (10002)" in said[taken]
+    assert "Executing Cell" not in "".join(run.stderr for run in runs.values())
+    assert published(careless) == [] and published(taken) == []
 
 
 def test_a_notebook_looking_for_output_uri_in_its_environment_does_not_find_it(
