@@ -63,6 +63,7 @@ DEFAULT_SIZE = (1, 2)  # template/pipeline.yaml's TaskCpu and TaskMemory default
 SNAPSHOT = REPO.parent / "shared" / "data" / "challenge"
 BEFORE_TABLE = "d4af4e6"  # the last commit that published by copying files, before the Iceberg table
 BEFORE_TWO_USERS = "34b4b46"  # the last commit whose notebook ran as the runner's own user (issue 16)
+RUNNER_UID = 10001  # the image's runner user, which owns the output folders the bench mounts
 # As the Fargate task runs: the daily run's task definition's capabilities, read from the template.
 FARGATE = tuple(docker_capability_options("TaskDefinition"))
 TABLE_GROWTH_GOAL_MB = 25
@@ -114,9 +115,7 @@ def full_lake(dest: Path) -> Path:
 
 def overhead(work: Path) -> tuple[float, float, list[float], list[float]]:
     lake = full_lake(work / "lake")
-    out = work / "out"
-    out.mkdir(mode=0o777)
-    out.chmod(0o777)
+    out = runner_folder(work / "out")
     plain = work / "plain"
     plain.mkdir()
     plain.chmod(0o777)
@@ -228,6 +227,14 @@ def table_growth(work: Path, base: str, total: int) -> list[tuple[str, str, str]
     ]  # fmt: skip
 
 
+def runner_folder(path: Path) -> Path:
+    """An output folder the image's runner user owns, as make run gives it (one the notebook's user could
+    write is refused)."""
+    path.mkdir(parents=True)
+    os.chown(path, RUNNER_UID, RUNNER_UID)
+    return path
+
+
 def two_users(work: Path, base: str, total: int) -> list[tuple[str, str, str]]:
     """The image and the runner's overhead with the notebook's user of its own, against BEFORE_TWO_USERS
     (one user) built on the same base: each image runs the full snapshot in turn, REPEAT times."""
@@ -250,9 +257,7 @@ def two_users(work: Path, base: str, total: int) -> list[tuple[str, str, str]]:
     times: dict[str, list[float]] = {old: [], TAG: []}
     for n in range(REPEAT + 1):
         for image in (old, TAG):
-            out = work / f"users-out-{n}-{len(times[image])}-{image.rsplit('-', 1)[-1]}"
-            out.mkdir(mode=0o777)
-            out.chmod(0o777)
+            out = runner_folder(work / f"users-out-{n}-{'one' if image == old else 'two'}")
             start = time.perf_counter()
             env = ("-e", "DATA_URI=/data/lake", "-e", "OUTPUT_URI=/output", "-e", "RUN_DATE=2019-08-01")
             sh("docker", "run", "--rm", *FARGATE, "-v", f"{lake}:/data/lake:ro", "-v", f"{out}:/output", *env,
@@ -271,9 +276,7 @@ def two_users(work: Path, base: str, total: int) -> list[tuple[str, str, str]]:
 def footprint(work: Path) -> tuple[float, int]:
     """One run on the full snapshot, detached: its wall time and the container's peak memory (cgroup v1's
     high-water mark, read until the container exits)."""
-    lake, out = full_lake(work / "footprint-lake"), work / "footprint-out"
-    out.mkdir(mode=0o777)
-    out.chmod(0o777)
+    lake, out = full_lake(work / "footprint-lake"), runner_folder(work / "footprint-out")
     start = time.perf_counter()
     container = sh("docker", "run", "-d", *FARGATE, "-v", f"{lake}:/data/lake:ro", "-v", f"{out}:/output",
                    "-e", "DATA_URI=/data/lake", "-e", "OUTPUT_URI=/output", "-e", "RUN_DATE=2019-08-01",
