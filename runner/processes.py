@@ -33,6 +33,11 @@ NOTEBOOK_ACCOUNT = "notebook"  # the image's user for the notebook's code (Docke
 SETPRIV = "/usr/bin/setpriv"
 KEPT = {"CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7}  # the runner's capabilities (run_notebook.sh)
 STOP_SECONDS = 30  # the longest the runner waits for the notebook's user to have no process left
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # the image's own programs (run_notebook.sh's PATH too)
+# The whole environment of the runner's own helpers that run as the notebook's user (the reaper, the parser
+# of the checked files, the remover of staged files): never the runner's, which holds the task's credentials'
+# URI and token, and which any process of that user could read in /proc while the helper lives.
+HELPER_ENV = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent", "LC_ALL": "C.UTF-8"}
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -149,7 +154,7 @@ class NotebookUser:
             # under way fails); bash's builtin kill makes it one exec.
             with suppress(subprocess.TimeoutExpired):
                 subprocess.run(self.command(["/bin/bash", "-c", "kill -KILL -1 2>/dev/null; exit 0"]),
-                               check=False, timeout=5)  # fmt: skip
+                               env=HELPER_ENV, check=False, timeout=5)  # fmt: skip
             time.sleep(0.005)
             reap()
             found = self.processes()

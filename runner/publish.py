@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from runner import exits, redaction, table
 from runner.config import Config
 from runner.errors import RunFailed
-from runner.processes import NotebookUser
+from runner.processes import HELPER_ENV, NotebookUser
 from runner.staged import Inventory
 
 if TYPE_CHECKING:
@@ -96,11 +96,16 @@ def read_checked(inventory: Inventory, user: NotebookUser) -> pa.Table:
 
     site = str(Path(pa.__file__).parents[1])  # the runner's own pyarrow, read-only to every user
     code = f"import sys; sys.path[:0] = [{site!r}]\n{READ_PARQUET}"
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LC_ALL": "C.UTF-8"}
     argv = user.command([sys.executable, "-I", "-S", "-c", code, *map(str, inventory.paths())])
     try:
-        proc = subprocess.Popen(argv, cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            cwd="/",
+            env=HELPER_ENV,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
     except OSError as exc:
         raise unchanged(f"could not read the checked files ({exc})") from exc
     errors: list[bytes] = []

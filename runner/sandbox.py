@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.config import STAGING_FOLDER
-from runner.processes import NotebookUser
+from runner.processes import SYSTEM_PATH, NotebookUser
 
 RUNNER_ACCOUNT = "runner"  # the image's runner user (Dockerfile), whose home is the image's own
 NOTHING = "/opt/notebook-runner/no-user-configuration"  # a path that never exists: no configuration there
-SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # the image's own programs (run_notebook.sh's PATH too)
 NOTEBOOK_ENV = "/opt/venv"  # the notebook's environment when VIRTUAL_ENV (the Dockerfile's) is not set
 
 

@@ -24,7 +24,7 @@ from runner import exits
 from runner.errors import RunFailed
 from runner.files import create_new, inside, open_regular
 from runner.locations import Location, aws_client, aws_problem, delete_keys, list_objects
-from runner.processes import NotebookUser
+from runner.processes import HELPER_ENV, NotebookUser
 
 log = logging.getLogger("runner")
 
@@ -198,7 +198,7 @@ def remove_as(user: NotebookUser, root: Path, names: list[str], prune: bool = Fa
     import subprocess
 
     argv = [sys.executable, "-I", "-S", "-c", REMOVE, "prune" if prune else "keep", str(root), *names]
-    subprocess.run(user.command(argv), check=True, capture_output=True, timeout=600)
+    subprocess.run(user.command(argv), env=HELPER_ENV, check=True, capture_output=True, timeout=600)
 
 
 def remove_published_from_staging(inventory: Inventory, staging: Location, user: NotebookUser) -> None:

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -346,6 +347,37 @@ def test_a_notebook_process_runs_with_no_capability_and_no_new_privileges(
     assert fields["Uid"].split() == [str(NOBODY_UID)] * 4 and fields["Groups"].strip() == ""
     assert {fields[c].strip() for c in ("CapInh", "CapPrm", "CapEff", "CapAmb")} == {"0000000000000000"}
     assert fields["NoNewPrivs"].strip() == "1"
+
+
+def test_the_runners_helpers_as_the_notebooks_user_never_carry_the_runners_environment(
+    notebook_user: processes.NotebookUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reaper and the remover run as the notebook's user: a process of that user reads their
+    /proc/<pid>/environ while they live. The runner's own holds the task's credentials' URI and token."""
+    marker = "task-token-MARKER"
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", marker)
+    seen: list[str] = []
+    done = threading.Event()
+
+    def observe() -> None:  # what any process of the notebook's user could read, as fast as it can
+        while not done.is_set():
+            for pid in notebook_user.processes():
+                with contextlib.suppress(OSError):
+                    if marker.encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                        seen.append(str(pid))
+
+    watcher = threading.Thread(target=observe)
+    watcher.start()
+    try:
+        for _ in range(20):  # each round: a process to stop, and a file of its to remove
+            subprocess.Popen(notebook_user.command(["/bin/sleep", "30"]), env={})
+            notebook_user.stop_all("in the test")
+            staged.remove_as(notebook_user, tmp_path, ["nothing-there"])
+    finally:
+        done.set()
+        watcher.join()
+
+    assert seen == []
 
 
 @pytest.fixture
