@@ -374,18 +374,26 @@ def assert_published_only_what_the_check_read(run: Run, read: list[str], publish
     assert published is None  # never the rows it did not read, never the rows it rejected
 
 
+def swap_model(nb_dir: Path, writes: str) -> Path:
+    """The notebook folder of the swap tests: writes.ipynb stages BAD (its cell `writes` copies
+    /nb/bad.parquet to the partition) and reading_check.py says what it read."""
+    nb_dir.mkdir()
+    (nb_dir / "bad.parquet").write_bytes(BAD)
+    make_notebook(nb_dir / "writes.ipynb", writes)
+    (nb_dir / "reading_check.py").write_text(READING_CHECK)
+    for path in [nb_dir, *nb_dir.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return nb_dir
+
+
 def test_what_is_published_is_exactly_what_the_check_read_whatever_staging_holds_meanwhile(
     runner_image: str, out: Path, tmp_path: Path
 ) -> None:
-    nb_dir = tmp_path / "nb"
-    nb_dir.mkdir()
-    (nb_dir / "bad.parquet").write_bytes(BAD)
-    make_notebook(nb_dir / "writes.ipynb", (
+    nb_dir = swap_model(tmp_path / "nb", (
         "import os, shutil\n"
         "os.makedirs(f'{output_uri}/date={date}')\n"
         "shutil.copyfile('/nb/bad.parquet', f'{output_uri}/date={date}/part-0.parquet')"
     ))  # fmt: skip
-    (nb_dir / "reading_check.py").write_text(READING_CHECK)
     staged = out / "_runs" / f"date={SAMPLE_DATE}" / "swap" / "staging" / f"date={SAMPLE_DATE}"
     env = {"DATA_URI": "/data/lake", "OUTPUT_URI": "/output", "RUN_DATE": SAMPLE_DATE, "RUN_ID": "swap",
            "NOTEBOOK": "/nb/writes.ipynb", "CHECK_SCRIPT": "/nb/reading_check.py"}  # fmt: skip
