@@ -210,16 +210,19 @@ def publish_once(work: Path, data: object, old: object) -> list[tuple[str, str, 
     ]  # fmt: skip
 
 
+def build_commit(work: Path, commit: str, tag: str, base: str) -> str:
+    """The image of an earlier commit of this repository, built on base and tagged tag."""
+    source = work / f"at-{commit}"
+    source.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    sh("docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", tag, str(source))
+    return tag
+
+
 def table_growth(work: Path, base: str, total: int) -> list[tuple[str, str, str]]:
     """The image as of BEFORE_TABLE on the same base, against this one."""
-    before = work / "before-table"
-    before.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", BEFORE_TABLE], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
-    sh("docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", f"{TAG}-before-table", str(before))
-    growth = (total - image_size(f"{TAG}-before-table")) / 1e6
+    growth = (total - image_size(build_commit(work, BEFORE_TABLE, f"{TAG}-before-table", base))) / 1e6
     return [
         ("image growth for the output table", f"{growth:+.1f} MB",
          f"goal under {TABLE_GROWTH_GOAL_MB} MB: PyIceberg, SQLAlchemy (the local catalog), pydantic, "
@@ -238,14 +241,7 @@ def runner_folder(path: Path) -> Path:
 def two_users(work: Path, base: str, total: int) -> list[tuple[str, str, str]]:
     """The image and the runner's overhead with the notebook's user of its own, against BEFORE_TWO_USERS
     (one user) built on the same base: each image runs the full snapshot in turn, REPEAT times."""
-    before = work / "before-users"
-    before.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", BEFORE_TWO_USERS], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
-    old = f"{TAG}-one-user"
-    sh("docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", old, str(before))
+    old = build_commit(work, BEFORE_TWO_USERS, f"{TAG}-one-user", base)
     rows = [
         ("image size, one user (" + BEFORE_TWO_USERS + ") / two users (this)",
          f"{image_size(old) / 1e6:.0f} MB / {total / 1e6:.0f} MB",

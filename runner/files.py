@@ -1,4 +1,4 @@
-"""Reading and writing files where the notebook's user may have put a link, a FIFO or a huge file."""
+"""Reading and writing files where the notebook's user may have put a link or a FIFO."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import os
 import stat
 from pathlib import Path
 from typing import BinaryIO
-
-LARGEST = 512 * 2**20  # a file larger than this, where the notebook could write, is its doing: not read
 
 
 def open_regular(path: Path) -> int:
@@ -20,19 +18,9 @@ def open_regular(path: Path) -> int:
     return fd
 
 
-def read_regular(path: Path) -> bytes | None:
-    """A regular file's bytes, never through a link, never blocking, never unbounded; None otherwise."""
-    try:
-        with os.fdopen(open_regular(path), "rb") as f:
-            data = f.read(LARGEST + 1)
-    except OSError:
-        return None
-    return data if len(data) <= LARGEST else None
-
-
-def create_new(path: Path, mode: int = 0o644) -> BinaryIO:
+def create_new(path: Path) -> BinaryIO:
     """A new file at path, opened for writing: never one that exists, never through a link."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode), "wb")
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb")
 
 
 def replace_file(path: Path, data: bytes) -> None:

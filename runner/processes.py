@@ -69,15 +69,21 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def effective_capabilities() -> int:
-    """This process's effective capability set, from /proc (0 where there is none)."""
+def status_field(pid: str, name: str) -> str | None:
+    """The first value of a field of /proc/<pid>/status (Uid: its real uid); None if it or the process is
+    gone."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    except OSError:
-        pass
-    return 0
+        for line in Path("/proc", pid, "status").read_text().splitlines():
+            if line.startswith(f"{name}:"):
+                return line.split()[1]
+    except (OSError, IndexError):
+        return None
+    return None
+
+
+def effective_capabilities() -> int:
+    """This process's effective capability set (0 where there is none)."""
+    return int(status_field("self", "CapEff") or "0", 16)
 
 
 def reap() -> None:
@@ -91,17 +97,6 @@ def reap() -> None:
             return
 
 
-def uid_of(pid: str) -> int | None:
-    """The real uid of a process (or a zombie) from /proc/<pid>/status; None if it is gone."""
-    try:
-        for line in Path("/proc", pid, "status").read_text().splitlines():
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def running(pid: str) -> bool:
     """Whether a process runs: any state but a zombie's, or a zombie leader whose other threads run."""
     try:
@@ -109,6 +104,30 @@ def running(pid: str) -> bool:
         return state != "Z" or len(list(Path("/proc", pid, "task").iterdir())) > 1
     except (OSError, IndexError):
         return False
+
+
+# Run as the notebook's user (the runner's Python, isolated): removes each named path under the folder
+# argv[2] (a file or a link, never what it points to; a folder with what is in it), then, when argv[1] is
+# "prune", the folders under argv[2] left empty.
+REMOVE = """
+import os, shutil, sys
+prune, root, names = sys.argv[1] == "prune", sys.argv[2], sys.argv[3:]
+real = os.path.realpath(root)
+for name in names:
+    path = os.path.join(root, name)
+    if not os.path.realpath(os.path.dirname(path)).startswith(real):
+        continue
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
+for here, dirs, files in os.walk(root, topdown=False) if prune else ():
+    for d in dirs:
+        try:
+            os.rmdir(os.path.join(here, d))
+        except OSError:
+            pass
+"""
 
 
 @dataclass(frozen=True)
@@ -134,9 +153,20 @@ class NotebookUser:
     def processes(self) -> list[int]:
         """Every process of this user, whatever its state: a thread group whose leader exited (shown as a
         zombie while its other threads run) included; a true zombie stays listed until it is reaped."""
+        uid = str(self.uid)
         return [
-            int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and uid_of(p.name) == self.uid
+            int(p.name)
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit() and status_field(p.name, "Uid") == uid
         ]
+
+    def remove(self, root: Path, names: list[str], prune: bool = False) -> None:
+        """Remove the notebook's own files under root, as the notebook's user: the runner never deletes
+        through a folder the notebook could have made or linked, and needs no right on what it owns."""
+        import subprocess
+
+        argv = [sys.executable, "-I", "-S", "-c", REMOVE, "prune" if prune else "keep", str(root), *names]
+        subprocess.run(self.command(argv), env=HELPER_ENV, check=True, capture_output=True, timeout=600)
 
     def stop_all(self, why: str) -> int:
         """SIGKILL every process of this user and wait until none is left (reaping what the runner adopted);
@@ -190,8 +220,7 @@ def runner_is_confined() -> str:
     if missing:
         return (
             f"the runner lacks {', '.join(missing)}, which it needs to run the notebook as a user of its "
-            "own: "
-            "start the image through its entrypoint, as root, without dropping them"
+            "own: start the image through its entrypoint, as root, without dropping them"
         )
     if not Path(SETPRIV).is_file():
         return f"{SETPRIV} is missing (util-linux): rebuild the image on a Debian base"

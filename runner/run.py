@@ -17,7 +17,6 @@ import datetime as dt
 import gc
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -94,9 +93,8 @@ class Run:
         redaction.load(self.environ)  # first: every later line, file and mail is redacted
         config = self.config = configuration.load(self.environ)
         assert config.table is not None
-        config.table = replace(
-            config.table, scratch=self.work.private
-        )  # where TABLE_CATALOG=none keeps its file
+        # the scratch folder is where TABLE_CATALOG=none keeps its catalog file
+        config.table = replace(config.table, scratch=self.work.private)
         redaction.check_params(config.params)
         log.info(
             "run %s: %s for %s; data %s; output %s; report %s", config.run_id, config.notebook,
@@ -188,8 +186,7 @@ class Run:
             except OSError as exc:
                 raise configuration.fail(
                     f"{name} folder {loc} cannot be created ({exc.strerror}): mount a folder the runner's "
-                    "user "
-                    f"({os.getuid()}) may write (make run passes RUNNER_USER, your own uid)"
+                    f"user ({os.getuid()}) may write (make run passes RUNNER_USER, your own uid)"
                 ) from exc
         self.reports_ready = True
 
@@ -350,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             return table_command(argv)
         return run_once(Run(environ, work, user), argv)
     finally:
-        shutil.rmtree(work.root, ignore_errors=True)
+        work.remove(user)
 
 
 def run_once(run: Run, argv: list[str]) -> int:

@@ -17,14 +17,19 @@ and Jupyter, the AWS SDKs and PyIceberg are told where to look.
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
+import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.config import STAGING_FOLDER
 from runner.processes import SYSTEM_PATH, NotebookUser
+
+log = logging.getLogger("runner")
 
 RUNNER_ACCOUNT = "runner"  # the image's runner user (Dockerfile), whose home is the image's own
 NOTHING = "/opt/notebook-runner/no-user-configuration"  # a path that never exists: no configuration there
@@ -70,6 +75,18 @@ class Workspace:
                 os.chown(folder, -1, user.gid)
             folder.chmod(mode)
         return work
+
+    def remove(self, user: NotebookUser) -> None:
+        """The run's folders gone: what the notebook made in its home removed as its user, the sealed copy
+        made writable to the runner again, the rest the runner's."""
+        try:
+            user.remove(self.home, [path.name for path in self.home.iterdir()])
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("could not remove the notebook's home %s (%s)", self.home, exc)
+        for folder, dirs, _ in os.walk(self.checked):
+            for name in [".", *dirs]:
+                Path(folder, name).chmod(0o755)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def runner_home() -> str:

@@ -2,7 +2,7 @@
 
 Once the notebook's user has no process left, the runner copies the staged partition's data files into a
 folder of its own (the workspace's checked/date=D/), which the notebook's user may read and never write:
-locally from the very bytes it hashes, on S3 each object's current version (recorded with its ETag). The
+locally from the very bytes it hashes, on S3 each object's current version (its VersionId recorded). The
 check runs on that copy, and the runner publishes that copy: whatever is written to staging afterwards (a
 process that somehow survived, or anyone holding the notebook's credentials, valid up to an hour) is never
 what is checked or published.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +24,12 @@ from runner import exits
 from runner.errors import RunFailed
 from runner.files import create_new, inside, open_regular
 from runner.locations import Location, aws_client, aws_problem, delete_keys, list_objects
-from runner.processes import HELPER_ENV, NotebookUser
+from runner.processes import NotebookUser
 
 log = logging.getLogger("runner")
 
 HIDDEN = ("_", ".")
+BLOCK = 1 << 20  # bytes read and written at a time while copying
 
 
 def is_data(relative: str) -> bool:
@@ -105,14 +106,8 @@ def copy_from_s3(inventory: Inventory) -> None:
         target = inventory.copy / name
         target.parent.mkdir(parents=True, exist_ok=True)
         reply = s3.get_object(Bucket=staged.bucket, Key=obj["Key"])
-        digest = hashlib.sha256()
-        with create_new(target) as sink:
-            for block in reply["Body"].iter_chunks(1 << 20):
-                digest.update(block)
-                sink.write(block)
-        inventory.files.append(
-            Pinned(name, target.stat().st_size, f"sha256:{digest.hexdigest()}", reply.get("VersionId"))
-        )
+        digest = copy_hashed(reply["Body"].iter_chunks(BLOCK), target)
+        inventory.files.append(Pinned(name, target.stat().st_size, digest, reply.get("VersionId")))
 
 
 def copy_from_folder(inventory: Inventory, staging: Location) -> None:
@@ -136,7 +131,8 @@ def copy_from_folder(inventory: Inventory, staging: Location) -> None:
             target = inventory.copy / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                digest = sha256(path, copy_to=target)
+                with os.fdopen(open_regular(path), "rb") as source:  # a regular file, never through a link
+                    digest = copy_hashed(iter(lambda: source.read(BLOCK), b""), target)
             except PermissionError as exc:
                 raise RunFailed(
                     exits.CHECK,
@@ -147,12 +143,12 @@ def copy_from_folder(inventory: Inventory, staging: Location) -> None:
             inventory.files.append(Pinned(relative, target.stat().st_size, digest))
 
 
-def sha256(path: Path, copy_to: Path) -> str:
-    """The file's SHA-256, read once through open_regular, and the same bytes copied to copy_to (a new file,
-    never through a symlink): what is copied is exactly what was hashed."""
+def copy_hashed(blocks: Iterable[bytes], target: Path) -> str:
+    """The blocks written to target (a new file, never through a link), and their SHA-256: what is copied
+    is exactly what was hashed, read once."""
     digest = hashlib.sha256()
-    with os.fdopen(open_regular(path), "rb") as f, create_new(copy_to) as sink:
-        for block in iter(lambda: f.read(1 << 20), b""):
+    with create_new(target) as sink:
+        for block in blocks:
             digest.update(block)
             sink.write(block)
     return f"sha256:{digest.hexdigest()}"
@@ -166,39 +162,6 @@ def seal(folder: Path) -> None:
         for name in dirs:
             Path(root, name).chmod(0o555)
     folder.chmod(0o555)
-
-
-# Run as the notebook's user (the runner's Python, isolated): removes each named path under the folder
-# argv[2] (a file or a link, never what it points to; a folder with what is in it), then, when argv[1] is
-# "prune", the folders under argv[2] left empty.
-REMOVE = """
-import os, shutil, sys
-prune, root, names = sys.argv[1] == "prune", sys.argv[2], sys.argv[3:]
-real = os.path.realpath(root)
-for name in names:
-    path = os.path.join(root, name)
-    if not os.path.realpath(os.path.dirname(path)).startswith(real):
-        continue
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.unlink(path)
-for here, dirs, files in os.walk(root, topdown=False) if prune else ():
-    for d in dirs:
-        try:
-            os.rmdir(os.path.join(here, d))
-        except OSError:
-            pass
-"""
-
-
-def remove_as(user: NotebookUser, root: Path, names: list[str], prune: bool = False) -> None:
-    """Remove the notebook's own files under root, as the notebook's user: the runner never deletes through a
-    folder the notebook could have made or linked, and needs no right on what the notebook owns."""
-    import subprocess
-
-    argv = [sys.executable, "-I", "-S", "-c", REMOVE, "prune" if prune else "keep", str(root), *names]
-    subprocess.run(user.command(argv), env=HELPER_ENV, check=True, capture_output=True, timeout=600)
 
 
 def remove_published_from_staging(inventory: Inventory, staging: Location, user: NotebookUser) -> None:
@@ -215,7 +178,7 @@ def remove_published_from_staging(inventory: Inventory, staging: Location, user:
             delete_keys(s3, staging.bucket, published + ([] if inventory.left_out else markers))
         else:
             partition = inventory.staged.path.relative_to(staging.path)
-            remove_as(user, staging.path, [str(partition / f.name) for f in inventory.files], prune=True)
+            user.remove(staging.path, [str(partition / f.name) for f in inventory.files], prune=True)
             if staging.path.is_dir() and not any(staging.path.iterdir()):
                 staging.path.rmdir()
     except Exception as exc:  # noqa: BLE001 -- the data is published; leftovers only cost storage

@@ -152,31 +152,32 @@ def endpoint(service: str) -> str:
     return os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL") or ""
 
 
-def runner_credentials(service: str) -> dict[str, str]:
-    """The runner's own credentials (the task role in ECS, botocore's chain), as PyIceberg's properties for
-    service (s3 or glue): passed explicitly, so that the AWS SDK under pyarrow never looks for any of its own
-    (a profile or a credential_process in a configuration file)."""
+def runner_credentials(*services: str) -> dict[str, str]:
+    """The runner's own credentials (the task role in ECS, botocore's chain), resolved once, as PyIceberg's
+    properties for each service (s3, glue): passed explicitly, so that the AWS SDK under pyarrow never looks
+    for any of its own (a profile or a credential_process in a configuration file)."""
     import boto3
 
     found = boto3.Session().get_credentials()
     if found is None:
         return {}
     frozen = found.get_frozen_credentials()
-    props = {f"{service}.access-key-id": frozen.access_key, f"{service}.secret-access-key": frozen.secret_key}
+    keys = {"access-key-id": frozen.access_key, "secret-access-key": frozen.secret_key}
     if frozen.token:
-        props[f"{service}.session-token"] = frozen.token
-    return props
+        keys["session-token"] = frozen.token
+    return {f"{service}.{key}": value for service in services for key, value in keys.items()}
 
 
-def file_properties(location: Location) -> dict[str, str]:
-    """PyIceberg's FileIO settings: the region, any endpoint, and for S3 the runner's own credentials."""
+def file_properties(location: Location, *signed: str) -> dict[str, str]:
+    """PyIceberg's FileIO settings: the region, any endpoint, and for S3 the runner's own credentials (for
+    the other services named in signed too)."""
     props = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"}
     if default_region():
         props["s3.region"] = default_region() or ""
     if endpoint("s3"):
         props["s3.endpoint"] = endpoint("s3")
     if location.is_s3:
-        props |= runner_credentials("s3")
+        props |= runner_credentials("s3", *signed)
     return props
 
 
@@ -184,7 +185,7 @@ def open_catalog(config: TableConfig) -> Catalog:
     if config.catalog == "glue":
         from pyiceberg.catalog.glue import GlueCatalog
 
-        props = file_properties(config.location) | runner_credentials("glue")
+        props = file_properties(config.location, "glue")  # a Glue catalog's table is on S3 (config.py)
         if default_region():
             props["glue.region"] = default_region() or ""
         if endpoint("glue"):

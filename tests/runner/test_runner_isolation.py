@@ -142,6 +142,43 @@ def test_the_image_refuses_to_start_as_another_user_or_without_its_capabilities(
     assert ok.returncode == 0, ok.stderr[-3000:]
 
 
+# In the image, as the entrypoint starts the runner: it makes the run's folders, has the notebook's user
+# make a folder of its own in its home (as IPython does, 0755), seals a checked copy, then removes the
+# folders; prints whether the work folder is left.
+AS_RUNNER = """
+import json, subprocess, sys
+from runner import processes, sandbox, staged
+user = processes.NotebookUser.of_image()
+work = sandbox.Workspace.create(user)
+(work.checked / "date=2019-08-01").mkdir()
+(work.checked / "date=2019-08-01" / "part-0.parquet").write_bytes(b"rows")
+staged.seal(work.checked / "date=2019-08-01")
+profile = work.home / ".ipython" / "profile"
+code = f"import os; os.makedirs({str(profile)!r}, mode=0o755); open({str(profile / 'x')!r}, 'w').write('x')"
+subprocess.run(user.command([sys.executable, "-I", "-S", "-c", code]), env={}, check=True)
+work.remove(user)
+print(json.dumps({"left": work.root.exists()}))
+"""
+
+
+def test_the_runs_folders_are_removed_whatever_the_notebook_left_in_them(runner_image: str) -> None:
+    """Its home holds folders of the notebook's user, and the checked copy is sealed read-only: the run's
+    folders still go when the run ends (the container's /tmp may outlive the run: make run's volume)."""
+    caps = "-all,+setuid,+setgid,+kill"
+    runner = ["/usr/bin/setpriv", f"--reuid={CONTAINER_UID}", f"--regid={CONTAINER_UID}",
+              f"--groups={NOTEBOOK_UID}", f"--inh-caps={caps}", f"--ambient-caps={caps}", "--no-new-privs",
+              "--", "/opt/notebook-runner/venv/bin/python", "-I", "-c",
+              f"import sys; sys.path.insert(0, '/opt/notebook-runner'); exec({AS_RUNNER!r})"]  # fmt: skip
+
+    done = subprocess.run(
+        ["docker", "run", "--rm", *FARGATE_CAPS, "--entrypoint", runner[0], runner_image, *runner[1:]],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == {"left": False}
+
+
 # Plants configuration wherever the runner might read it: its old home (the work folder), the image's home,
 # every folder of the run it can reach, and its own home. Each file would run code, or change what the runner
 # does, if the runner read it: an nbconvert template (Jinja), an AWS config with credential_process, a

@@ -372,7 +372,7 @@ def test_the_runners_helpers_as_the_notebooks_user_never_carry_the_runners_envir
         for _ in range(20):  # each round: a process to stop, and a file of its to remove
             subprocess.Popen(notebook_user.command(["/bin/sleep", "30"]), env={})
             notebook_user.stop_all("in the test")
-            staged.remove_as(notebook_user, tmp_path, ["nothing-there"])
+            notebook_user.remove(tmp_path, ["nothing-there"])
     finally:
         done.set()
         watcher.join()
