@@ -1,14 +1,14 @@
-# The notebook runner image: a data scientist's notebook, its check and their requirements, run by
-# run_notebook.sh (papermill -> check -> publish). Generic: any repository with a notebook, a check script
-# and a requirements.txt builds with this file unchanged. Layers go from the least to the most often
-# changed, so a notebook-only change rebuilds just the last steps.
+# The runner image: the platform's trusted step (run_notebook.sh and runner/, its own locked Python
+# environment), the kernel's packages, and the recipe every model image is built with. Versioned (VERSION)
+# and published by the platform (make publish-runner); a model's image never comes from this file but from
+# the recipe inside the runner (runner/model.Dockerfile, at /opt/notebook-runner/model.Dockerfile), which
+# builds FROM the runner by digest and adds only /opt/venv (the model's requirements) and /app (its files).
 #
-#   docker build --build-arg NOTEBOOK=usp.ipynb -t notebook-runner .
+#   docker build --target runner --build-arg RUNNER_VERSION=$(cat VERSION) -t notebook-runner:$(cat VERSION) .
 #
-# Three stages. `platform`: the two users and the runner's own locked Python environment. `notebook-env`:
-# the notebook's environment, /opt/venv, where its requirements install; whatever a requirement runs while
-# it builds (as root, in that stage) stays in that stage. The image: the platform, /opt/venv copied from
-# that stage and nothing else of it, the runner's code and the project in /app.
+# Two stages. `platform`: the two users and the runner's own locked Python environment. `runner`: the
+# notebook's environment skeleton (/opt/venv, no package of its own: the kernel's packages and pyarrow are
+# read-only folders of the platform it finds through a .pth file), the runner's code and the recipe.
 #
 # BASE_IMAGE: ECR Public's mirror of the official image avoids Docker Hub's pull limits in CodeBuild.
 ARG BASE_IMAGE=public.ecr.aws/docker/library/python:3.11-slim-bookworm
@@ -69,41 +69,33 @@ RUN apt-get update \
     && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
     && find / -xdev -perm /6000 -type f -exec chmod ug-s {} +
 
-# --- the notebook's environment: untrusted builds happen here, and stay here --------------------------
-FROM platform AS notebook-env
-ENV PATH=/opt/venv/bin:$PATH
-# The kernel and boto3, pinned to the runner's lock; pyarrow from the platform's shared folder.
-RUN python3 -m venv /opt/venv \
-    && echo /opt/notebook-runner/shared > "$(echo /opt/venv/lib/python3*/site-packages)/notebook-runner-shared.pth" \
-    && pip install --no-cache-dir -c /opt/notebook-runner/runner/requirements.txt ipykernel boto3 \
-    && find /opt/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) -exec rm -rf {} +
-# The notebook's own requirements: rebuilt only when requirements.txt changes. Test suites that wheels ship
-# are never imported by a run.
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir -r /tmp/requirements.txt \
-    && find /opt/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) -exec rm -rf {} +
+# --- the runner image ---------------------------------------------------------------------------------
+FROM platform AS runner
+# The notebook's environment, /opt/venv: a virtual environment without pip or any package of its own. Its
+# .pth file puts the kernel's packages (ipykernel and boto3, pinned to the runner's lock, in
+# /opt/notebook-runner/kernel) and the platform's pyarrow (/opt/notebook-runner/shared) on its path, after its
+# own site-packages: a model's requirements install into /opt/venv and win over both, and a model image
+# carries only what its requirements added. pip runs from a throwaway environment of this stage's.
+RUN python3 -m venv --without-pip /opt/venv \
+    && printf '%s\n' /opt/notebook-runner/kernel /opt/notebook-runner/shared \
+        > "$(echo /opt/venv/lib/python3*/site-packages)/notebook-runner.pth" \
+    && python3 -m venv /tmp/pip \
+    && /tmp/pip/bin/pip install --no-cache-dir --quiet --target /opt/notebook-runner/kernel \
+        -c /opt/notebook-runner/runner/requirements.txt ipykernel boto3 \
+    && rm -rf /tmp/pip /opt/notebook-runner/kernel/bin \
+    && find /opt/notebook-runner/kernel -depth -type d \( -name tests -o -name test -o -name __pycache__ \) -exec rm -rf {} + \
+    && find /opt/notebook-runner/kernel /opt/venv -xdev -perm /6000 -type f -exec chmod ug-s {} +
 
-# --- the image ---------------------------------------------------------------------------------------------
-FROM platform
-# /opt/venv alone, owned by root: nothing else a requirement's build did reaches the image.
-COPY --from=notebook-env --chown=0:0 /opt/venv /opt/venv
 COPY run_notebook.sh /opt/notebook-runner/run_notebook.sh
 COPY runner/*.py /opt/notebook-runner/runner/
-
-# The project itself (notebook, check script, the files they read); .dockerignore keeps the rest out.
-# Owned by root and read-only for both users: the image's code cannot be changed by the notebook. A setuid
-# or setgid bit that came with /opt/venv or the project is dropped. This stage runs, as root, only programs
-# named by their absolute path (/opt/venv/bin holds what the requirements installed).
-COPY . /app
-RUN ["/usr/bin/find", "/opt/venv", "/app", "-xdev", "-perm", "/6000", "-type", "f", "-exec", "/bin/chmod", "ug-s", "{}", "+"]
-
-ARG NOTEBOOK=usp.ipynb
-ARG IMAGE_NAME=notebook-runner
-ARG GIT_COMMIT=dev
-ENV NOTEBOOK=${NOTEBOOK} \
-    RUNNER_IMAGE=${IMAGE_NAME}:${GIT_COMMIT} \
-    RUNNER_COMMIT=${GIT_COMMIT}
-LABEL org.opencontainers.image.revision=${GIT_COMMIT}
+# The recipe of every model image, and the runner's version (VERSION, the one place it is written; the
+# build argument that labels the image must agree with it).
+COPY runner/model.Dockerfile VERSION /opt/notebook-runner/
+ARG RUNNER_VERSION=unset
+RUN test "$(cat /opt/notebook-runner/VERSION)" = "$RUNNER_VERSION" \
+    || { echo "RUNNER_VERSION=${RUNNER_VERSION} is not VERSION's $(cat /opt/notebook-runner/VERSION): build with --build-arg RUNNER_VERSION=\$(cat VERSION)" >&2; exit 1; }
+LABEL org.opencontainers.image.version=${RUNNER_VERSION}
+ENV NOTEBOOK_RUNNER_VERSION=${RUNNER_VERSION}
 
 # The run's scratch space. On Fargate the task mounts task storage here over a read-only root; ECS
 # gives such a mount the image's permissions only for a path declared VOLUME (root-owned 0755 otherwise,
@@ -113,6 +105,7 @@ VOLUME ["/tmp"]
 # The container starts as root only to drop it: run_notebook.sh hands over at once to the runner user,
 # keeping SETUID, SETGID and KILL (to start and stop the notebook's user) and nothing else.
 # checkov:skip=CKV_DOCKER_3: the entrypoint drops root before any code of the run starts (setpriv to the runner user, no_new_privs)
+# /app, the model's files, is root's and empty here: the recipe copies the model into it.
 WORKDIR /app
 # A batch job, not a service: there is nothing to probe while it runs.
 HEALTHCHECK NONE

@@ -4,19 +4,34 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+# This checkout, the platform's, wherever make runs from (make -f .../Makefile).
+PLATFORM_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-IMAGE      ?= notebook-runner:local
-NOTEBOOK   ?= usp.ipynb
+# The model: this repository's example (usp), or MODEL_DIR=../a-model (make new-model writes one). Its
+# notebook is its settings.yml's `notebook:` unless NOTEBOOK= is given.
+MODEL_DIR  ?= .
+# The model's files are untrusted: its notebook's name is read, and checked, by scripts/build.sh only.
+MODEL_NOTEBOOK := $(shell "$(PLATFORM_DIR)/scripts/build.sh" notebook "$(MODEL_DIR)" || echo INVALID)
+ifeq ($(MODEL_NOTEBOOK),INVALID)
+$(error MODEL_DIR=$(MODEL_DIR): its settings.yml names no notebook make can use (the reason is above))
+endif
+NOTEBOOK   ?= $(or $(MODEL_NOTEBOOK),usp.ipynb)
+MODEL_NAME := $(basename $(notdir $(NOTEBOOK)))
+# The runner: this checkout's version (VERSION), built locally; RUNNER= names another (e.g. a published digest).
+VERSION    := $(shell cat VERSION)
+RUNNER     ?= notebook-runner:$(VERSION)
+IMAGE      ?= notebook-model:$(MODEL_NAME)
 RUN_DATE   ?= 2019-08-01
-DATA_DIR   ?= sample/lake
-OUTPUT_DIR ?= output
+DATA_DIR   ?= $(if $(wildcard $(MODEL_DIR)/sample/lake),$(MODEL_DIR)/sample/lake,sample/lake)
+OUTPUT_DIR ?= $(MODEL_DIR)/output
 DATE       ?=
+DIR        ?=
 SNAPSHOT   ?=
 OUTPUT_TABLE ?=
 PYTHON     ?= python3
 VENV       := .venv
 BIN        := $(VENV)/bin
-GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+GIT_COMMIT := $(shell git -C "$(MODEL_DIR)" rev-parse --short HEAD 2>/dev/null || echo dev)
 # The container starts as root and drops at once to the runner's user, which writes ./output as you (root
 # keeps the image's own runner user, 10001); the notebook runs as a user of its own (10002), which cannot.
 UID_GID    := $(shell echo "$$(id -u):$$(id -g)")
@@ -28,17 +43,25 @@ FARGATE    := --read-only --cap-drop ALL --cap-add SETUID --cap-add SETGID --cap
 .PHONY: help
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: IMAGE=$(IMAGE) NOTEBOOK=$(NOTEBOOK) RUN_DATE=$(RUN_DATE) DATA_DIR=$(DATA_DIR) OUTPUT_DIR=$(OUTPUT_DIR) DATE= SNAPSHOT= OUTPUT_TABLE= (default notebooks.<notebook>)"
+	@echo "  variables: MODEL_DIR=$(MODEL_DIR) NOTEBOOK=$(NOTEBOOK) RUNNER=$(RUNNER) IMAGE=$(IMAGE) RUN_DATE=$(RUN_DATE) DATA_DIR=$(DATA_DIR)"
+	@echo "             OUTPUT_DIR=$(OUTPUT_DIR) DATE= SNAPSHOT= OUTPUT_TABLE= (default notebooks.<notebook>) DIR= (new-model)"
 
 .PHONY: docker
 docker: ## make sure a Docker engine answers (installs and starts one as root on Debian)
 	@scripts/ensure-docker.sh
 
+.PHONY: runner
+runner: docker ## build the runner image RUNNER (this checkout's VERSION) from the runner's own files
+	@echo "building the runner $(RUNNER)" && scripts/build.sh runner $(RUNNER)
+
 .PHONY: build
-build: docker ## build the runner image (on a stand-in base when no registry answers)
-	@base=$$(scripts/base-image.sh) && echo "building $(IMAGE) on $$base" && \
-	docker build --build-arg BASE_IMAGE="$$base" --build-arg NOTEBOOK=$(NOTEBOOK) \
-		--build-arg IMAGE_NAME=$(firstword $(subst :, ,$(IMAGE))) --build-arg GIT_COMMIT=$(GIT_COMMIT) -t $(IMAGE) .
+build: runner ## build the model image IMAGE from MODEL_DIR with the runner's recipe (no file of the model's decides how)
+	@echo "building $(IMAGE) from $(MODEL_DIR) on $(RUNNER)" && \
+	NOTEBOOK=$(NOTEBOOK) GIT_COMMIT=$(GIT_COMMIT) scripts/build.sh model $(RUNNER) "$(MODEL_DIR)" $(IMAGE)
+
+.PHONY: new-model
+new-model: ## write a model repository, ready to run, into DIR=../my-model (make run MODEL_DIR=../my-model)
+	@scripts/new-model.sh "$(DIR)"
 
 # The output folder is mounted at its own path, so the table's files (whose metadata names them by absolute
 # path) read the same on this machine as in the container: pandas, DuckDB or PyIceberg here open it as is.
@@ -46,14 +69,24 @@ OUTPUT_ABS := $(abspath $(OUTPUT_DIR))
 TABLE_DOCKER = docker run --rm $(FARGATE) $(RUNNER_USER) -v "$(OUTPUT_ABS)":"$(OUTPUT_ABS)" -e OUTPUT_URI="$(OUTPUT_ABS)" \
 	-e NOTEBOOK=$(NOTEBOOK) $(if $(OUTPUT_TABLE),-e OUTPUT_TABLE=$(OUTPUT_TABLE))
 
+# The data: DATA_DIR, a local folder mounted read-only, or DATA_URI=s3://bucket/prefix (the model's own data
+# lake), read with your AWS credentials from the environment (AWS_PROFILE is not read: export the keys).
+DATA_URI   ?=
+DATA_OPTIONS = $(if $(DATA_URI),-e DATA_URI=$(DATA_URI) -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_SESSION_TOKEN \
+	-e AWS_REGION -e AWS_DEFAULT_REGION,-v "$(abspath $(DATA_DIR))":/data/lake:ro -e DATA_URI=/data/lake)
+
+# A model's sample lake and output folder, when they are its own, must not lead out of it (symbolic links).
+.PHONY: local-folders
+local-folders: ## check that MODEL_DIR's sample lake and output lead nowhere outside it (make run does first)
+	@scripts/build.sh local-folders "$(MODEL_DIR)" "$(DATA_DIR)" "$(OUTPUT_DIR)"
+
 .PHONY: run
-run: build ## run NOTEBOOK for RUN_DATE on DATA_DIR (the bundled sample) into the table in OUTPUT_DIR
+run: local-folders build ## run MODEL_DIR's notebook for RUN_DATE on DATA_DIR (the bundled sample) or DATA_URI into the table in OUTPUT_DIR
 	@mkdir -p $(OUTPUT_DIR)
-	@$(if $(RUNNER_USER),,chown 10001 $(OUTPUT_DIR) &&) echo "running $(NOTEBOOK) for $(RUN_DATE) on $(DATA_DIR)"
-	@rc=0; $(TABLE_DOCKER) -v "$(abspath $(DATA_DIR))":/data/lake:ro \
-		-e DATA_URI=/data/lake -e RUN_DATE=$(RUN_DATE) $(IMAGE) || rc=$$?; \
+	@$(if $(RUNNER_USER),,chown -h 10001 $(OUTPUT_DIR) &&) echo "running $(NOTEBOOK) for $(RUN_DATE) on $(or $(DATA_URI),$(DATA_DIR))"
+	@rc=0; $(TABLE_DOCKER) $(DATA_OPTIONS) -e RUN_DATE=$(RUN_DATE) $(IMAGE) || rc=$$?; \
 	echo; echo "table:   $(OUTPUT_DIR)/ (catalog $(OUTPUT_DIR)/_catalog/iceberg.db; its day $(RUN_DATE) changes only if the check passed)"; \
-	echo "history: make history DATE=$(RUN_DATE)"; \
+	echo "history: make history DATE=$(RUN_DATE)$(if $(filter-out .,$(MODEL_DIR)), MODEL_DIR=$(MODEL_DIR))"; \
 	echo "reports: $(OUTPUT_DIR)/_runs/date=$(RUN_DATE)/<run id>/ ($(basename $(NOTEBOOK)).html, manifest.json, check.txt)"; \
 	exit $$rc
 
@@ -78,16 +111,16 @@ $(BIN)/.installed: requirements-dev.txt requirements.txt
 venv: $(BIN)/.installed ## create .venv with the pinned test and lint tools
 
 .PHONY: test
-test: venv ## run the test suite (builds the image, starts moto and a local registry; needs Docker)
+test: venv .venv-awscli/.installed ## run the test suite (builds the images, starts moto and a local registry; needs Docker)
 	@scripts/ensure-docker.sh --registry
-	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/pytest
+	@BASE_IMAGE=$$(scripts/base-image.sh) AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest
 
 .PHONY: lint
 lint: lint-hadolint lint-shellcheck lint-ruff lint-cfn lint-checkov lint-taskcat ## run every linter
 
 .PHONY: lint-hadolint
 lint-hadolint: venv ## lint the Dockerfile
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/hadolint Dockerfile runner/model.Dockerfile
 
 .PHONY: lint-shellcheck
 lint-shellcheck: venv ## lint the shell scripts
@@ -97,7 +130,7 @@ lint-shellcheck: venv ## lint the shell scripts
 lint-cfn: venv ## lint the CloudFormation templates (settings in .cfnlintrc)
 	$(BIN)/cfn-lint
 
-# checkov and taskcat each get a venv of their own: their pins clash with the test tools'.
+# checkov, taskcat and the AWS CLI each get a venv of their own: their pins clash with the test tools'.
 .venv-%/.installed: scripts/requirements-%.txt
 	@test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
 	@.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check -r $<
@@ -106,7 +139,7 @@ lint-cfn: venv ## lint the CloudFormation templates (settings in .cfnlintrc)
 .PHONY: lint-checkov
 lint-checkov: .venv-checkov/.installed ## scan the template and the Dockerfile (skips are on their resources)
 	BC_SKIP_MAPPING=TRUE .venv-checkov/bin/checkov --quiet --compact --framework cloudformation dockerfile \
-		-f template/pipeline.yaml -f Dockerfile
+		-f template/pipeline.yaml -f template/platform.yaml -f Dockerfile -f runner/model.Dockerfile
 
 .PHONY: lint-taskcat
 lint-taskcat: .venv-taskcat/.installed ## taskcat's lint of the templates .taskcat.yml names
@@ -133,14 +166,21 @@ lock: docker ## re-pin runner/requirements.txt from runner/requirements.in, in t
 	@mv runner/requirements.txt.new runner/requirements.txt && echo "runner/requirements.txt re-pinned"
 
 # --- the CI/CD pipeline in AWS (template/pipeline.yaml) ---------------------------------------------
-# The model's settings come from settings.yml (SETTINGS_FILE= for another), read with the venv's PyYAML.
+# The model's settings come from MODEL_DIR's settings.yml when MODEL_DIR= is given, else this checkout's
+# (SETTINGS_FILE= for another), read with the venv's PyYAML and held to platform.yml's bounds (PLATFORM_FILE=
+# for another). Only this checkout's code runs, by absolute path, whatever the current folder: a model's
+# checkout is read as data, and its scripts, runner, .venv or Makefile never run.
+DEPLOY_VENV = $(MAKE) -s --no-print-directory -C "$(PLATFORM_DIR)" venv
+DEPLOY = SETTINGS_PYTHON="$(PLATFORM_DIR)/$(BIN)/python" "$(PLATFORM_DIR)/scripts/pipeline.sh"
 .PHONY: deploy
-deploy: venv ## deploy or update the pipeline and its daily run with settings.yml: GITHUB_REPO=owner/name [SETTINGS_FILE=path; a variable such as DATA_LAKE_BUCKET= OUTPUT_BUCKET= SCHEDULE= TASK_MEMORY= SUBNETS= overrides the file's value]
-	@SETTINGS_PYTHON=$(BIN)/python scripts/pipeline.sh deploy
+deploy: ## deploy or update a model's pipeline and daily run: GITHUB_REPO=owner/name [MODEL_DIR=../model (default: this checkout's settings.yml); SETTINGS_FILE=path; PLATFORM_FILE=path; a variable such as DATA_LAKE_BUCKET= OUTPUT_BUCKET= SCHEDULE= TASK_MEMORY= SUBNETS= overrides the file's value]
+	@$(DEPLOY_VENV)
+	@$(DEPLOY) deploy
 
 .PHONY: deploy-plan
-deploy-plan: venv ## the change set `make deploy` would execute, created but not executed (same settings and variables)
-	@SETTINGS_PYTHON=$(BIN)/python scripts/pipeline.sh plan
+deploy-plan: ## the change set `make deploy` would execute, created but not executed (same settings and variables)
+	@$(DEPLOY_VENV)
+	@$(DEPLOY) plan
 
 .PHONY: status
 status: ## the stack's status and the pipeline's last execution (GITHUB_REPO= or STACK_NAME=)
@@ -165,6 +205,19 @@ resume: ## resume the daily schedule (GITHUB_REPO= or STACK_NAME=)
 .PHONY: delete
 delete: ## delete the pipeline stack (GITHUB_REPO= or STACK_NAME=); the artifact bucket is kept
 	@scripts/pipeline.sh delete
+
+# --- the platform in AWS (template/platform.yaml): the versioned runner every model builds FROM -----
+.PHONY: deploy-platform
+deploy-platform: ## deploy or update the platform stack: GITHUB_REPO=owner/name of this repository [PLATFORM_STACK= NOTIFICATION_EMAILS=a@b,c@d CONNECTION_ARN=]
+	@scripts/platform.sh deploy
+
+.PHONY: publish-runner
+publish-runner: docker ## build, smoke-run and publish the runner version in VERSION (refused if published: bump VERSION) [PLATFORM_STACK=]
+	@scripts/platform.sh publish
+
+.PHONY: models
+models: ## list the platform's model stacks: repository, runner, promoted commit [PLATFORM_STACK=]
+	@scripts/platform.sh models
 
 # What a notebook left in a local staging folder belongs to the notebook's user (10002): the image removes it.
 .PHONY: clean

@@ -4,10 +4,18 @@
 #   scripts/pipeline.sh deploy|plan|status|delete     (the Makefile's deploy, deploy-plan, status, delete)
 #
 # Configuration comes from the model's settings file and the environment: deploy and plan first read
-# SETTINGS_FILE (default: settings.yml at the repository root; none there is fine) with scripts/settings.py,
-# run by SETTINGS_PYTHON (make passes .venv's, which has PyYAML; default python3). It checks the file against the
-# template and sets the variables below that the environment does not set: a variable given to make on the
-# command line (`make deploy GITHUB_REPO=owner/name TASK_MEMORY=4096`) wins over the file's value.
+# SETTINGS_FILE (default: MODEL_DIR/settings.yml with MODEL_DIR, else settings.yml at the repository root; none
+# there is fine) with scripts/settings.py, run by SETTINGS_PYTHON (make passes .venv's, which has PyYAML;
+# default python3). It checks the file against the template and sets the variables below that the environment
+# does not set: a variable given to make on the command line (`make deploy GITHUB_REPO=owner/name
+# TASK_MEMORY=4096`) wins over the file's value. Then it holds every value deployed to the platform's bounds,
+# PLATFORM_FILE (default: platform.yml at the repository root), and reads the platform's stack there.
+#   MODEL_DIR          a model repository's checkout, whose settings.yml is read as data: nothing in it is run
+#                      or imported (settings.py runs isolated, -I, in this repository's folder, as does the rest)
+#   PLATFORM_FILE      the platform's settings: its stack (passed as PlatformStackName, and the stack's tag
+#                      notebook-pipeline:platform; the tag notebook-pipeline:model is the repository's name)
+#                      and the bounds of what any model may ask. PLATFORM_STACK (make deploy-platform's) is refused
+#                      unless it is that stack: a model deploys under the platform its PLATFORM_FILE describes
 #   GITHUB_REPO        owner/name, or a bare name with GITHUB_OWNER set (not in the file; required for deploy/plan)
 #   DATA_LAKE_BUCKET   the bucket the notebook reads                              (required for deploy/plan)
 #   DATA_LAKE_PREFIX   the data lake's root in DATA_LAKE_BUCKET                   (default: snapshots)
@@ -17,6 +25,8 @@
 #   GITHUB_BRANCH      the branch that triggers the pipeline                      (default: main)
 #   CONNECTION_ARN     an existing GitHub connection (default: the stack creates one)
 #   NOTEBOOK           the notebook baked into the image                          (default: usp.ipynb)
+#   RUNNER_MAJOR       the runner major version the model follows (unset: the stack's; on creation, the template's)
+#   RUNNER_PIN         a runner image digest the model is pinned to (always passed: empty follows RUNNER_MAJOR)
 #   NOTIFICATION_EMAILS up to 3 addresses, comma-separated, told of every outcome (each confirms from its first mail)
 #   STACK_NAME         the stack's name (default: notebook-pipeline-<repository name>)
 # The notebook's data sources (each off unless set; always passed, so one left out of the file is turned off):
@@ -62,17 +72,40 @@ readonly VALIDATED_IMAGE
 # shellcheck source=scripts/stack.sh
 source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 
+# absolute PATH: PATH as the current folder reads it (pipeline.sh then works in the repository's folder).
+absolute() {
+	if [[ "$1" == /* ]]; then printf '%s\n' "$1"; else printf '%s/%s\n' "$PWD" "$1"; fi
+}
+
 # The model's settings file: the variables it sets that the environment does not, each checked against the
-# template by scripts/settings.py (a bad file stops here, before any AWS call, with settings.py's message).
+# template and the platform's bounds by scripts/settings.py (a bad file stops here, before any AWS call, with
+# settings.py's message). Nothing of MODEL_DIR runs: settings.py reads its settings.yml as YAML data, in the
+# platform's folder (-I: no current folder, PYTHONPATH or user site on its path, whatever the environment).
 load_settings() {
-	local file=${SETTINGS_FILE:-${ROOT}/settings.yml} python=${SETTINGS_PYTHON:-python3} assignments
-	if [[ -z "${SETTINGS_FILE:-}" && ! -e "$file" ]]; then
-		file=/dev/null # no settings file: every setting comes from the variables, checked all the same
+	local file=${SETTINGS_FILE:-} platform=${PLATFORM_FILE:-${ROOT}/platform.yml} python=${SETTINGS_PYTHON:-python3}
+	local assignments
+	if [[ -n "${MODEL_DIR:-}" ]]; then
+		[[ -d "$MODEL_DIR" ]] ||
+			die "MODEL_DIR=${MODEL_DIR} is not a folder: give the checkout of the model's repository, e.g. MODEL_DIR=../hotel-usp"
+		[[ -n "$file" || -f "${MODEL_DIR%/}/settings.yml" ]] ||
+			die "MODEL_DIR=${MODEL_DIR} has no settings.yml: a model repository keeps its settings in settings.yml at its root (this repository's settings.yml shows every key), or name the file with SETTINGS_FILE=path"
+		[[ -n "$file" || ! -L "${MODEL_DIR%/}/settings.yml" ]] ||
+			die "MODEL_DIR=${MODEL_DIR} has a link as settings.yml: the model's settings are a file of its own, read as it is; replace the link by the file, or name a file with SETTINGS_FILE=path"
+		file=${file:-${MODEL_DIR%/}/settings.yml}
+	elif [[ -z "$file" ]]; then
+		file=${ROOT}/settings.yml
+		[[ -e "$file" ]] || file=/dev/null # no settings file: every setting comes from the variables, checked all the same
 	fi
+	file=$(absolute "$file")
+	platform=$(absolute "$platform")
+	[[ "$python" != */* ]] || python=$(absolute "$python")
+	cd "$ROOT" # never the model's folder: nothing after this reads or runs anything relative to it
 	command -v "$python" >/dev/null ||
 		die "cannot run ${python} to read ${file}: set SETTINGS_PYTHON, or use make deploy"
-	assignments=$("$python" "${ROOT}/scripts/settings.py" "$file") || exit 2
+	assignments=$("$python" -I "${ROOT}/scripts/settings.py" "$file" "$platform") || exit 2
 	eval "$assignments"
+	[[ -z "${PLATFORM_STACK:-}" || "$PLATFORM_STACK" == "$PLATFORM_STACK_NAME" ]] ||
+		die "PLATFORM_STACK=${PLATFORM_STACK} is not the stack of the platform file ${platform} (${PLATFORM_STACK_NAME}): a model deploys under the platform whose bounds it is held to; leave PLATFORM_STACK out, or give PLATFORM_FILE= a platform file whose stack is ${PLATFORM_STACK}"
 }
 
 load_config() {
@@ -82,6 +115,7 @@ load_config() {
 	GITHUB_BRANCH=${GITHUB_BRANCH:-main}
 	CONNECTION_ARN=${CONNECTION_ARN:-}
 	NOTEBOOK=${NOTEBOOK:-usp.ipynb}
+	RUNNER_PIN=${RUNNER_PIN:-} # always passed (settings.py checked it): one left out follows the major again
 	NOTIFICATION_EMAILS=${NOTIFICATION_EMAILS:-}
 	# The data sources (settings.py checked them): always passed, so that one left out is off.
 	ATHENA_WORKGROUP=${ATHENA_WORKGROUP:-}
@@ -162,6 +196,7 @@ load_run_config() {
 	pass_if_set TASK_CPU TaskCpu '^(256|512|1024|2048|4096|8192|16384)$' \
 		"256, 512, 1024, 2048, 4096, 8192 or 16384 (1024 = 1 vCPU)"
 	pass_number_if_set TASK_MEMORY TaskMemory 512 122880 "MiB that Fargate offers with TASK_CPU, e.g. 2048"
+	[[ -z "${RUNNER_MAJOR:-}" ]] || RUN_OVERRIDES+=("RunnerMajorVersion=${RUNNER_MAJOR}") # settings.py checked it
 	if [[ -n "${ASSIGN_PUBLIC_IP:-}" ]]; then
 		check ASSIGN_PUBLIC_IP "$ASSIGN_PUBLIC_IP" '^(ENABLED|DISABLED)$' "ENABLED or DISABLED"
 	fi
@@ -244,8 +279,10 @@ deploy() {
 	local args=(
 		cloudformation deploy "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" --template-file "$TEMPLATE"
 		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset
+		--tags "notebook-pipeline:platform=${PLATFORM_STACK_NAME}" "notebook-pipeline:model=${GITHUB_REPO#*/}"
 		--parameter-overrides "GitHubRepository=${GITHUB_REPO}" "GitHubBranch=${GITHUB_BRANCH}"
 		"ConnectionArn=${CONNECTION_ARN}" "NotebookPath=${NOTEBOOK}"
+		"PlatformStackName=${PLATFORM_STACK_NAME}" "RunnerImage=${RUNNER_PIN}"
 		"DataLakeBucket=${DATA_LAKE_BUCKET}" "OutputBucket=${OUTPUT_BUCKET}" "NotificationEmails=${NOTIFICATION_EMAILS}"
 		"AthenaWorkGroup=${ATHENA_WORKGROUP}" "AthenaResultsBucket=${ATHENA_RESULTS_BUCKET}"
 		"AthenaResultsPrefix=${ATHENA_RESULTS_PREFIX}" "GlueDatabases=${GLUE_DATABASES}"
@@ -280,16 +317,8 @@ show_plan() {
 }
 
 next_step() {
-	local status
-	status=$("$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
-		--query "Stacks[0].Outputs[?OutputKey=='ConnectionStatus'].OutputValue" --output text)
-	if [[ "$status" == PENDING ]]; then
-		cat >&2 <<-EOF
-			Next step: authorize the GitHub connection once (it is PENDING until then):
-			  AWS console > Developer Tools > Settings > Connections > the connection named notebook-pipeline-...
-			  > Update pending connection > install or choose the GitHub App for ${GITHUB_REPO%%/*} > Connect.
-			Then push to ${GITHUB_BRANCH} (or press Release change on the pipeline) to start the first run.
-		EOF
+	if connection_pending "$STACK_NAME" notebook-pipeline; then
+		printf 'Then push to %s (or press Release change on the pipeline) to start the first run.\n' "$GITHUB_BRANCH" >&2
 	else
 		printf 'Next step: push to %s; the pipeline starts on every push.\n' "$GITHUB_BRANCH" >&2
 	fi

@@ -1,17 +1,22 @@
 """settings.py -- read a model's settings file (settings.yml) for scripts/pipeline.sh deploy|plan.
 
-    python scripts/settings.py SETTINGS_FILE
+    python -I scripts/settings.py SETTINGS_FILE [PLATFORM_FILE]
 
 Prints one shell assignment per variable the file sets and the environment does not already set (a variable
-given to make on the command line wins over the file), for pipeline.sh to evaluate. Every value in the file
-is checked first, against the constraints (AllowedPattern, AllowedValues, MinValue/MaxValue) of the template
-parameter it sets, read from template/pipeline.yaml: a bad file stops with exit 2 and one line on stderr
-naming the key, the value and the fix, before any AWS call. The validation's prefix and the output's are held
-apart by the template's own rule and condition, evaluated here as CloudFormation would.
+given to make on the command line wins over the file), and PLATFORM_STACK_NAME, the platform file's stack,
+for pipeline.sh to evaluate. Every value in the file is checked first, against the constraints
+(AllowedPattern, AllowedValues, MinValue/MaxValue) of the template parameter it sets, read from
+template/pipeline.yaml: a bad file stops with exit 2 and one line on stderr naming the key, the value and the
+fix, before any AWS call. The validation's prefix and the output's are held apart by the template's own rule
+and condition, evaluated here as CloudFormation would. Then every value the deploy passes (the variable's,
+else the file's, else the template's default) is held to the platform's bounds, PLATFORM_FILE (default: the
+platform's platform.yml; scripts/bounds.py). Nothing of the model's checkout is imported or run: this file
+reads the settings file as YAML data only, and pipeline.sh runs it isolated (-I) from the platform's folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import difflib
 import functools
@@ -22,7 +27,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 try:
     import yaml
@@ -32,7 +37,10 @@ except ImportError:  # pragma: no cover -- make deploy runs this with .venv's Py
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template" / "pipeline.yaml"
-sys.path.insert(0, str(ROOT))
+PLATFORM = ROOT / "platform.yml"
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the platform's own code, whatever the current folder
+import bounds  # noqa: E402 -- the platform's bounds, scripts/bounds.py
+
 from runner.redaction import NAME_PATTERN, reserved  # noqa: E402 -- the runner's own rule for a secret's name
 
 
@@ -45,6 +53,8 @@ class Key:
 
 KEYS = {
     "notebook": Key("NOTEBOOK", "NotebookPath", str),
+    "runner.major": Key("RUNNER_MAJOR", "RunnerMajorVersion", int),
+    "runner.image": Key("RUNNER_PIN", "RunnerImage", str),
     "data_lake.bucket": Key("DATA_LAKE_BUCKET", "DataLakeBucket", str),
     "data_lake.prefix": Key("DATA_LAKE_PREFIX", "DataLakePrefix", str),
     "output.bucket": Key("OUTPUT_BUCKET", "OutputBucket", str),
@@ -77,6 +87,8 @@ KEYS = {
 # a source removed from the file loses its grant), and settings.py checks a value the environment gives too.
 DATA_SOURCES = ("athena.workgroup", "athena.results_bucket", "athena.results_prefix", "glue.databases",
                 "opensearch.domains", "secrets", "secret_kms_keys")  # fmt: skip
+# Checked here when a variable gives them too (pipeline.sh checks the others' variables itself).
+CHECKED_VARIABLES = (*DATA_SOURCES, "runner.major", "runner.image")
 SECRET_NAMES = Key("SECRET_NAMES", "SecretNames", list)
 SECTIONS = sorted({name.split(".")[0] for name in KEYS if "." in name})
 EXAMPLES = {str: "'text'", int: "1024", list: "[a, b]", dict: "{NAME: arn:...}"}
@@ -298,6 +310,12 @@ def secret_lists(name: str, value: Any, parameters: dict[str, dict[str, Any]]) -
 
 def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
     """The shell assignments of the file's variables that the environment does not set."""
+    return read(path, environment)[0]
+
+
+def read(path: Path, environment: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The shell assignments of the file's variables that the environment does not set, and the file's value
+    of each variable, every one checked against the template."""
     try:
         document = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -324,7 +342,7 @@ def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
             if each.variable not in environment:
                 lines.append(f"{each.variable}={shlex.quote(text)}")
     # A data source given on the command line is checked here too (pipeline.sh passes them as they are).
-    for key in [KEYS[name] for name in DATA_SOURCES] + [SECRET_NAMES]:
+    for key in [KEYS[name] for name in CHECKED_VARIABLES] + [SECRET_NAMES]:
         if environment.get(key.variable):
             fix = f"fix the variable {key.variable} (make's command line or the environment), or leave it out"
             try:
@@ -358,7 +376,43 @@ def assignments(path: Path, environment: Mapping[str, str]) -> list[str]:
             "the runner, the AWS SDKs, the C library or Python read: rename it, e.g. HADOOP_PASSWORD"
         )
     check_prefixes(environment, from_file, parameters)
-    return lines
+    return lines, from_file
+
+
+def deployed(name: str, environment: Mapping[str, str], from_file: Mapping[str, str]) -> bounds.Given | None:
+    """What the deploy passes for the key: its variable's value, else the file's; an empty one is not passed,
+    so a new stack takes the template's default (an update keeps the stack's, which was bounded when
+    deployed). None for a value the template refuses: that check names it (pipeline.sh's, for a variable)."""
+    key, parameter = KEYS[name], template_parameters()[KEYS[name].parameter]
+    source: Literal["file", "variable", "default"] = "variable" if key.variable in environment else "file"
+    text = environment[key.variable] if source == "variable" else from_file.get(key.variable, "")
+    if not text and str(parameter.get("Default", "")):
+        text, source = str(parameter["Default"]), "default"
+    try:
+        check_items(name, key, text, parameter)
+    except Refused:
+        return None
+    return bounds.Given(name, key.variable, text, source, many=key.kind in (list, dict))
+
+
+def within_bounds(
+    platform: bounds.Platform, environment: Mapping[str, str], from_file: Mapping[str, str]
+) -> None:
+    """Every value the deploy passes within the platform's bounds: else Refused, naming the key and its
+    variable, the value, the bound and the fix (RefusedVariable when a variable gave it)."""
+    names = environment.get(SECRET_NAMES.variable, from_file.get(SECRET_NAMES.variable, ""))
+    labels = tuple(f"secrets.{name} ({KEYS['secrets'].variable})" for name in names.split(",") if name)
+
+    def given(name: str) -> bounds.Given | None:
+        found = deployed(name, environment, from_file)
+        if found is not None and name == "secrets":  # each ARN by its secret's name
+            return dataclasses.replace(found, labels=labels)
+        return found
+
+    try:
+        bounds.check(platform, given)
+    except bounds.OutOfBounds as outside:
+        raise (RefusedVariable if outside.from_variable else Refused)(str(outside)) from None
 
 
 def check_prefixes(
@@ -406,25 +460,40 @@ def check_prefixes(
     raise Refused(message)
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) != 1:
-        fail("usage: settings.py SETTINGS_FILE")
-    path = Path(argv[0])
+def display(path: Path) -> str:
+    """A path as messages name it: relative to the current folder when inside it."""
     try:
-        shown = path.resolve().relative_to(Path.cwd())
+        return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
-        shown = path
+        return str(path)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) not in (1, 2):
+        fail("usage: settings.py SETTINGS_FILE [PLATFORM_FILE]")
+    path, platform_path = Path(argv[0]), Path(argv[1] if len(argv) == 2 else PLATFORM)
     try:
-        lines = assignments(path, os.environ)
+        platform = bounds.load(platform_path, display(platform_path), template_parameters())
     except OSError as error:
         fail(
-            f"SETTINGS_FILE={shown} cannot be read: {error.strerror} (point SETTINGS_FILE at a settings file)"
+            f"PLATFORM_FILE={display(platform_path)} cannot be read: {error.strerror} "
+            "(point PLATFORM_FILE at the platform's settings, such as its platform.yml)"
+        )
+    except bounds.BadPlatform as bad:
+        fail(f"{display(platform_path)}: {bad}")
+    try:
+        lines, from_file = read(path, os.environ)
+        within_bounds(platform, os.environ, from_file)
+    except OSError as error:
+        fail(
+            f"SETTINGS_FILE={display(path)} cannot be read: {error.strerror} "
+            "(point SETTINGS_FILE at a settings file)"
         )
     except RefusedVariable as refused:
         fail(str(refused))
     except Refused as refused:
-        fail(f"{shown}: {refused}")
-    print("\n".join(lines))
+        fail(f"{display(path)}: {refused}")
+    print("\n".join([*lines, f"PLATFORM_STACK_NAME={shlex.quote(platform.stack)}"]))
 
 
 if __name__ == "__main__":

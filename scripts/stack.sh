@@ -57,3 +57,17 @@ load_stack() {
 	load_stack_name
 	load_region
 }
+
+# connection_pending STACK CONNECTION_NAME: whether STACK's GitHub connection waits to be authorized; if so,
+# says how (once, in the console), on stderr.
+connection_pending() {
+	local status
+	status=$("$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$1" \
+		--query "Stacks[0].Outputs[?OutputKey=='ConnectionStatus'].OutputValue" --output text)
+	[[ "$status" == PENDING ]] || return 1
+	cat >&2 <<-EOF
+		Next step: authorize the GitHub connection once (it is PENDING until then):
+		  AWS console > Developer Tools > Settings > Connections > the connection named $2-...
+		  > Update pending connection > install or choose the GitHub App for ${GITHUB_REPO%%/*} > Connect.
+	EOF
+}

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import REPO, SHARED_DATA, moto_server, writable_dir
+from support import REPO, SHARED_DATA, build_model, build_runner, moto_server, writable_dir
 
 sys.path.insert(0, str(REPO))  # the runner package, for the tests that hold its tables to the template
 
@@ -32,30 +32,30 @@ def base_image() -> str:
     return done.stdout.strip()
 
 
-def build_image(context: Path, tag: str, base: str, *build_args: str) -> None:
-    args = [arg for pair in (("--build-arg", a) for a in build_args) for arg in pair]
-    cmd = ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", *args, "-t", tag, str(context)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"docker build of {context} failed:\n{done.stderr[-4000:]}"
+TEST_RUNNER = "notebook-runner:test-runner"
 
 
 @pytest.fixture(scope="session")
-def runner_image(base_image: str) -> str:
-    """The usp runner image, built from this repository with its Dockerfile; TEST_RUNNER_IMAGE names another
-    (an earlier commit's image, to show an adversarial test failing there)."""
+def platform_runner(base_image: str) -> str:
+    """The runner image of this checkout (the platform's, with no model in /app)."""
+    return build_runner(TEST_RUNNER, base_image)
+
+
+@pytest.fixture(scope="session")
+def runner_image(platform_runner: str) -> str:
+    """The usp model image: this repository's example model built on the runner with its recipe;
+    TEST_RUNNER_IMAGE names another (an earlier commit's image, to show an adversarial test failing there)."""
     if os.environ.get("TEST_RUNNER_IMAGE"):
         return os.environ["TEST_RUNNER_IMAGE"]
-    build_image(REPO, RUNNER_IMAGE, base_image, "GIT_COMMIT=test")
-    return RUNNER_IMAGE
+    return build_model(REPO, RUNNER_IMAGE, platform_runner, "GIT_COMMIT=test")
 
 
 @pytest.fixture(scope="session")
-def build(base_image: str):
-    """Build another context with the same base: build(context, tag, *build_args)."""
+def build(platform_runner: str):
+    """Build another model's context on the same runner: build(context, tag, *build_args)."""
 
     def _build(context: Path, tag: str, *build_args: str) -> str:
-        build_image(context, tag, base_image, *build_args)
-        return tag
+        return build_model(context, tag, platform_runner, *build_args)
 
     return _build
 

@@ -75,19 +75,31 @@ def docker_run(
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-# What a model repository holds of the platform, beside its own notebook, check and requirements.
-PLATFORM_FILES = ("Dockerfile", "run_notebook.sh", "runner")
+def build_runner(tag: str, base: str) -> str:
+    """The runner image, as make runner builds it (scripts/build.sh runner)."""
+    command = [str(REPO / "scripts" / "build.sh"), "runner", tag]
+    env = {**os.environ, "BASE_IMAGE": base}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"the runner's build failed:\n{done.stderr[-4000:]}"
+    return tag
+
+
+def build_model(context: Path, tag: str, runner: str, *build_args: str, options: tuple[str, ...] = ()) -> str:
+    """A model image from `context` with the runner's recipe, as make build builds it (scripts/build.sh
+    model); build_args NAME=VALUE are its NOTEBOOK, GIT_COMMIT and IMAGE_NAME, options docker build's own."""
+    settings = dict(arg.split("=", 1) for arg in build_args)
+    assert set(settings) <= {"NOTEBOOK", "GIT_COMMIT", "IMAGE_NAME"}, settings
+    command = [str(REPO / "scripts" / "build.sh"), "model", runner, str(context), tag, *options]
+    done = subprocess.run(
+        command, env={**os.environ, **settings}, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"the model build of {context} failed:\n{done.stderr[-4000:]}"
+    return tag
 
 
 def model_repository(project: Path, dest: Path, *leave_out: str) -> Path:
-    """Another model's repository: its own files (less leave_out) plus the platform's, copied as they are."""
+    """Another model's repository: its own files (less leave_out), and nothing of the platform's."""
     shutil.copytree(project, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*leave_out))
-    for name in PLATFORM_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, dest / name)
     return dest
 
 

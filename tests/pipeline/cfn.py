@@ -12,17 +12,11 @@ import yaml
 # Not support's REPO: tests/support.py may import this module (a cycle otherwise).
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template" / "pipeline.yaml"
-BUILDSPEC_FILES = {"BuildProject": REPO / "buildspec.yml"}  # the build's is the repository's
-PROJECTS = (
-    "BuildProject",
-    "ValidateProject",
-)  # the validation's is in the template: the repository cannot change it
+PROJECTS = ("BuildProject", "ValidateProject")  # both buildspecs are the template's: no model decides them
 
 
 def buildspec_text(project: str) -> str:
-    """A CodeBuild project's buildspec, from the repository or written in the template."""
-    if project in BUILDSPEC_FILES:
-        return BUILDSPEC_FILES[project].read_text()
+    """A CodeBuild project's buildspec, written in the template."""
     return load()["Resources"][project]["Properties"]["Source"]["BuildSpec"]
 
 
@@ -66,6 +60,9 @@ def resolve(value: Any, values: dict[str, Any]) -> Any:
     if isinstance(value, dict) and set(value) == {"Fn::Join"}:
         separator, items = value["Fn::Join"]
         return separator.join(resolve(items, values))
+    if isinstance(value, dict) and set(value) == {"Fn::ImportValue"}:  # the platform stack's export
+        name = str(resolve(value["Fn::ImportValue"], values))
+        return values.get(f"Export:{name}", f"<Export:{name}>")
     if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
         name = ".".join(value["Fn::GetAtt"])
         return values.get(name, f"<{name}>")

@@ -32,6 +32,17 @@ def _pascal(value: Any) -> Any:
     return value
 
 
+def _api_names(value: Any, shape: Any) -> Any:
+    """Step Functions' PascalCase parameters as the API's member names, at every depth of the input."""
+    if isinstance(value, dict) and shape is not None and shape.type_name == "structure":
+        by_lower = {name.lower(): name for name in shape.members}
+        named = {by_lower.get(key.lower(), key): item for key, item in value.items()}
+        return {key: _api_names(item, shape.members.get(key)) for key, item in named.items()}
+    if isinstance(value, list) and shape is not None and shape.type_name == "list":
+        return [_api_names(item, shape.member) for item in value]
+    return value
+
+
 class _PascalCaseClient:
     """A boto3 client as a Step Functions SDK integration sees it."""
 
@@ -41,11 +52,10 @@ class _PascalCaseClient:
     def __getattr__(self, action: str) -> Any:
         call = getattr(self._client, action)
         operation = self._client.meta.method_to_api_mapping[action]
-        members = self._client.meta.service_model.operation_model(operation).input_shape.members
 
         def invoke(**parameters: Any) -> Any:
-            by_lower = {name.lower(): name for name in members}
-            named = {by_lower.get(key.lower(), key): value for key, value in parameters.items()}
+            shape = self._client.meta.service_model.operation_model(operation).input_shape
+            named = _api_names(parameters, shape)
             response = call(**named)
             response.pop("ResponseMetadata", None)
             return _pascal(response)

@@ -11,22 +11,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import cfn
 import nbformat
 import pytest
-from codebuild import Build, run
-from support import REPO, copy_repository, local_registry
+from codebuild import run
+from support import REPO, copy_repository
 from validation_stack import (
     REPOSITORY,
     VALIDATION_ROLES,
+    Promoted,
     Stack,
     build,
     commit_id,
-    deployed,
     tag_digest,
     validate,
 )
@@ -35,49 +33,26 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's docker-registry on 127.0.0.1, standing in for ECR (Docker treats loopback as insecure-OK)."""
-    with local_registry(tmp_path_factory.mktemp("registry")) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def stack(registry: str, moto_endpoint: str) -> Iterator[Stack]:
-    """The stack's buckets, topic, parameter, clusters and task definitions in moto, behind the IAM proxy
-    (validation_stack.deployed)."""
-    with deployed(moto_endpoint, registry) as created:
-        yield created
-
-
-@dataclass
-class Promoted:
-    commit: str
-    digest: str
-    build: Build
-    validation: Build
-
-
-@pytest.fixture(scope="module")
-def promoted(
-    tmp_path_factory: pytest.TempPathFactory, registry: str, stack: Stack, base_image: str
-) -> Promoted:
+def promoted(tmp_path_factory: pytest.TempPathFactory, registry: str, stack: Stack) -> Promoted:
     """The repository as it is: built, pushed, validated on the Fargate stand-in and promoted."""
     source = copy_repository(tmp_path_factory.mktemp("good") / "src")
     commit = commit_id()
-    built = build(source, registry, base_image, commit)
+    built = build(source, stack, commit)
     assert built.succeeded, built.log[-4000:]
-    validation = validate(source, registry, stack, commit, built.exported["IMAGE_DIGEST"])
+    assert built.exported["RUNNER_IMAGE"] == stack.runner
+    validation = validate(source, registry, stack, commit, built.exported["IMAGE_DIGEST"], stack.runner)
     return Promoted(commit, built.exported["IMAGE_DIGEST"], built, validation)
 
 
 def test_build_pushes_the_commit_tagged_image_and_exports_its_digest(
-    promoted: Promoted, registry: str
+    promoted: Promoted, registry: str, stack: Stack
 ) -> None:
     repository, digest = promoted.digest.split("@")
 
     assert repository == f"{registry}/{REPOSITORY}"
     assert tag_digest(registry, promoted.commit) == digest
     assert "no validated image yet, this build starts from the local layer cache only" in promoted.build.log
+    assert f"building on the runner {stack.runner}" in promoted.build.log
 
 
 def test_validation_runs_the_digest_on_fargate_and_promotes_exactly_it(
@@ -90,6 +65,9 @@ def test_validation_runs_the_digest_on_fargate_and_promotes_exactly_it(
     assert tag_digest(registry, "validated") == digest
     assert tag_digest(registry, "latest") == digest
     assert stack.validated_image() == promoted.digest
+    assert stack.promoted_commit() == promoted.commit
+    assert stack.promoted_runner() == stack.runner
+    assert "the layer check passed" in promoted.validation.log
     keys = stack.keys(output)
     table = f"validation/{promoted.commit}/"  # the table's files, registered nowhere (TABLE_CATALOG=none)
     assert [k for k in keys if k.startswith(table + "data/date=2019-08-01/") and k.endswith(".parquet")]
@@ -174,15 +152,15 @@ raise RuntimeError("the adversary gave up")
 
 @pytest.mark.parametrize("how, exit_code", [("notebook raises", 10), ("check fails", 20), ("adversary", 10)])
 def test_failed_validation_promotes_nothing(
-    promoted: Promoted, tmp_path: Path, registry: str, stack: Stack, base_image: str, how: str, exit_code: int
+    promoted: Promoted, tmp_path: Path, registry: str, stack: Stack, how: str, exit_code: int
 ) -> None:
     source = broken_source(tmp_path, stack.name if how == "adversary" else how)
     commit = commit_id()
-    built = build(source, registry, base_image, commit)
+    built = build(source, stack, commit)
     assert built.succeeded, built.log[-4000:]
     revisions = len(stack.run_revisions())
 
-    validation = validate(source, registry, stack, commit, built.exported["IMAGE_DIGEST"])
+    validation = validate(source, registry, stack, commit, built.exported["IMAGE_DIGEST"], stack.runner)
 
     assert not validation.succeeded
     assert validation.failed_phase == "build"
@@ -206,27 +184,25 @@ def test_failed_validation_promotes_nothing(
         assert {"ecs:RegisterTaskDefinition", "ssm:PutParameter", "ecr:PutImage", "ecs:RunTask"} <= denied
 
 
-def test_rebuild_reuses_the_validated_image_layers(
-    promoted: Promoted, tmp_path: Path, registry: str, base_image: str
-) -> None:
+def test_rebuild_reuses_the_validated_image_layers(promoted: Promoted, tmp_path: Path, stack: Stack) -> None:
     source = copy_repository(tmp_path / "src")
     notebook = source / "usp.ipynb"
     nb = json.loads(notebook.read_text())
     nb["metadata"]["edited"] = True  # a notebook-only change
     notebook.write_text(json.dumps(nb))
 
-    built = build(source, registry, base_image, commit_id())
+    built = build(source, stack, commit_id())
 
     assert built.succeeded, built.log[-4000:]
     assert "no validated image yet" not in built.log  # the promoted image was pulled as the cache
-    assert built.log.count("Using cache") >= 6  # the dependency layers came from it
+    assert built.log.count("Using cache") >= 3  # the requirements' layers came from it
 
 
 @pytest.mark.parametrize("project", cfn.PROJECTS)
 def test_a_missing_variable_fails_the_first_phase_by_name(project: str, tmp_path: Path) -> None:
     source = tmp_path / "src"
     source.mkdir()
-    buildspec = cfn.BUILDSPEC_FILES.get(project) or cfn.buildspec_text(project)
+    buildspec = cfn.buildspec_text(project)
 
     result = run(buildspec, source, {"IMAGE_REPO_URI": "127.0.0.1:1/x"})
 
@@ -235,6 +211,7 @@ def test_a_missing_variable_fails_the_first_phase_by_name(project: str, tmp_path
 
 
 ECR_REPOSITORY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/notebook-runner-ci"
+RUNNER_REPOSITORY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/platform-runner"
 GOOD_DIGEST = "sha256:" + "0123456789abcdef" * 4
 DIGESTS = {
     "the repository's, by digest": (f"{ECR_REPOSITORY}@{GOOD_DIGEST}", False),
@@ -265,6 +242,9 @@ def test_the_validation_runs_only_an_image_of_its_own_repository_refusing_others
         "IMAGE_REPO_URI": ECR_REPOSITORY, "VALIDATION_CLUSTER": "c", "VALIDATION_TASK_DEFINITION": "v",
         "VALIDATION_URI": "s3://hotel-out/validation", "VALIDATION_DATE": "2019-08-01",
         "RUN_TASK_DEFINITION": "r", "IMAGE_PARAMETER": "/p/validated-image", "SUBNETS": "subnet-0a1b2c3d",
+        "COMMIT_PARAMETER": "/p/promoted-commit", "PROMOTED_RUNNER_PARAMETER": "/p/promoted-runner",
+        "RUNNER_REPO_URI": RUNNER_REPOSITORY,
+        "RUNNER_IMAGE": f"{RUNNER_REPOSITORY}@{GOOD_DIGEST}",
         "SECURITY_GROUPS": "sg-0a1b2c3d", "ASSIGN_PUBLIC_IP": "DISABLED", "COMMIT_ID": commit_id(),
         "IMAGE_DIGEST": digest,
         "PATH": f"{stand_in.parent}:{os.environ['PATH']}",
@@ -276,8 +256,8 @@ def test_the_validation_runs_only_an_image_of_its_own_repository_refusing_others
     assert ("is not an image of" in result.log) is refused, result.log
     if refused:
         assert not calls.exists(), calls.read_text()
-    else:  # the check let it through to its first call: the candidate's revision
-        assert calls.read_text().startswith("ecs describe-task-definition --task-definition v ")
+    else:  # the check let it through to its first call: the layer check reads the runner's manifest
+        assert calls.read_text().startswith("ecr batch-get-image --repository-name platform-runner ")
 
 
 def test_the_harness_knows_only_the_calls_the_buildspecs_make() -> None:

@@ -423,7 +423,7 @@ def test_the_linters_are_clean_with_the_source_on(
     assert {n: p["Default"] for n, p in load(variant)["Parameters"].items() if n in parameters} == parameters
     # the repository's .taskcat.yml (its project, regions and parameters), naming the variant
     taskcat = yaml.safe_load((REPO / ".taskcat.yml").read_text())
-    taskcat["tests"]["default"]["template"] = variant.name
+    taskcat["tests"] = {"default": {**taskcat["tests"]["default"], "template": variant.name}}  # this one only
     (tmp_path / ".taskcat.yml").write_text(yaml.safe_dump(taskcat))
     # the three at once (each takes seconds); cfn-lint reads the repository's .cfnlintrc (its regions)
     linters = {

@@ -1,8 +1,10 @@
 """`make deploy` and friends: argument checks before any AWS call, and the exact aws calls they make
-(a stand-in `aws` on PATH records its arguments)."""
+(a stand-in `aws` on PATH records its arguments); a model's checkout (MODEL_DIR) is read, never run."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 import fake_aws
 import pytest
+import yaml
 from cfn import load
 from support import REPO
 
@@ -27,12 +30,47 @@ SOURCES_OFF = [
 ]  # fmt: skip
 
 
+# The platform the tests deploy under: make() passes it as PLATFORM_FILE unless given (PLATFORM_FILE=""
+# deploys under the shipped platform.yml). Its bounds hold every bucket, workgroup, database, domain, secret,
+# task size and runner major the tests give, a bucket alone holding all of it; test_settings.py tries each
+# bound's refusal.
+DOMAIN = "arn:aws:es:eu-west-1:123456789012:domain/reviews-domain"
+HOTELS = "arn:aws:es:eu-west-1:123456789012:domain/hotels"
+HADOOP = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:hadoop-AbCdEf"
+KEYTAB = "arn:aws:ssm:eu-west-1:123456789012:parameter/usp/hive-keytab"
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f"
+TEST_PLATFORM = {
+    "stack": "test-platform",
+    "bounds": {
+        "data_lake": ["hotel-lake", "hotel-data-lake", "adr-lake", "lake", "abc", "a.b-c", "b" * 63],
+        "publish": ["hotel-out", "hotel-output", "other-out", "adr-out", "out", "0.9"],
+        "athena_workgroups": ["usp-analysts"],
+        "athena_results": ["hotel-athena-results"],
+        "glue_databases": ["hotel_lake", "reviews"],
+        "opensearch_domains": [DOMAIN, HOTELS],
+        "secrets": [HADOOP, "arn:aws:ssm:eu-west-1:123456789012:parameter/usp/"],
+        "secret_kms_keys": [KMS_KEY],
+        "task": {"cpu": 16384, "memory": 122880},
+        "runner_majors": [1, 2],
+    },
+}
+
+
+def platform_file(tmp_path: Path, platform: dict[str, Any] = TEST_PLATFORM) -> Path:
+    path = tmp_path / "test-platform.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(platform))
+    return path
+
+
 def make(
     tmp_path: Path, target: str, **variables: str
 ) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
-    """FAKE_* variables set the stand-in's answers; the others are Make's."""
+    """FAKE_* variables set the stand-in's answers; the others are Make's (PLATFORM_FILE: TEST_PLATFORM's)."""
     env = {k: v for k, v in variables.items() if k.startswith("FAKE_")}
-    return fake_aws.make(tmp_path, target, env, **{k: v for k, v in variables.items() if k not in env})
+    given = {k: v for k, v in variables.items() if k not in env}
+    given.setdefault("PLATFORM_FILE", str(platform_file(tmp_path)))
+    return fake_aws.make(tmp_path, target, env, **given)
 
 
 GOOD = {
@@ -79,8 +117,10 @@ def test_deploy_of_a_new_stack_makes_the_cloudformation_deploy_call_in_the_defau
         "cloudformation", "deploy", "--region", "eu-west-1", "--stack-name", "notebook-pipeline-usp-model",
         "--template-file", f"{REPO}/template/pipeline.yaml",
         "--capabilities", "CAPABILITY_IAM", "--no-fail-on-empty-changeset",
+        "--tags", "notebook-pipeline:platform=test-platform", "notebook-pipeline:model=usp-model",
         "--parameter-overrides", "GitHubRepository=hotel-profiling/usp-model", "GitHubBranch=main",
-        "ConnectionArn=", "NotebookPath=usp.ipynb", "DataLakeBucket=hotel-lake", "OutputBucket=hotel-out",
+        "ConnectionArn=", "NotebookPath=usp.ipynb", "PlatformStackName=test-platform", "RunnerImage=",
+        "DataLakeBucket=hotel-lake", "OutputBucket=hotel-out",
         "NotificationEmails=", *SOURCES_OFF, "Subnets=subnet-0a1b2c3d,subnet-4e5f6a7b",
         "SecurityGroups=sg-0a1b2c3d", "AssignPublicIp=ENABLED", "OutputDatabase=notebook_pipeline_usp_model",
     ]  # fmt: skip
@@ -107,10 +147,11 @@ def test_run_settings_given_are_passed_and_an_empty_schedule_removes_it(tmp_path
 
     assert done.returncode == 0, done.stderr
     assert not [c for c in calls if c[0] == "ec2"]
-    assert deploy_call(calls)[-12:] == [
+    assert deploy_call(calls)[-13:] == [
         "ScheduleExpression=", "ScheduleTimezone=Europe/Amsterdam", "OutputPrefix=usp/daily",
         "OutputTable=usp", "SnapshotRetentionDays=30", "ConsumerScanLimitBytes=10737418240",  # settings.yml's
-        "TaskCpu=2048", "TaskMemory=4096", "Subnets=subnet-0a1b2c3d4e5f60718", "SecurityGroups=sg-0a1b2c3d",
+        "TaskCpu=2048", "TaskMemory=4096", "RunnerMajorVersion=1",  # settings.yml's
+        "Subnets=subnet-0a1b2c3d4e5f60718", "SecurityGroups=sg-0a1b2c3d",
         "AssignPublicIp=DISABLED", "OutputDatabase=notebook_pipeline_usp_model",
     ]  # fmt: skip
 
@@ -237,6 +278,17 @@ BAD = {
         "SCHEDULE_TIMEZONE=../etc/passwd is not a time zone",
     ),
     "subnets alone": ({"SUBNETS": "subnet-0a1b2c3d"}, "set SUBNETS and SECURITY_GROUPS together"),
+    "another platform stack than the platform file's": (
+        {"PLATFORM_STACK": "other-platform"},
+        "PLATFORM_STACK=other-platform is not the stack of the platform file",
+    ),
+    "model dir that is no folder": (
+        {"MODEL_DIR": "/nonexistent/hotel-usp"},
+        (
+            "MODEL_DIR=/nonexistent/hotel-usp is not a folder: give the checkout of the model's repository, "
+            "e.g. MODEL_DIR=../hotel-usp"
+        ),
+    ),
     "malformed subnet": (
         {"SUBNETS": "subnet-x", "SECURITY_GROUPS": "sg-0a1b2c3d"},
         "SUBNETS=subnet-x is not valid",
@@ -360,7 +412,8 @@ TRIED = {
 }  # fmt: skip
 # Checked, but against no template constraint: the stack's name and region are no parameters, and Subnets and
 # SecurityGroups are typed ids (List<AWS::EC2::Subnet::Id>...) that CloudFormation looks up in the account.
-UNCONSTRAINED = {"STACK_NAME", "AWS_REGION", "SUBNETS", "SECURITY_GROUPS"}
+# MODEL_DIR must be a folder, PLATFORM_STACK the platform file's stack.
+UNCONSTRAINED = {"STACK_NAME", "AWS_REGION", "SUBNETS", "SECURITY_GROUPS", "MODEL_DIR", "PLATFORM_STACK"}
 
 
 def template_accepts(parameter: dict[str, Any], value: str) -> bool:
@@ -432,3 +485,142 @@ def test_a_new_stack_names_its_table_database_after_itself_and_an_update_never_r
     )
     assert done.returncode == 0, done.stderr
     assert not [a for a in deploy_call(calls) if a.startswith("OutputDatabase=")]
+
+
+# --- a model's checkout (MODEL_DIR): its settings.yml is read as data, nothing in it runs -------------------
+
+MODEL_SETTINGS = (
+    "notebook: models/adr.ipynb\nrunner: {major: 2}\ndata_lake: {bucket: adr-lake, prefix: raw}\n"
+    "output: {bucket: adr-out, prefix: adr/daily}\n"
+)
+# What the deploy passes of the model's settings.yml.
+FROM_MODEL = {
+    "NotebookPath=models/adr.ipynb", "DataLakeBucket=adr-lake", "DataLakePrefix=raw", "OutputBucket=adr-out",
+    "OutputPrefix=adr/daily", "RunnerMajorVersion=2",
+}  # fmt: skip
+# The stand-in aws is the test's own Python, run with the same PYTHONPATH: its start is not the deploy's.
+PYTHON_MARK = (
+    "import pathlib, sys\n"
+    "if not sys.argv[0].endswith('/bin/aws'):\n"
+    "    with pathlib.Path({log!r}).open('a') as log:\n"
+    "        log.write({name!r} + chr(10))\n"
+)
+SHELL_MARK = "#!/bin/sh\necho {name} >> '{log}'\n"
+# Each file of a hostile model checkout, and how it would run: imported by a Python whose path holds the
+# checkout (the current folder, PYTHONPATH), or run by a shell, make or a PATH that resolves in it.
+HOSTILE = {
+    "runner/__init__.py": PYTHON_MARK, "runner/redaction.py": PYTHON_MARK, "runner/config.py": PYTHON_MARK,
+    "scripts/settings.py": PYTHON_MARK, "scripts/bounds.py": PYTHON_MARK, "sitecustomize.py": PYTHON_MARK,
+    "usercustomize.py": PYTHON_MARK, "yaml.py": PYTHON_MARK, "bounds.py": PYTHON_MARK,
+    "settings.py": PYTHON_MARK,
+    "hostile.pth": "import pathlib; pathlib.Path({log!r}).open('a').write({name!r} + chr(10))\n",
+    "scripts/pipeline.sh": SHELL_MARK, "scripts/stack.sh": SHELL_MARK, ".venv/bin/python": SHELL_MARK,
+    ".venv/bin/pip": SHELL_MARK, "aws": SHELL_MARK, "python3": SHELL_MARK,
+    "Makefile": ".PHONY: deploy venv\ndeploy venv %:\n\t@echo {name} >> '{log}'\n",
+}  # fmt: skip
+
+
+def hostile_checkout(tmp_path: Path) -> tuple[Path, Path]:
+    """A model's checkout whose every file above writes its name into a log when run or imported (and a git
+    repository whose fsmonitor would do the same, on a git command that reads its index); the checkout and
+    the log."""
+    checkout, log = tmp_path / "hotel-usp", tmp_path / "ran.log"
+    for name, text in HOSTILE.items():
+        path = checkout / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.format(name=name, log=str(log)))
+        path.chmod(0o755)
+    (checkout / "settings.yml").write_text(MODEL_SETTINGS)
+    (checkout / "requirements.txt").write_text("pandas\n")
+    (checkout / "requirements-dev.txt").write_text("pytest\n")
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    fsmonitor = f"echo .git/config core.fsmonitor >> '{log}'; false"
+    subprocess.run(["git", "-C", str(checkout), "config", "core.fsmonitor", fsmonitor], check=True)
+    return checkout, log
+
+
+def test_make_deploy_with_a_model_dir_deploys_its_settings_and_runs_nothing_of_it(tmp_path: Path) -> None:
+    """Even with the checkout on PYTHONPATH: settings.py runs isolated, from the platform's folder."""
+    checkout, log = hostile_checkout(tmp_path)
+    done, calls = make(
+        tmp_path, "deploy", GITHUB_REPO="hotel-profiling/hotel-usp", MODEL_DIR=str(checkout),
+        PYTHONPATH=f"{checkout}:{checkout / 'scripts'}",
+    )  # fmt: skip
+
+    assert not log.exists(), f"the model's files ran: {log.read_text()}"
+    assert done.returncode == 0, done.stderr
+    call = deploy_call(calls)
+    assert set(call) >= FROM_MODEL, call
+    assert call[call.index("--tags") + 1 : call.index("--parameter-overrides")] == [
+        "notebook-pipeline:platform=test-platform", "notebook-pipeline:model=hotel-usp",
+    ]  # fmt: skip
+
+
+def test_the_platforms_makefile_run_in_the_models_folder_runs_nothing_of_it(tmp_path: Path) -> None:
+    """`make -f <platform>/Makefile deploy MODEL_DIR=.` in the model's checkout: the deploy's venv, script
+    and Python are the platform's, whatever the current folder."""
+    checkout, log = hostile_checkout(tmp_path)
+    fake_aws.make(tmp_path, "help")  # the stand-in aws in tmp_path/bin
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "AWS_", "STACK_", "FAKE_", "SETTINGS_", "PLATFORM_", "MODEL_"))
+        and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+    }  # fmt: skip
+    env |= {"PATH": f"{tmp_path / 'bin'}:{env['PATH']}", "AWS_CALLS": str(tmp_path / "calls.jsonl")}
+    done = subprocess.run(
+        ["make", "-s", "-f", str(REPO / "Makefile"), "deploy", "GITHUB_REPO=hotel-profiling/hotel-usp",
+         "MODEL_DIR=.", f"PLATFORM_FILE={platform_file(tmp_path)}"],
+        cwd=checkout, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+
+    assert not log.exists(), f"the model's files ran: {log.read_text()}"
+    assert done.returncode == 0, done.stderr
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert set(deploy_call(calls)) >= FROM_MODEL
+
+
+def test_a_model_dir_without_settings_yml_is_refused_before_any_aws_call(tmp_path: Path) -> None:
+    checkout = tmp_path / "hotel-usp"
+    checkout.mkdir()
+    (checkout / "usp.ipynb").write_text("{}")
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/hotel-usp", MODEL_DIR=str(checkout))
+
+    assert (done.returncode, calls) == (2, [])
+    assert done.stderr.splitlines()[0] == (
+        f"pipeline: MODEL_DIR={checkout} has no settings.yml: a model repository keeps its settings in "
+        "settings.yml at its root (this repository's settings.yml shows every key), or name the file with "
+        "SETTINGS_FILE=path"
+    )
+
+
+def test_settings_file_wins_over_the_model_dirs_settings_yml(tmp_path: Path) -> None:
+    checkout, _ = hostile_checkout(tmp_path)
+    other = tmp_path / "other.yml"
+    other.write_text("data_lake: {bucket: hotel-lake}\noutput: {bucket: hotel-out}\n")
+    done, calls = make(
+        tmp_path, "deploy", GITHUB_REPO="o/r", MODEL_DIR=str(checkout), SETTINGS_FILE=str(other)
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert {"DataLakeBucket=hotel-lake", "OutputBucket=hotel-out"} <= set(deploy_call(calls))
+
+
+def test_a_model_dirs_settings_yml_that_is_a_link_is_refused_before_any_aws_call(tmp_path: Path) -> None:
+    """A link could have the deploy read (and quote in its messages) any file of the deployer's machine."""
+    checkout = tmp_path / "hotel-usp"
+    checkout.mkdir()
+    (checkout / "settings.yml").symlink_to(REPO / "settings.yml")
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/hotel-usp", MODEL_DIR=str(checkout))
+
+    assert (done.returncode, calls) == (2, [])
+    assert done.stderr.splitlines()[0] == (
+        f"pipeline: MODEL_DIR={checkout} has a link as settings.yml: the model's settings are a file of its "
+        "own, read as it is; replace the link by the file, or name a file with SETTINGS_FILE=path"
+    )
+
+
+def test_platform_stack_given_as_the_platform_files_deploys(tmp_path: Path) -> None:
+    done, calls = make(tmp_path, "deploy", **GOOD, PLATFORM_STACK="test-platform")
+
+    assert done.returncode == 0, done.stderr
+    assert "PlatformStackName=test-platform" in deploy_call(calls)

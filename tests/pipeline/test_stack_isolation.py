@@ -27,16 +27,21 @@ REGION = "us-east-1"
 STACKS = ("notebook-pipeline-usp", "notebook-pipeline-adr")  # two models' stacks in one account
 RUN_DATE = "2019-08-01"
 RUN_ID = "20261122T053401Z-b805a3"
-STAGING = VALUES["StagingBucket"]
+STAGING = f"{STACKS[0]}-staging"  # the first stack's staging bucket
 
 
 def stack_values(stack: str) -> dict[str, Any]:
     """What CloudFormation resolves a stack's references to (every parameter not set here at its default)."""
     roles = ("TaskRole", "NotebookRole", "ValidationTaskRole", "ValidationNotebookRole", "TaskExecutionRole")
     arns = {f"{role}.Arn": f"arn:aws:iam::{iam.ACCOUNT}:role/{stack}-{role}" for role in roles}
+    model = stack.rsplit("-", 1)[1]  # two models, one account: one output bucket, each its own prefix
     return {
         **defaults(), **VALUES, **arns, "AWS::StackName": stack, "AWS::Region": REGION,
         "AlertKey.Arn": f"arn:aws:kms:{REGION}:{iam.ACCOUNT}:key/{stack}",
+        "OutputPrefix": f"{model}/daily", "OutputTable": model, "TableDatabase": stack.replace("-", "_"),
+        "AlertTopic": f"arn:aws:sns:{REGION}:{iam.ACCOUNT}:{stack}-alerts",
+        "StagingBucket": f"{stack}-staging", "StagingBucket.Arn": f"arn:aws:s3:::{stack}-staging",
+        "ImageDigestParameter": f"/{stack}/validated-image",
     }  # fmt: skip
 
 
@@ -97,8 +102,9 @@ def account(moto_endpoint: str) -> Iterator[Account]:
                 enforcer.give(created.task_key(stack, role), role_of(stack, role))
         setup = boto3.client("s3", region_name=REGION, endpoint_url=moto_endpoint,
                              aws_access_key_id="setup", aws_secret_access_key="setup")  # fmt: skip
-        if STAGING not in [b["Name"] for b in setup.list_buckets()["Buckets"]]:
-            setup.create_bucket(Bucket=STAGING)
+        for bucket in [f"{stack}-staging" for stack in STACKS] + [VALUES["OutputBucket"]]:
+            if bucket not in [b["Name"] for b in setup.list_buckets()["Buckets"]]:
+                setup.create_bucket(Bucket=bucket)
         yield created
 
 
@@ -249,3 +255,80 @@ def test_pyarrow_writes_a_day_into_its_own_staging_folder_with_its_markers(accou
         f"arn:aws:s3:::{root}/", f"arn:aws:s3:::{root}/date={RUN_DATE}/",
     }  # fmt: skip
     assert s3.get_file_info(f"{root}/date={RUN_DATE}/part-0.parquet").size > 0
+
+
+# --- model A's run and validation refused every write to model B's ---------------------------------------
+
+ROLES = {  # a role of A's that runs code, and the task role that serves a notebook role its credentials
+    "TaskRole": None, "NotebookRole": "TaskRole",
+    "ValidationTaskRole": None, "ValidationNotebookRole": "ValidationTaskRole",
+}  # fmt: skip
+
+
+def writes(b: dict[str, Any]) -> dict[str, Any]:
+    """Every write to model B's stack a role could try: name -> call(clients)."""
+    bucket, prefix, database, table = (
+        b["OutputBucket"],
+        b["OutputPrefix"],
+        b["TableDatabase"],
+        b["OutputTable"],
+    )
+    body = b"PAR1 forged"
+    return {
+        "B's table data": lambda c: c["s3"].put_object(Bucket=bucket, Key=f"{prefix}/data/x", Body=body),
+        "B's metadata, deleted": lambda c: c["s3"].delete_object(Bucket=bucket, Key=f"{prefix}/metadata/1"),
+        "B's run report": lambda c: c["s3"].put_object(
+            Bucket=bucket, Key=f"{prefix}/_runs/date={RUN_DATE}/{RUN_ID}/manifest.json", Body=b"{}"),
+        "B's staging": lambda c: c["s3"].put_object(
+            Bucket=b["StagingBucket"], Key=f"daily/date={RUN_DATE}/x/", Body=b""),
+        "B's table in the catalog": lambda c: c["glue"].update_table(
+            DatabaseName=database, TableInput={"Name": table}),
+        "a table in B's database": lambda c: c["glue"].create_table(
+            DatabaseName=database, TableInput={"Name": "forged"}),
+        "B's alert mail": lambda c: c["sns"].publish(TopicArn=b["AlertTopic"], Message="all good"),
+        "B's promoted image": lambda c: c["ssm"].put_parameter(
+            Name=b["ImageDigestParameter"], Value="evil", Type="String", Overwrite=True),
+    }  # fmt: skip
+
+
+def clients(account: Account, stack: str, role: str) -> dict[str, Any]:
+    server = ROLES[role]
+    if server is None:
+        key, secret, token = account.task_key(stack, role), None, None
+    else:
+        creds = account.notebook_credentials(stack, role, server)
+        key, secret, token = creds["key"], creds["secret"], creds["token"]
+    return {service: account.client(service, key, secret, token) for service in ("s3", "glue", "sns", "ssm")}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_model_a_is_refused_every_write_to_model_b(account: Account, role: str) -> None:
+    a, b = STACKS
+    own = clients(account, a, role)
+    seen = len(account.iam.decisions)
+
+    outcome = {name: refused(lambda call=call: call(own)) for name, call in writes(stack_values(b)).items()}
+
+    assert outcome == dict.fromkeys(outcome, True)
+    assert {d.role for d in account.iam.decisions[seen:]} == {role_of(a, role)}  # the proxy's refusals
+    if role == "TaskRole":  # the control: the same write to its own table's prefix is allowed
+        mine = stack_values(a)
+        assert not refused(lambda: own["s3"].put_object(
+            Bucket=mine["OutputBucket"], Key=f"{mine['OutputPrefix']}/data/x", Body=b"PAR1"))  # fmt: skip
+
+
+def test_model_a_writes_its_own_table_where_model_b_may_not() -> None:
+    """The control: the same write to A's own prefix is one A's run may make (and B's run may not)."""
+    a, b = (stack_values(s) for s in STACKS)
+    key = f"arn:aws:s3:::{a['OutputBucket']}/{a['OutputPrefix']}/data/x.parquet"
+
+    def grants(values: dict[str, Any]) -> bool:
+        found = [resolve(s, values) for s in statements(RESOURCES, "TaskRole", values).values()]
+        return any(
+            "s3:PutObject" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+            and any(key.startswith(r.rstrip("*")) for r in (s["Resource"] if isinstance(s["Resource"], list)
+                                                             else [s["Resource"]]))
+            for s in found if s["Effect"] == "Allow"
+        )  # fmt: skip
+
+    assert grants(a) and not grants(b)

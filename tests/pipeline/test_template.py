@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cfn import BUILDSPEC_FILES, PROJECTS, actions, buildspec_text, granted, load, statements
+from cfn import PROJECTS, actions, buildspec_text, granted, load, statements
 
 TEMPLATE_DOC = load()
 RESOURCES = TEMPLATE_DOC["Resources"]
@@ -35,6 +35,10 @@ COMMAND_ACTIONS = {
     "aws ecr batch-get-image": {"ecr:BatchGetImage"},
     "aws ecr put-image": {"ecr:PutImage"},
     "aws ssm put-parameter": {"ssm:PutParameter"},
+    "aws ssm get-parameter": {"ssm:GetParameter"},
+    # the validation's layer check, in Python: aws ecr with these arguments
+    '"batch-get-image"': {"ecr:BatchGetImage"},
+    '"get-download-url-for-layer"': {"ecr:GetDownloadUrlForLayer"},
     "aws ecs describe-task-definition": {"ecs:DescribeTaskDefinition"},
     # the registered revision names the run's roles: registering it passes them
     "aws ecs register-task-definition": {"ecs:RegisterTaskDefinition", "iam:PassRole"},
@@ -107,15 +111,14 @@ def test_the_validation_never_runs_python_that_could_import_from_the_repository(
     assert re.findall(r"python3(?! -I )", validate) == []
 
 
-def test_what_promotes_is_the_templates_and_nobody_may_override_it() -> None:
+def test_what_builds_and_promotes_is_the_templates_and_nobody_may_override_it() -> None:
     source = RESOURCES["ValidateProject"]["Properties"]["Source"]
     environment = RESOURCES["ValidateProject"]["Properties"]["Environment"]
     deny = statements(RESOURCES, "PipelineRole")["NeverOverrideWhatPromotes"]
 
-    assert (
-        RESOURCES["BuildProject"]["Properties"]["Source"]["BuildSpec"] == BUILDSPEC_FILES["BuildProject"].name
-    )
-    assert source["BuildSpec"].startswith("version: 0.2\n")  # inline, not a file of the repository
+    for project in PROJECTS:  # inline, never a file of the model's repository
+        assert RESOURCES[project]["Properties"]["Source"]["BuildSpec"].startswith("version: 0.2\n"), project
+    assert source["BuildSpec"].startswith("version: 0.2\n")
     assert (
         environment["PrivilegedMode"] is False
     )  # it builds and runs nothing itself (Security Hub CodeBuild.5)
@@ -127,8 +130,12 @@ def test_what_promotes_is_the_templates_and_nobody_may_override_it() -> None:
 
 def test_the_build_cannot_register_revisions_write_the_parameter_or_pass_roles() -> None:
     build = granted(RESOURCES, "BuildRole")
+    reads = statements(RESOURCES, "BuildRole")["ReadTheRunnerVersion"]
 
-    assert not {a for a in build if a.startswith(("ecs:", "ssm:", "iam:", "sts:"))}
+    assert not {a for a in build if a.startswith(("ecs:", "iam:", "sts:"))}
+    assert {a for a in build if a.startswith("ssm:")} == {"ssm:GetParameter"}  # the runner's version, only
+    assert reads["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+                                 "parameter/${PlatformStackName}/runner/v${RunnerMajorVersion}"}  # fmt: skip
 
 
 def test_the_candidates_runner_may_pass_only_the_validations_roles_and_only_promotion_the_runs() -> None:
@@ -189,11 +196,11 @@ def test_the_validation_run_writes_only_under_the_validation_prefix_and_its_proj
 
 
 def test_build_exports_the_digest_the_validation_runs() -> None:
-    spec = yaml.safe_load(BUILDSPEC_FILES["BuildProject"].read_text())
+    spec = yaml.safe_load(buildspec_text("BuildProject"))
     validate = "\n".join(commands("ValidateProject"))
 
-    assert spec["env"]["exported-variables"] == ["IMAGE_DIGEST"]
-    assert "IMAGE_DIGEST" in action_variables("ValidateProject")
+    assert spec["env"]["exported-variables"] == ["IMAGE_DIGEST", "RUNNER_IMAGE"]
+    assert {"IMAGE_DIGEST", "RUNNER_IMAGE"} <= set(action_variables("ValidateProject"))
     assert 'container["image"] = sys.argv[1]' in validate and 'python3 -I - "$IMAGE_DIGEST"' in validate
     assert '"taskDefinition": os.environ["CANDIDATE"]' in validate
 

@@ -8,8 +8,10 @@ of moto the IAM proxy (iam.py) that holds every request to the template's role o
 ECS's task-credential endpoint serving the validation task role's key. A registry on `registry`
 (host:port) stands in for ECR.
 
-`build()` runs the repository's buildspec.yml and `validate()` the template's inline buildspec, in the
-CodeBuild stand-in (codebuild.py) with the variables the template and the pipeline set; the validation's
+The platform's runner (a local image) is published to the registry's RUNNER_REPOSITORY, its digest recorded
+in the SSM parameter of its major version, as `make publish-runner` does. `build()` runs the template's
+inline build (the runner's recipe, FROM that digest) and `validate()` its inline validation, in the CodeBuild
+stand-in (codebuild.py) with the variables the template and the pipeline set; the validation's
 candidate runs in the harness's Fargate stand-in (`aws ecs run-task`: the image run by Docker with the task
 definition's settings and its role's credentials as ECS serves them).
 
@@ -19,6 +21,7 @@ A plain module (no pytest): it needs tests/ and tests/pipeline on sys.path, as p
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -36,9 +39,12 @@ from support import SAMPLE_LAKE
 
 RESOURCES = cfn.load()["Resources"]
 REPOSITORY = "notebook-runner-ci"
+RUNNER_REPOSITORY = "platform-runner"  # the platform stack's runner repository
+PLATFORM = "notebook-platform"  # the platform stack (PlatformStackName's default)
 REGION = "eu-west-1"
 # The validate project's role, the candidate's task role and its notebook's, and the role promotion assumes.
 VALIDATION_ROLES = ("ValidateRole", "ValidationTaskRole", "ValidationNotebookRole", "PromoteRole")
+ROLES = ("BuildRole", *VALIDATION_ROLES)
 
 
 @dataclass
@@ -50,7 +56,10 @@ class Stack:
     iam: iam.Iam
     values: dict[str, Any]
     validate_key: str
+    build_key: str
     task_credentials: dict[str, list[str]]
+    registry: str = ""
+    runner: str = ""  # the runner's digest reference, once published
     queue: str = ""
     subnets: list[str] = field(default_factory=list)
     security_group: str = ""
@@ -77,6 +86,17 @@ class Stack:
     def validated_image(self) -> str:
         return self.client("ssm").get_parameter(Name=f"/{self.name}/validated-image")["Parameter"]["Value"]
 
+    def promoted_commit(self) -> str:
+        return self.client("ssm").get_parameter(Name=f"/{self.name}/promoted-commit")["Parameter"]["Value"]
+
+    def promoted_runner(self) -> str:
+        return self.client("ssm").get_parameter(Name=f"/{self.name}/promoted-runner")["Parameter"]["Value"]
+
+    def publish_runner(self, image: str, version: str) -> str:
+        """Publish the local runner `image` as `version`, as make publish-runner does: pushed to the runner
+        repository and named by the SSM parameter of its major version; returns its digest reference."""
+        return publish_runner(self, image, version)
+
     def announcements(self) -> list[dict]:
         """The messages the alert topic delivered to the mailbox since the last look (taken off it)."""
         sqs, found = self.client("sqs"), []
@@ -90,13 +110,20 @@ class Stack:
         return found
 
 
-def stack_values(suffix: str) -> dict[str, Any]:
-    """What CloudFormation would resolve this stack's references to."""
+@dataclass
+class Promoted:
+    """A commit built, validated and (if it passed) promoted."""
+
+    commit: str
+    digest: str
+    build: Build
+    validation: Build
+
+
+def stack_values(suffix: str, registry: str = "127.0.0.1:1") -> dict[str, Any]:
+    """What CloudFormation would resolve this stack's references to (the platform's exports among them)."""
     name, account = f"pipeline-{suffix}", iam.ACCOUNT
-    roles = {
-        r: f"arn:aws:iam::{account}:role/{name}-{r}"
-        for r in (*VALIDATION_ROLES, "TaskRole", "TaskExecutionRole")
-    }
+    roles = {r: f"arn:aws:iam::{account}:role/{name}-{r}" for r in (*ROLES, "TaskRole", "TaskExecutionRole")}
     return {
         **cfn.defaults(),
         "AWS::StackName": name, "AWS::Region": REGION, "AWS::AccountId": account, "AWS::Partition": "aws",
@@ -108,7 +135,14 @@ def stack_values(suffix: str) -> dict[str, Any]:
         "ValidationCluster.Arn": f"arn:aws:ecs:{REGION}:{account}:cluster/{name}-validation",
         "ImageRepository.Arn": f"arn:aws:ecr:{REGION}:{account}:repository/{REPOSITORY}",
         "ImageDigestParameter": f"/{name}/validated-image",
-        "ValidateLogGroup.Arn": "arn:aws:logs:l", "ArtifactBucket.Arn": "arn:aws:s3:::artifacts",
+        "PromotedCommitParameter": f"/{name}/promoted-commit",
+        "PromotedRunnerParameter": f"/{name}/promoted-runner",
+        "ValidateLogGroup.Arn": "arn:aws:logs:l", "BuildLogGroup.Arn": "arn:aws:logs:b",
+        "ArtifactBucket.Arn": "arn:aws:s3:::artifacts",
+        "ImageRepository.RepositoryUri": f"{registry}/{REPOSITORY}",
+        f"Export:{PLATFORM}-RunnerRepositoryUri": f"{registry}/{RUNNER_REPOSITORY}",
+        f"Export:{PLATFORM}-RunnerRepositoryArn":
+            f"arn:aws:ecr:{REGION}:{account}:repository/{RUNNER_REPOSITORY}",
         **{f"{r}.Arn": arn for r, arn in roles.items()},
     }  # fmt: skip
 
@@ -146,19 +180,19 @@ def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
     definitions (their image a digest of `registry` that holds nothing yet), behind the IAM proxy and with
     the task-credential endpoint; both stop when the block ends (moto keeps what was created)."""
     suffix = uuid4().hex[:8]
-    values = stack_values(suffix)
+    values = stack_values(suffix, registry)
     roles = {
-        r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r, values).values()]
-        for r in VALIDATION_ROLES
+        r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r, values).values()] for r in ROLES
     }
-    enforcer = iam.Iam(roles, {values[f"{r}.Arn"]: r for r in VALIDATION_ROLES})
+    enforcer = iam.Iam(roles, {values[f"{r}.Arn"]: r for r in ROLES})
     validate_key = enforcer.give(f"AKIAVALIDATE{suffix}", "ValidateRole")
+    build_key = enforcer.give(f"AKIABUILD{suffix}", "BuildRole")
     task_key = enforcer.give(f"AKIAVALIDATIONTASK{suffix}", "ValidationTaskRole")
     with ExitStack() as stack_of:
         proxy = stack_of.enter_context(iam.enforcing(enforcer, moto_endpoint))
         uri, token = stack_of.enter_context(iam.container_credentials(task_key))
-        stack = Stack(moto_endpoint, proxy, enforcer, values, validate_key,
-                      {values["ValidationTaskRole.Arn"]: [uri, token]})  # fmt: skip
+        stack = Stack(moto_endpoint, proxy, enforcer, values, validate_key, build_key,
+                      {values["ValidationTaskRole.Arn"]: [uri, token]}, registry=registry)  # fmt: skip
         s3 = stack.client("s3")
         for bucket in (values["DataLakeBucket"], values["OutputBucket"], values["StagingBucket"]):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -167,7 +201,8 @@ def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
         )
         for path in SAMPLE_LAKE.rglob("*.json"):
             s3.upload_file(str(path), values["DataLakeBucket"], f"snapshots/{path.relative_to(SAMPLE_LAKE)}")
-        stack.client("ssm").put_parameter(Name=values["ImageDigestParameter"], Value="none", Type="String")
+        for parameter in ("ImageDigestParameter", "PromotedCommitParameter", "PromotedRunnerParameter"):
+            stack.client("ssm").put_parameter(Name=values[parameter], Value="none", Type="String")
         assert stack.client("sns").create_topic(Name=f"alerts-{suffix}")["TopicArn"] == values["AlertTopic"]
         sqs = stack.client("sqs")
         stack.queue = sqs.create_queue(QueueName=f"mailbox-{suffix}")["QueueUrl"]
@@ -187,10 +222,10 @@ def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
         yield stack
 
 
-def tag_digest(registry: str, tag: str) -> str | None:
+def tag_digest(registry: str, tag: str, repository: str = REPOSITORY) -> str | None:
     """The digest `tag` names in the registry's repository, or None where it names nothing."""
     request = urllib.request.Request(
-        f"http://{registry}/v2/{REPOSITORY}/manifests/{tag}",
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
         method="HEAD",
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
     )
@@ -199,6 +234,22 @@ def tag_digest(registry: str, tag: str) -> str | None:
             return response.headers["Docker-Content-Digest"]
     except urllib.error.HTTPError:
         return None
+
+
+def publish_runner(stack: Stack, image: str, version: str) -> str:
+    """The runner `image` pushed as RUNNER_REPOSITORY:version and named by /PLATFORM/runner/v<major>."""
+    uri = f"{stack.registry}/{RUNNER_REPOSITORY}"
+    tagged = f"{uri}:{version}"
+    for command in (["docker", "tag", image, tagged], ["docker", "push", "-q", tagged]):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+    digest = tag_digest(stack.registry, version, RUNNER_REPOSITORY)
+    reference = f"{uri}@{digest}"
+    major = version.split(".")[0]
+    stack.client("ssm").put_parameter(
+        Name=f"/{PLATFORM}/runner/v{major}", Value=reference, Type="String", Overwrite=True
+    )
+    return reference
 
 
 def commit_id() -> str:
@@ -212,17 +263,29 @@ def project_env(project: str, values: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def build(source: Path, registry: str, base_image: str, commit: str) -> Build:
-    """The repository's buildspec.yml in `source`: the image built (the registry's :latest as the cache,
-    where there is one) and pushed to the registry, its digest exported as IMAGE_DIGEST."""
+def build(source: Path, stack: Stack, commit: str, pin: str = "") -> Build:
+    """The template's inline build in `source` (the model's repository), with the build role's key: the
+    runner's recipe FROM the runner the platform published for the major version (or `pin`), the image
+    pushed to the registry (its :latest as the cache, where there is one), its digest and the runner's
+    exported as IMAGE_DIGEST and RUNNER_IMAGE."""
+    values = stack.values
     env = project_env(
         "BuildProject",
-        {"IMAGE_REPO_URI": f"{registry}/{REPOSITORY}", "NOTEBOOK": "usp.ipynb", "BASE_IMAGE": base_image},
-    )
-    return run(cfn.BUILDSPEC_FILES["BuildProject"], source, {**env, "COMMIT_ID": commit})
+        {
+            "IMAGE_REPO_URI": values["ImageRepository.RepositoryUri"], "NOTEBOOK": "usp.ipynb",
+            "RUNNER_REPO_URI": values[f"Export:{PLATFORM}-RunnerRepositoryUri"],
+            "RUNNER_PARAMETER": f"/{PLATFORM}/runner/v1", "RUNNER_PIN": pin,
+        },
+    )  # fmt: skip
+    extra = {
+        "COMMIT_ID": commit, "HARNESS_REGISTRY": stack.registry,
+        "AWS_ACCESS_KEY_ID": stack.build_key, "AWS_SECRET_ACCESS_KEY": "build-secret",
+        "AWS_ENDPOINT_URL": stack.proxy,
+    }  # fmt: skip
+    return run(cfn.buildspec_text("BuildProject"), source, {**env, **extra})
 
 
-def validate(source: Path, registry: str, stack: Stack, commit: str, digest: str) -> Build:
+def validate(source: Path, registry: str, stack: Stack, commit: str, digest: str, runner: str) -> Build:
     """The template's inline buildspec, with the validate role's key, against moto behind the IAM proxy:
     the candidate `digest` run on the Fargate stand-in, and promoted only if it exits 0. The task's status
     is polled every second (the buildspec's default, in AWS, is every 15 s)."""
@@ -231,6 +294,7 @@ def validate(source: Path, registry: str, stack: Stack, commit: str, digest: str
         "ValidateProject",
         {
             "IMAGE_REPO_URI": f"{registry}/{REPOSITORY}",
+            "RUNNER_REPO_URI": values[f"Export:{PLATFORM}-RunnerRepositoryUri"],
             "VALIDATION_CLUSTER": values["ValidationCluster"],
             "VALIDATION_TASK_DEFINITION": f"{stack.name}-validate",
             "VALIDATION_URI": f"s3://{values['OutputBucket']}/validation",
@@ -238,13 +302,16 @@ def validate(source: Path, registry: str, stack: Stack, commit: str, digest: str
             "RUN_TASK_DEFINITION": f"{stack.name}-run",
             "PROMOTE_ROLE": values["PromoteRole.Arn"],
             "IMAGE_PARAMETER": values["ImageDigestParameter"],
+            "COMMIT_PARAMETER": values["PromotedCommitParameter"],
+            "PROMOTED_RUNNER_PARAMETER": values["PromotedRunnerParameter"],
             "SUBNETS": ",".join(stack.subnets),
             "SECURITY_GROUPS": stack.security_group,
             "ASSIGN_PUBLIC_IP": "DISABLED",
         },
     )
     extra = {
-        "COMMIT_ID": commit, "IMAGE_DIGEST": digest, "HARNESS_REGISTRY": registry, "POLL_SECONDS": "1",
+        "COMMIT_ID": commit, "IMAGE_DIGEST": digest, "RUNNER_IMAGE": runner, "HARNESS_REGISTRY": registry,
+        "POLL_SECONDS": "1",
         "AWS_ACCESS_KEY_ID": stack.validate_key, "AWS_SECRET_ACCESS_KEY": "validate-secret",
         "AWS_ENDPOINT_URL": stack.proxy, "HARNESS_TASK_CREDENTIALS": json.dumps(stack.task_credentials),
     }  # fmt: skip

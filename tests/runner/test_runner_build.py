@@ -17,7 +17,15 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from support import NOTEBOOK_UID, SAMPLE_DATE, SAMPLE_LAKE, copy_repository, docker_run, writable_dir
+from support import (
+    NOTEBOOK_UID,
+    SAMPLE_DATE,
+    SAMPLE_LAKE,
+    build_model,
+    copy_repository,
+    docker_run,
+    writable_dir,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -129,7 +137,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def built(base_image: str, index: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+def built(platform_runner: str, index: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     context = copy_repository(tmp_path_factory.mktemp("evil-model"))
     digest = hashlib.sha256(sdist()).hexdigest()  # in the file, so a changed backend is never a cached layer
     (context / "requirements.txt").write_text(
@@ -137,12 +145,7 @@ def built(base_image: str, index: str, tmp_path_factory: pytest.TempPathFactory)
         "evil-backend==1.0\n"
     )
     tag = "notebook-runner:evil-requirement"
-    done = subprocess.run(
-        ["docker", "build", "-q", "--network", "host", "--build-arg", f"BASE_IMAGE={base_image}", "-t", tag,
-         str(context)], capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return tag
+    return build_model(context, tag, platform_runner, options=("--network", "host"))
 
 
 def in_image(image: str, script: str) -> subprocess.CompletedProcess[str]:
