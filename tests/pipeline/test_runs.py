@@ -536,7 +536,7 @@ def test_the_runner_is_the_containers_only_holder_of_the_task_role(definition: s
 def test_the_capabilities_the_runner_keeps_are_one_fact_wherever_they_are_stated() -> None:
     """The template drops all but these; the entrypoint keeps exactly these (setpriv's inheritable, ambient
     and bounding sets, and its check of what the container gave it); the runner checks for them; make run
-    and the bench run the container with them."""
+    and the bench run the container with them, and so does the smoke run of make publish-runner."""
     entrypoint = (REPO / "run_notebook.sh").read_text()
     names = {name.upper() for name in re.findall(r"\+(setuid|setgid|kill)\b", entrypoint)}
     mask = int(re.search(r"KEPT_CAPS=(0x[0-9a-f]+)", entrypoint).group(1), 16)  # type: ignore[union-attr]
@@ -544,12 +544,15 @@ def test_the_capabilities_the_runner_keeps_are_one_fact_wherever_they_are_stated
 
     make = re.search(r"^FARGATE +:= (.*)$", (REPO / "Makefile").read_text(), flags=re.MULTILINE)
     added = set(re.findall(r"--cap-add (\w+)", make.group(1))) if make else set()  # type: ignore[union-attr]
+    platform = (REPO / "scripts" / "platform.sh").read_text()
+    publish = re.search(r"^readonly FARGATE=\((.*)\)$", platform, flags=re.MULTILINE)
 
     assert names == KEPT_CAPABILITIES
     assert mask == sum(1 << CAPABILITY_BITS.index(name) for name in KEPT_CAPABILITIES)
     assert {name.removeprefix("CAP_") for name in processes.KEPT} == KEPT_CAPABILITIES
     assert all(processes.KEPT[f"CAP_{name}"] == CAPABILITY_BITS.index(name) for name in KEPT_CAPABILITIES)
     assert "--cap-drop ALL" in make.group(1) and added == KEPT_CAPABILITIES  # type: ignore[union-attr]
+    assert publish and publish.group(1) == make.group(1)  # type: ignore[union-attr] # the publish's smoke run
 
 
 # --- the containers' capabilities ---------------------------------------------------------------------
