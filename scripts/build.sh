@@ -22,12 +22,12 @@ set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
-# The runner's files: what `runner` sends as the build context. tests/runner/test_runner_build.py holds it
-# to the Dockerfile's COPY lines.
+# The runner's files: what `runner` sends as the build context. tests/test_model_local.py holds it to the
+# Dockerfile's COPY lines.
 # Patterns, expanded in the repository's root.
 readonly RUNNER_FILES='Dockerfile VERSION run_notebook.sh runner/requirements.txt runner/model.Dockerfile runner/*.py'
 readonly RECIPE=/opt/notebook-runner/model.Dockerfile
-# The template's NotebookPath AllowedPattern (tests/pipeline/test_model_local.py holds them equal).
+# The template's NotebookPath AllowedPattern (tests/test_model_local.py holds them equal).
 readonly NOTEBOOK_PATTERN='^([A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-z0-9._-]*\.ipynb$'
 readonly USAGE="usage: scripts/build.sh runner TAG [DOCKER_BUILD_OPTION...] | model RUNNER MODEL_DIR TAG [DOCKER_BUILD_OPTION...] | notebook MODEL_DIR | local-folders MODEL_DIR FOLDER..."
 

@@ -140,3 +140,15 @@ def test_the_notebook_pattern_make_checks_is_the_templates() -> None:
     pattern = load()["Parameters"]["NotebookPath"]["AllowedPattern"]
 
     assert f"readonly NOTEBOOK_PATTERN='{pattern}'" in (REPO / "scripts" / "build.sh").read_text()
+
+
+def test_the_runners_build_context_holds_every_file_the_dockerfile_copies() -> None:
+    """scripts/build.sh runner sends RUNNER_FILES alone: each COPY of the Dockerfile finds its files there."""
+    import re
+
+    patterns = re.search(r"^readonly RUNNER_FILES='(.*)'$", (REPO / "scripts" / "build.sh").read_text(), re.M)
+    sent = {path for pattern in patterns.group(1).split() for path in REPO.glob(pattern)}  # type: ignore[union-attr]
+    copies = re.findall(r"^COPY (?!--from)(.+) \S+$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    sources = [source for line in copies for source in line.split()]
+
+    assert sources and all(set(REPO.glob(source)) and set(REPO.glob(source)) <= sent for source in sources)
