@@ -222,8 +222,8 @@ models: ## list the platform's model stacks: repository, runner, promoted commit
 
 # What a notebook left in a local staging folder belongs to the notebook's user (10002): the image removes it.
 .PHONY: clean
-clean: ## remove the output folder, the venv and the local image
+clean: ## remove the output folder, the venvs and the local model and runner images
 	@test ! -d $(OUTPUT_DIR) || rm -rf $(OUTPUT_DIR) 2>/dev/null || docker run --rm -v "$(OUTPUT_ABS)":/output \
 		--entrypoint /bin/rm $(IMAGE) -rf /output/_runs
-	rm -rf $(OUTPUT_DIR) $(VENV) .venv-checkov .venv-taskcat .pytest_cache .ruff_cache
-	-docker image rm $(IMAGE) 2>/dev/null
+	rm -rf $(OUTPUT_DIR) $(VENV) .venv-checkov .venv-taskcat .venv-awscli .pytest_cache .ruff_cache
+	-docker image rm $(IMAGE) $(RUNNER) 2>/dev/null
