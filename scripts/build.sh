@@ -22,6 +22,9 @@ set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
+PROGRAM=build
+# shellcheck source=scripts/stack.sh
+source "${ROOT}/scripts/stack.sh"
 # The runner's files: what `runner` sends as the build context. tests/test_model_local.py holds it to the
 # Dockerfile's COPY lines.
 # Patterns, expanded in the repository's root.
@@ -30,11 +33,6 @@ readonly RECIPE=/opt/notebook-runner/model.Dockerfile
 # The template's NotebookPath AllowedPattern (tests/test_model_local.py holds them equal).
 readonly NOTEBOOK_PATTERN='^([A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-z0-9._-]*\.ipynb$'
 readonly USAGE="usage: scripts/build.sh runner TAG [DOCKER_BUILD_OPTION...] | model RUNNER MODEL_DIR TAG [DOCKER_BUILD_OPTION...] | notebook MODEL_DIR | local-folders MODEL_DIR FOLDER..."
-
-die() {
-	printf 'build: %s\n' "$*" >&2
-	exit 2
-}
 
 build_runner() {
 	local tag=$1 base version
@@ -77,7 +75,7 @@ build_model() {
 model_notebook() {
 	local file="$1/settings.yml" value
 	[[ -f "$file" && ! -L "$file" ]] || return 0 # none, or a link, which make deploy refuses: NOTEBOOK= decides
-	value=$(sed -nE "s/^notebook:[[:space:]]*['\"]?([^'\"#[:space:]]*)['\"]?[[:space:]]*(#.*)?$/\\1/p" "$file" | head -n 1)
+	value=$(setting notebook "$file")
 	[[ -n "$value" ]] || return 0
 	[[ "$value" =~ $NOTEBOOK_PATTERN ]] ||
 		die "${file}: notebook: ${value} is not a notebook's path in the model (letters, digits, '.', '_', '-' and '/', ending in .ipynb): fix the setting"

@@ -44,7 +44,7 @@ log() { printf 'platform: %s\n' "$*" >&2; }
 load_platform_stack() {
 	local file=${PLATFORM_FILE:-${ROOT}/platform.yml}
 	if [[ -z "${PLATFORM_STACK:-}" && -f "$file" ]]; then
-		PLATFORM_STACK=$(sed -nE "s/^stack:[[:space:]]*['\"]?([^'\"#[:space:]]*)['\"]?[[:space:]]*(#.*)?$/\\1/p" "$file" | head -n 1)
+		PLATFORM_STACK=$(setting stack "$file")
 	fi
 	PLATFORM_STACK=${PLATFORM_STACK:-notebook-platform}
 	# template/pipeline.yaml's PlatformStackName pattern: what a model stack can name.

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# stack.sh -- sourced by pipeline.sh and runs.sh: their messages and checks, and which stack and region
-# they act on. The sourcing script sets PROGRAM (its messages' prefix) and REPO_HINT (what to pass when
+# stack.sh -- sourced by pipeline.sh, runs.sh, platform.sh and build.sh: their messages and checks, and
+# which stack and region they act on. The sourcing script sets PROGRAM (its messages' prefix) and REPO_HINT (what to pass when
 # GITHUB_REPO is missing).
 
 die() {
@@ -19,6 +19,13 @@ check_number() {
 	if [[ ! "$2" =~ ^(0|[1-9][0-9]{0,17})$ ]] || (($2 < $3 || $2 > $4)); then
 		die "$1=$2 is not valid: a whole number from $3 to $4 ($5)"
 	fi
+}
+
+# setting KEY FILE: the value of a top-level `KEY: value` line of a YAML settings file (settings.yml,
+# platform.yml), unquoted and without its comment; nothing when the file has no such line. A reader for
+# scripts that run without PyYAML: its caller checks the value against the pattern it needs.
+setting() {
+	sed -nE "s/^$1:[[:space:]]*['\"]?([^'\"#[:space:]]*)['\"]?[[:space:]]*(#.*)?$/\\1/p" "$2" | head -n 1
 }
 
 load_repository() {
