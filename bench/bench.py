@@ -44,7 +44,7 @@ sys.path[:0] = [str(REPO), *(str(REPO / "tests" / d) for d in ("", "pipeline", "
 import test_athena_example as athena  # noqa: E402 -- the Athena example's stack and run, as its tests make them
 import validation_stack  # noqa: E402 -- the tests' stack, build and validation stages
 from cfn import docker_capability_options  # noqa: E402 -- the template's capabilities of the daily run
-from support import build_model, copy_repository, local_registry, model_repository, moto_server  # noqa: E402
+from support import build_model, build_runner, copy_repository, local_registry, model_repository, moto_server  # noqa: E402
 
 CODEBUILD_PER_MINUTE = 0.005  # USD, BUILD_GENERAL1_SMALL on Linux, us-east-1 (first 100 minutes a month free)
 PROVISIONING = 60  # seconds CodeBuild takes to provision a build, before the buildspec starts
@@ -96,13 +96,7 @@ def image_size(image: str) -> int:
 
 def build(context: Path, base: str, *extra: str) -> None:
     """The runner (this checkout's), then the model in `context` on it with the runner's recipe."""
-    sh(
-        str(REPO / "scripts" / "build.sh"),
-        "runner",
-        RUNNER_TAG,
-        *extra,
-        env={**os.environ, "BASE_IMAGE": base},
-    )
+    build_runner(RUNNER_TAG, base, *extra)
     build_model(context, TAG, RUNNER_TAG, options=extra)
 
 

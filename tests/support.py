@@ -75,9 +75,10 @@ def docker_run(
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-def build_runner(tag: str, base: str) -> str:
-    """The runner image, as make runner builds it (scripts/build.sh runner)."""
-    command = [str(REPO / "scripts" / "build.sh"), "runner", tag]
+def build_runner(tag: str, base: str, *options: str, root: Path = REPO) -> str:
+    """The runner image of the platform checkout at `root`, as make runner builds it (scripts/build.sh
+    runner); options are docker build's own."""
+    command = [str(root / "scripts" / "build.sh"), "runner", tag, *options]
     env = {**os.environ, "BASE_IMAGE": base}
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"the runner's build failed:\n{done.stderr[-4000:]}"

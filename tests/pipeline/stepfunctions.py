@@ -85,6 +85,23 @@ def executing_aws() -> Iterator[None]:
         aws_sdk.boto_client_for = _original_client_for
 
 
+def create_pipeline(name: str) -> None:
+    """A two-stage pipeline called `name` in moto (with the role CodePipeline needs), for the workflows
+    that look one up or start it."""
+    trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "codepipeline.amazonaws.com"},
+                            "Action": "sts:AssumeRole"}]}  # fmt: skip
+    role = boto3.client("iam").create_role(
+        RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust)
+    )
+    action = {"name": "GitHub", "actionTypeId": {"category": "Source", "owner": "AWS", "version": "1",
+                                                  "provider": "CodeStarSourceConnection"}}  # fmt: skip
+    boto3.client("codepipeline").create_pipeline(pipeline={
+        "name": name, "roleArn": role["Role"]["Arn"],
+        "artifactStore": {"type": "S3", "location": "artifacts"},
+        "stages": [{"name": "Source", "actions": [action]}, {"name": "Build", "actions": [action]}],
+    })  # fmt: skip
+
+
 @dataclass
 class Inbox:
     """An alert topic with a queue subscribed to it: what the engineers' mailbox would get."""

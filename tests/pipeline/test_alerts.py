@@ -119,18 +119,7 @@ def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[stepfunctions.Inbox]:
 
     monkeypatch.setattr(PipelineExecution, "to_dict", with_revision)
     with stepfunctions.executing_aws():
-        trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "codepipeline.amazonaws.com"},
-                                "Action": "sts:AssumeRole"}]}  # fmt: skip
-        role = boto3.client("iam").create_role(
-            RoleName="pipeline", AssumeRolePolicyDocument=json.dumps(trust)
-        )
-        action = {"name": "a", "actionTypeId": {"category": "Build", "owner": "AWS", "provider": "CodeBuild",
-                                                 "version": "1"}}  # fmt: skip
-        boto3.client("codepipeline").create_pipeline(pipeline={
-            "name": REFS["Pipeline"], "roleArn": role["Role"]["Arn"],
-            "artifactStore": {"type": "S3", "location": "artifacts"},
-            "stages": [{"name": "Source", "actions": [action]}, {"name": "Build", "actions": [action]}],
-        })  # fmt: skip
+        stepfunctions.create_pipeline(REFS["Pipeline"])
         yield stepfunctions.Inbox.create()
 
 

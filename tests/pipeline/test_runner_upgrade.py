@@ -8,8 +8,6 @@ runner breaks fails its validation, is mailed, and its runs keep the image they 
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,7 +19,7 @@ import nbformat
 import pytest
 import stepfunctions
 from moto.codepipeline.responses import CodePipelineResponse
-from support import REPO, copy_repository
+from support import REPO, build_runner, copy_repository
 from validation_stack import Stack, build, commit_id, deployed, validate
 
 RESOURCES = cfn.load()["Resources"]
@@ -74,18 +72,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
 
     monkeypatch.setattr(CodePipelineResponse, "start_pipeline_execution", recording)
     with stepfunctions.executing_aws():
-        trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "codepipeline.amazonaws.com"},
-                                "Action": "sts:AssumeRole"}]}  # fmt: skip
-        role = boto3.client("iam").create_role(
-            RoleName="pipeline", AssumeRolePolicyDocument=json.dumps(trust)
-        )
-        action = {"name": "GitHub", "actionTypeId": {"category": "Source", "owner": "AWS", "version": "1",
-                                                      "provider": "CodeStarSourceConnection"}}  # fmt: skip
-        boto3.client("codepipeline").create_pipeline(pipeline={
-            "name": "model-a", "roleArn": role["Role"]["Arn"],
-            "artifactStore": {"type": "S3", "location": "artifacts"},
-            "stages": [{"name": "Source", "actions": [action]}, {"name": "Build", "actions": [action]}],
-        })  # fmt: skip
+        stepfunctions.create_pipeline("model-a")
         yield calls
 
 
@@ -137,12 +124,7 @@ def new_runner(root: Path, base_image: str, version: str) -> str:
     """This platform's runner as the next version (its VERSION file bumped), built from a copy."""
     platform = copy_repository(root)
     (platform / "VERSION").write_text(version + "\n")
-    tag = f"notebook-runner:test-{version}"
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BASE_IMAGE": base_image}
-    command = [str(platform / "scripts" / "build.sh"), "runner", tag]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    assert done.returncode == 0, done.stderr
-    return tag
+    return build_runner(f"notebook-runner:test-{version}", base_image, root=platform)
 
 
 @pytest.mark.docker

@@ -83,14 +83,18 @@ class Stack:
         arns = ecs.list_task_definitions(familyPrefix=f"{self.name}-run", sort="ASC")["taskDefinitionArns"]
         return [ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"] for arn in arns]
 
+    def parameter(self, name: str) -> str:
+        """The stack's SSM parameter /<stack>/<name>, as promotion left it."""
+        return self.client("ssm").get_parameter(Name=f"/{self.name}/{name}")["Parameter"]["Value"]
+
     def validated_image(self) -> str:
-        return self.client("ssm").get_parameter(Name=f"/{self.name}/validated-image")["Parameter"]["Value"]
+        return self.parameter("validated-image")
 
     def promoted_commit(self) -> str:
-        return self.client("ssm").get_parameter(Name=f"/{self.name}/promoted-commit")["Parameter"]["Value"]
+        return self.parameter("promoted-commit")
 
     def promoted_runner(self) -> str:
-        return self.client("ssm").get_parameter(Name=f"/{self.name}/promoted-runner")["Parameter"]["Value"]
+        return self.parameter("promoted-runner")
 
     def publish_runner(self, image: str, version: str) -> str:
         """Publish the local runner `image` as `version`, as make publish-runner does: pushed to the runner
