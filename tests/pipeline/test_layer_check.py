@@ -138,6 +138,12 @@ def case_insensitive_duplicate(config: dict[str, Any]) -> str:
     )
 
 
+def another_diff_id(config: dict[str, Any]) -> str:
+    """The last layer's digest in the configuration, not that of the bytes the manifest points to."""
+    config["rootfs"]["diff_ids"][-1] = "sha256:" + hashlib.sha256(b"another layer").hexdigest()
+    return json.dumps(config)
+
+
 def layers_twice(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest)[:-1] + f', "Layers": {json.dumps(manifest["layers"][:-1])}}}'
 
@@ -173,6 +179,11 @@ CRAFTED: dict[str, tuple[list[bytes], dict[str, Any], str]] = {
     "a key twice in the configuration": (GOOD, {"config_text": case_insensitive_duplicate}, "repeats a key"),
     "layers twice in the manifest": (GOOD, {"manifest_text": layers_twice}, "repeats a key"),
     "a variable twice in the environment": (GOOD, {"config_text": env_twice}, "names a variable twice"),
+    "a layer that is not the one its configuration names": (
+        GOOD,
+        {"config_text": another_diff_id},
+        "is not the layer sha256:",
+    ),
 }
 
 
