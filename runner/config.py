@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import keyword
+import math
 import os
 import re
 import zoneinfo
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import exits
+from runner.compare import Settings as CompareSettings
 from runner.errors import RunFailed
 from runner.locations import Location
 from runner.table import CATALOGS, NAME_PATTERN, TableConfig
@@ -74,6 +76,17 @@ SETTINGS = (
     Setting("NOTIFY_ON_SUCCESS", "false", "true: tell SNS_TOPIC_ARN of successes too"),
     Setting("METRICS_NAMESPACE", "", "CloudWatch namespace a successful run puts SuccessfulRuns in"),
     Setting("METRICS_JOB", "", "the Job dimension of those metrics (default: the notebook's name)"),
+    Setting("COMPARE_URI", "", "production's table to compare the checked output with before publishing "
+            "(a candidate's validation): s3://bucket/prefix (Glue catalog) or a folder (its "
+            "_catalog/iceberg.db); only ever read; the figures go to the report's comparison.json and the "
+            "manifest (default: empty, no comparison)"),
+    Setting("COMPARE_TABLE", "", "production's table at COMPARE_URI, database.table (default: OUTPUT_TABLE, "
+            "or its default)"),
+    Setting("COMPARE_KEYS", "", "comma-separated key columns that match the candidate's rows with "
+            "production's, e.g. accommodation_id,usp (default: none: rows are compared whole)"),
+    Setting("COMPARE_MAX_CHANGED_SHARE", "", "the share of production's rows, 0 to 1, the candidate may add, "
+            "remove or change; beyond it (or with production's columns removed or retyped) the comparison's "
+            "`crossed` names it (default: empty, no threshold)"),
     Setting("RUNNER_USER", "", "uid:gid the runner runs as, which run_notebook.sh switches to from root "
             "(make run passes yours, so that you own what a local run writes); never root's or the "
             "notebook's (default: the image's runner user, 10001)"),
@@ -113,6 +126,7 @@ class Config:
     image: str = "unknown"
     commit: str = "unknown"
     table: TableConfig | None = None
+    compare: CompareSettings | None = None  # COMPARE_URI's table, when the run compares with it
 
     @property
     def notebook_name(self) -> str:
@@ -210,22 +224,67 @@ def default_table(notebook: str) -> str:
     return f"notebooks.{stem if NAME_PATTERN.match(stem) else '_' + stem}"[:255]
 
 
+def table_name(variable: str, value: str) -> str:
+    """database.table, in lower case (Glue keeps names so)."""
+    name = value.lower()
+    parts = name.split(".")
+    if len(parts) != 2 or not all(NAME_PATTERN.match(part) for part in parts):
+        raise fail(
+            f"{variable}={name} is not database.table: use lower-case letters, digits and '_' in each "
+            f"part (Glue's and Athena's names), e.g. {variable}=notebooks.usp"
+        )
+    return name
+
+
+def url_safe(variable: str, where: Location) -> None:
+    if not where.is_s3 and re.search(r"[#?%]", where.uri):
+        raise fail(f"{variable}={where} has '#', '?' or '%', which the table's catalog reads as part of a "
+                   "URL: use a folder without them")  # fmt: skip
+
+
+def compare_settings(environ: Mapping[str, str], output_table: str) -> CompareSettings | None:
+    """COMPARE_*: production's table (glue for s3://, sqlite for a folder), the keys and the threshold;
+    None without COMPARE_URI."""
+
+    def get(name: str) -> str:
+        return (environ.get(name) or DEFAULTS[name]).strip()
+
+    share = changed_share(get("COMPARE_MAX_CHANGED_SHARE"))
+    if not get("COMPARE_URI"):
+        return None
+    where = location("COMPARE_URI", get("COMPARE_URI"))
+    url_safe("COMPARE_URI", where)
+    name = table_name("COMPARE_TABLE", get("COMPARE_TABLE") or output_table)
+    keys = tuple(dict.fromkeys(key.strip() for key in get("COMPARE_KEYS").split(",") if key.strip()))
+    production = TableConfig("glue" if where.is_s3 else "sqlite", name, where, keep_days=1)
+    return CompareSettings(production, keys, share)
+
+
+def changed_share(value: str) -> float | None:
+    """COMPARE_MAX_CHANGED_SHARE: a share from 0 to 1, or None (no threshold) for an empty value."""
+    if not value:
+        return None
+    try:
+        share = float(value)
+    except ValueError:
+        share = math.nan
+    if not 0 <= share <= 1:  # also NaN
+        raise fail(
+            f"COMPARE_MAX_CHANGED_SHARE={value} is not a share from 0 to 1: e.g. "
+            "COMPARE_MAX_CHANGED_SHARE=0.1 (the candidate may add, remove or change 10% of production's "
+            "rows), or leave it empty for no threshold"
+        )
+    return share
+
+
 def table_config(environ: Mapping[str, str], output: Location, scratch: Path | None = None) -> TableConfig:
     """The table OUTPUT_URI holds: OUTPUT_TABLE, TABLE_CATALOG, KEEP_SNAPSHOT_DAYS and EVENT_BUS checked."""
 
     def get(name: str) -> str:
         return environ.get(name) or DEFAULTS[name]
 
-    name = (get("OUTPUT_TABLE") or default_table(get("NOTEBOOK"))).lower()  # Glue keeps names in lower case
-    parts = name.split(".")
-    if len(parts) != 2 or not all(NAME_PATTERN.match(part) for part in parts):
-        raise fail(
-            f"OUTPUT_TABLE={name} is not database.table: use lower-case letters, digits and '_' in each "
-            "part (Glue's and Athena's names), e.g. OUTPUT_TABLE=notebooks.usp"
-        )
-    if not output.is_s3 and re.search(r"[#?%]", output.uri):
-        raise fail(f"OUTPUT_URI={output} has '#', '?' or '%', which the table's catalog reads as part of a "
-                   "URL: use a folder without them")  # fmt: skip
+    name = table_name("OUTPUT_TABLE", get("OUTPUT_TABLE") or default_table(get("NOTEBOOK")))
+    url_safe("OUTPUT_URI", output)
     catalog = get("TABLE_CATALOG") or ("glue" if output.is_s3 else "sqlite")
     if catalog not in CATALOGS:
         raise fail(
@@ -387,4 +446,5 @@ def load(environ: Mapping[str, str]) -> Config:
         image=environ.get("RUNNER_IMAGE", "unknown"),
         commit=environ.get("RUNNER_COMMIT") or "unknown",
         table=table,
+        compare=compare_settings(environ, table.name),
     )

@@ -14,6 +14,7 @@ import logging
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,9 +40,15 @@ def nothing_written(inventory: Inventory) -> RunFailed:
 
 
 def publish(
-    inventory: Inventory, config: Config, lineage: table.Lineage, user: NotebookUser
+    inventory: Inventory,
+    config: Config,
+    lineage: table.Lineage,
+    user: NotebookUser,
+    before_commit: Callable[[pa.Table], None] | None = None,
 ) -> table.Committed:
-    """Commit exactly the checked copy's rows as the day's rows of the output table (RunFailed otherwise)."""
+    """Commit exactly the checked copy's rows as the day's rows of the output table (RunFailed otherwise);
+    before_commit gets those rows (without the date column) once the table could take them, before the
+    commit."""
     assert config.table is not None
     if not inventory.files:
         raise nothing_written(inventory)
@@ -57,7 +64,10 @@ def publish(
             "(NOTEBOOK_SECRETS), in a value or in the column's name: publish no secret",
             "check",
         )
-    committed = table.commit(config.table, table.with_date(data, config.run_date), lineage)
+    dated = table.with_date(data, config.run_date)
+    if before_commit is not None:
+        before_commit(data)
+    committed = table.commit(config.table, dated, lineage)
     log.info(
         "published %d file(s) of %s/ to %s: snapshot %d, %d rows", len(inventory.files), inventory.staged,
         committed.table, committed.snapshot_id, committed.rows,

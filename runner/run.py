@@ -22,10 +22,10 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from runner import compare, exits, notify, processes, publish, redaction, table
 from runner import config as configuration
-from runner import exits, notify, processes, publish, redaction, table
 from runner.checking import run_check, verdict
 from runner.credentials import NotebookIdentity, RoleCredentials
 from runner.errors import NOTHING, PUBLISHED, SAID, RunFailed, Stopped
@@ -35,6 +35,9 @@ from runner.processes import NotebookUser
 from runner.report import MANIFEST, HtmlReport, manifest_bytes, store
 from runner.sandbox import Workspace, confine_runner, refuse_if_the_notebook_may_write
 from runner.staged import Inventory, copy_staged, remove_published_from_staging
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("runner")
 
@@ -61,6 +64,7 @@ class Run:
     check_output: bytearray | None = None  # check.txt, kept in memory as the check writes it
     inventory: Inventory | None = None
     committed: table.Committed | None = None
+    comparison: dict[str, Any] | None = None  # the checked rows against production's (compare.py)
     told: str = ""  # what became of the consumers' event: '' (none configured), sent, or why not
     publishing: bool = False  # once publishing has begun, a stop waits for it to complete
     stop_signal: str = ""
@@ -134,7 +138,9 @@ class Run:
         lineage = table.Lineage(
             config.run_id, config.run_date, config.commit, table.image_of(self.environ), said
         )
-        committed = self.committed = publish.publish(inventory, config, lineage, self.user)
+        committed = self.committed = publish.publish(
+            inventory, config, lineage, self.user, self.compare_with_production
+        )
         remove_published_from_staging(inventory, config.staging, self.user)
         self.after_commit(committed, lineage)
         replaced = f", replacing {committed.replaced} rows" if committed.replaced else ""
@@ -144,6 +150,18 @@ class Run:
             f"published {committed.rows} rows of {config.run_date} to the table {committed.table} at "
             f"{config.output} (snapshot {committed.snapshot_id}{replaced}){told}", PUBLISHED,
         )  # fmt: skip
+
+    def compare_with_production(self, checked: pa.Table) -> None:
+        """With COMPARE_URI: the checked rows against production's, before the commit (never a failure)."""
+        config = self.config
+        if config is None or config.compare is None:
+            return
+        production = config.compare.production
+        log.info("comparing the checked rows with production's table %s at %s", production.name,
+                 production.location)  # fmt: skip
+        self.comparison = compare.against_production(config.compare, config.run_date, checked)
+        for line in compare.summary_lines(self.comparison):
+            log.info("comparison: %s", line)
 
     def after_commit(self, committed: table.Committed, lineage: table.Lineage) -> None:
         """The day is published: tell the consumers, then expire the old history. Neither undoes the commit,
@@ -211,6 +229,8 @@ class Run:
             files[f"{self.name}.html"] = body.encode() if body is not None else None
         if self.check_output is not None:
             files["check.txt"] = bytes(self.check_output)
+        if self.comparison is not None:
+            files[compare.FILE] = compare.as_bytes(redaction.data(self.comparison))
         redacted = {name: redaction.ACTIVE.file_bytes(data, name) for name, data in files.items()}
         return {name: data for name, data in redacted.items() if data is not None}
 
@@ -239,6 +259,7 @@ class Run:
             if self.inventory and self.committed
             else [],
             "not_published": self.inventory.left_out if self.inventory else [],
+            "comparison": compare.figures(self.comparison) if self.comparison is not None else None,
         }
 
     def record(self, outcome: Outcome) -> dict[str, Any]:
