@@ -46,6 +46,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: MODEL_DIR=$(MODEL_DIR) NOTEBOOK=$(NOTEBOOK) RUNNER=$(RUNNER) IMAGE=$(IMAGE) RUN_DATE=$(RUN_DATE) DATA_DIR=$(DATA_DIR)"
 	@echo "             OUTPUT_DIR=$(OUTPUT_DIR) DATE= SNAPSHOT= OUTPUT_TABLE= (default notebooks.<notebook>) DIR= (new-model)"
+	@echo "             in AWS: GITHUB_REPO= or STACK_NAME=, TO= ACCEPT= (rollback, promote), RELEASE= COMMENT= (approve, reject)"
 
 .PHONY: docker
 docker: ## make sure a Docker engine answers (installs and starts one as root on Debian)
@@ -202,6 +203,23 @@ pause: ## pause the daily schedule (GITHUB_REPO= or STACK_NAME=); nothing else c
 .PHONY: resume
 resume: ## resume the daily schedule (GITHUB_REPO= or STACK_NAME=)
 	@scripts/pipeline.sh resume
+
+# --- a model's versions (template/pipeline.yaml's VersionsBucket and PromoteProject) ----------------
+.PHONY: versions
+versions: ## list the model's validated versions, newest first, * = the one the daily runs use (GITHUB_REPO= or STACK_NAME=)
+	@scripts/releases.sh versions
+.PHONY: rollback
+rollback: ## make the daily runs use an earlier promoted version TO=<version, commit or digest>, through the promote project (mailed)
+	@scripts/releases.sh rollback
+.PHONY: promote
+promote: ## make the daily runs use validated version TO=<version, commit or digest> [ACCEPT=figure,... its comparison crossed] (mailed)
+	@scripts/releases.sh promote
+.PHONY: approve
+approve: ## approve version RELEASE=n, waiting for a person (promotion.approval: required) [COMMENT=...]; it is promoted
+	@scripts/releases.sh approve
+.PHONY: reject
+reject: ## reject version RELEASE=n, waiting for a person [COMMENT=...]; nothing is promoted
+	@scripts/releases.sh reject
 
 .PHONY: delete
 delete: ## delete the pipeline stack (GITHUB_REPO= or STACK_NAME=); the artifact bucket is kept

@@ -50,6 +50,7 @@ main() {
 	replace "${dir}/settings.yml" "notebook: usp.ipynb" "notebook: ${notebook}"
 	replace "${dir}/settings.yml" "prefix: usp/daily" "prefix: ${model}/daily"
 	replace "${dir}/settings.yml" "table: usp" "table: ${model}"
+	replace "${dir}/settings.yml" "compare_keys: [accommodation_id, usp]" "compare_keys: [accommodation_id]" # check.py's KEY
 	for file in "${dir}/${notebook}" "${dir}/check.py" "${dir}/README.md"; do
 		replace "$file" MODEL_NAME "$model"
 	done

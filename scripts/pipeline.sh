@@ -35,6 +35,13 @@
 #   SECRET_NAMES, SECRET_ARNS  the secrets' variables and their ARNs, comma-separated, in the same order
 #   SECRET_KMS_KEY_ARNS  customer managed keys of the secrets, comma-separated
 #   AWS_REGION         the region (default: the AWS CLI's)
+# The promotion (each unset one keeps the stack's value, or the template's default on creation; COMPARE_KEYS
+# and MAX_CHANGED_SHARE set empty are passed empty, which the template reads as none):
+#   COMPARE_KEYS       the output's key columns, comma-separated, the validation compares production's rows by
+#                      (default: empty, whole rows)
+#   MAX_CHANGED_SHARE  the share of production's rows of VALIDATION_DATE, 0 to 1, a candidate may add, remove
+#                      or change and still be promoted without make promote ... ACCEPT= (default: empty, no limit)
+#   RELEASE_APPROVAL   none, or required: each validated release waits for make approve / make reject (default: none)
 # The daily run (each unset one keeps the stack's value, or the template's default on creation; so do the
 # DATA_LAKE_PREFIX and VALIDATION_ variables):
 #   SCHEDULE           cron(...) or rate(...) in SCHEDULE_TIMEZONE; empty for no schedule (default: cron(0 6 * * ? *))
@@ -52,8 +59,8 @@
 # (tests/pipeline/test_make_deploy.py holds each check to the template); a bad one stops with a one-line message.
 #
 # The image the daily runs start is not a variable: on an existing stack, deploy and plan pass the digest the
-# last validation promoted (SSM parameter /<STACK_NAME>/validated-image) as ValidatedImage, so an update
-# registers a task definition revision that runs that image. While the parameter holds none (no validation
+# last promotion pinned (a push, make rollback or make promote; SSM parameter /<STACK_NAME>/validated-image) as
+# ValidatedImage, so an update registers a task definition revision that runs that image. While the parameter holds none (no validation
 # has promoted one yet), or cannot be read, no ValidatedImage is passed and the stack keeps the one it has.
 #
 #   scripts/pipeline.sh pause|resume   set the schedule's state, every other parameter unchanged
@@ -154,6 +161,14 @@ pass_if_set() {
 	RUN_OVERRIDES+=("$2=${value}")
 }
 
+# pass_if_given VARIABLE PARAMETER REGEX HINT: when VARIABLE is set, even empty (a value the template reads as
+# none), check it and pass it as PARAMETER.
+pass_if_given() {
+	[[ -n "${!1+set}" ]] || return 0
+	check "$1" "${!1}" "$3" "$4"
+	RUN_OVERRIDES+=("$2=${!1}")
+}
+
 # pass_number_if_set VARIABLE PARAMETER MIN MAX HINT: when VARIABLE is set, check it is a whole number from MIN
 # to MAX and pass it as PARAMETER.
 pass_number_if_set() {
@@ -163,8 +178,8 @@ pass_number_if_set() {
 	RUN_OVERRIDES+=("$2=${value}")
 }
 
-# The daily run's and the validation's variables: each one set is checked here and passed; an unset one is not
-# passed (the stack keeps its value).
+# The daily run's, the validation's and the promotion's variables: each one set is checked here and passed; an
+# unset one is not passed (the stack keeps its value).
 load_run_config() {
 	RUN_OVERRIDES=()
 	pass_if_set DATA_LAKE_PREFIX DataLakePrefix '^[A-Za-z0-9!_.()-]+(/[A-Za-z0-9!_.()-]+)*$' \
@@ -173,6 +188,12 @@ load_run_config() {
 		"a date, YYYY-MM-DD, e.g. 2019-08-01"
 	pass_if_set VALIDATION_PREFIX ValidationPrefix '^[A-Za-z0-9!_.()-]+(/[A-Za-z0-9!_.()-]+){0,5}$' \
 		"a key prefix of 1 to 6 folders of letters, digits and !_.()- (no '*', an IAM wildcard), without leading or trailing '/', e.g. validation"
+	pass_if_given COMPARE_KEYS CompareKeyColumns '^$|^[A-Za-z_][A-Za-z0-9_]{0,63}(,[A-Za-z_][A-Za-z0-9_]{0,63}){0,9}$' \
+		"up to 10 column names (letters, digits and '_'), comma-separated, e.g. accommodation_id; empty compares whole rows"
+	pass_if_given MAX_CHANGED_SHARE MaxChangedShare '^$|^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$' \
+		"a number from 0 to 1 with at most 4 decimals, e.g. 0.1 for 10%; empty for no limit"
+	pass_if_set RELEASE_APPROVAL ReleaseApproval '^(none|required)$' \
+		"none, or required (each validated release waits for make approve or make reject)"
 	if [[ -n "${SCHEDULE+set}" ]]; then
 		[[ -z "$SCHEDULE" ]] ||
 			check SCHEDULE "$SCHEDULE" '^(cron\([^ ()]+( [^ ()]+){5}\)|rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\))$' \
@@ -222,7 +243,7 @@ validated_image_override() {
 		reason="cannot be read (missing, or no ssm:GetParameter)"
 	elif [[ "$image" =~ $VALIDATED_IMAGE ]]; then
 		RUN_OVERRIDES+=("ValidatedImage=${image}")
-		printf 'pipeline: the runs start %s, the image the last validation promoted\n' "$image" >&2
+		printf 'pipeline: the runs start %s, the version last promoted (make versions lists them)\n' "$image" >&2
 		return 0
 	elif [[ "$image" == none ]]; then
 		reason="holds none: no validation has promoted an image yet"

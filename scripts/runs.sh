@@ -29,17 +29,7 @@ check_date() {
 
 # The stack's outputs that say where and how a run starts, in OUT[...].
 declare -A OUT
-load_outputs() {
-	local key value
-	while IFS=$'\t' read -r key value; do
-		[[ -n "$key" ]] && OUT[$key]=$value
-	done < <("$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
-		--query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text)
-	for key in RunCluster RunTaskFamily RunSubnets RunSecurityGroups RunAssignPublicIp RunOutputUri RunLogGroupName; do
-		[[ -n "${OUT[$key]:-}" ]] ||
-			die "stack ${STACK_NAME} has no output ${key}: deploy the current template first (make deploy)"
-	done
-}
+RUN_OUTPUTS=(RunCluster RunTaskFamily RunSubnets RunSecurityGroups RunAssignPublicIp RunOutputUri RunLogGroupName)
 
 # start DAY KIND: start one run for DAY; prints its task ARN on stdout and where it writes on stderr.
 start() {
@@ -65,7 +55,7 @@ run_remote() {
 	[[ -n "${DATE:-}" ]] || die "DATE is not set: make run-remote DATE=YYYY-MM-DD (the day to produce)"
 	check_date DATE "$DATE"
 	load_stack
-	load_outputs
+	load_outputs "${RUN_OUTPUTS[@]}"
 	start "$DATE" run-remote >/dev/null || exit 1
 	log "the run goes on in AWS; a failure is mailed. Follow it: make status, or the logs above"
 }
@@ -103,7 +93,7 @@ backfill() {
 		day=$(date -u -d "${day} + 1 day" +%F)
 	done
 	load_stack
-	load_outputs
+	load_outputs "${RUN_OUTPUTS[@]}"
 	log "backfill of ${#days[@]} day(s), ${FROM} to ${TO}, ${parallel} at a time"
 	local i=0
 	while ((i < ${#days[@]})); do

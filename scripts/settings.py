@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import decimal
 import difflib
 import functools
 import os
@@ -48,7 +49,7 @@ from runner.redaction import NAME_PATTERN, reserved  # noqa: E402 -- the runner'
 class Key:
     variable: str  # what pipeline.sh reads
     parameter: str  # the template parameter it sets
-    kind: type  # str, int or list (of strings, comma-joined for pipeline.sh)
+    kind: type  # str, int, float (a number or a text), list (of strings, comma-joined for pipeline.sh), dict
 
 
 KEYS = {
@@ -65,6 +66,9 @@ KEYS = {
     "consumers.scan_limit_bytes": Key("CONSUMER_SCAN_LIMIT_BYTES", "ConsumerScanLimitBytes", int),
     "validation.date": Key("VALIDATION_DATE", "ValidationDate", str),
     "validation.prefix": Key("VALIDATION_PREFIX", "ValidationPrefix", str),
+    "promotion.compare_keys": Key("COMPARE_KEYS", "CompareKeyColumns", list),
+    "promotion.max_changed_share": Key("MAX_CHANGED_SHARE", "MaxChangedShare", float),
+    "promotion.approval": Key("RELEASE_APPROVAL", "ReleaseApproval", str),
     "schedule.expression": Key("SCHEDULE", "ScheduleExpression", str),
     "schedule.timezone": Key("SCHEDULE_TIMEZONE", "ScheduleTimezone", str),
     "run.cpu": Key("TASK_CPU", "TaskCpu", int),
@@ -91,7 +95,7 @@ DATA_SOURCES = ("athena.workgroup", "athena.results_bucket", "athena.results_pre
 CHECKED_VARIABLES = (*DATA_SOURCES, "runner.major", "runner.image")
 SECRET_NAMES = Key("SECRET_NAMES", "SecretNames", list)
 SECTIONS = sorted({name.split(".")[0] for name in KEYS if "." in name})
-EXAMPLES = {str: "'text'", int: "1024", list: "[a, b]", dict: "{NAME: arn:...}"}
+EXAMPLES = {str: "'text'", int: "1024", float: "0.1", list: "[a, b]", dict: "{NAME: arn:...}"}
 
 
 class Refused(Exception):
@@ -232,6 +236,10 @@ def as_text(name: str, key: Key, value: Any) -> str:
                 f"{given} is not a whole number: write digits only, e.g. {name.split('.')[-1]}: 1024"
             )
         return str(value)
+    if key.kind is float and not isinstance(value, str):  # a text ('' for none) is checked as it is
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Refused(f"{given} is not a number: write one, e.g. {name.split('.')[-1]}: 0.1")
+        return format(decimal.Decimal(repr(value)), "f")  # as written: 0.1, not 0.1000000000000000055...
     if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
         return value.isoformat()  # validation.date: 2019-08-01, unquoted, is a YAML date
     if not isinstance(value, str):
@@ -246,7 +254,8 @@ def as_text(name: str, key: Key, value: Any) -> str:
 
 def check(name: str, key: Key, text: str, parameter: dict[str, Any], fix: str = "") -> None:
     """The template parameter's own constraints; an empty value only where the parameter has a Default
-    (pipeline.sh then keeps the stack's value) or for a list (the network: the default VPC on creation)."""
+    (pipeline.sh then keeps the stack's value; promotion's compare_keys and max_changed_share it passes, as
+    none) or for a list (the network: the default VPC on creation)."""
     if text == "":
         if "Default" in parameter or key.kind is list:
             return

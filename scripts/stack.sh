@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# stack.sh -- sourced by pipeline.sh, runs.sh, platform.sh and build.sh: their messages and checks, and
+# stack.sh -- sourced by pipeline.sh, runs.sh, releases.sh, platform.sh and build.sh: their messages and checks, and
 # which stack and region they act on. The sourcing script sets PROGRAM (its messages' prefix) and REPO_HINT (what to pass when
 # GITHUB_REPO is missing).
 
@@ -63,6 +63,20 @@ load_region() {
 load_stack() {
 	load_stack_name
 	load_region
+}
+
+# load_outputs KEY...: the stack's outputs in OUT[...]; stops when one of the KEYs is missing (a stack of an
+# older template). The sourcing script declares OUT (declare -A OUT) and calls load_stack first.
+load_outputs() {
+	local key value
+	while IFS=$'\t' read -r key value; do
+		[[ -n "$key" ]] && OUT["$key"]=$value
+	done < <("$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
+		--query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text)
+	for key in "$@"; do
+		[[ -n "${OUT[$key]:-}" ]] ||
+			die "stack ${STACK_NAME} has no output ${key}: deploy the current template first (make deploy)"
+	done
 }
 
 # connection_pending STACK CONNECTION_NAME: whether STACK's GitHub connection waits to be authorized; if so,

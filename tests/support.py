@@ -28,6 +28,8 @@ import nbformat
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "challenge"
 SAMPLE_LAKE = REPO / "sample" / "lake"
+# The real AWS CLI the make targets call in the tests: make test's venv of it (AWS_CLI), else that venv.
+AWS_CLI = os.environ.get("AWS_CLI") or str(REPO / ".venv-awscli" / "bin" / "aws")
 SAMPLE_DATE = "2019-08-01"
 CONTAINER_UID = 10001  # the image's runner user
 NOTEBOOK_UID = 10002  # the image's notebook user

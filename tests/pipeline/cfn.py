@@ -12,7 +12,8 @@ import yaml
 # Not support's REPO: tests/support.py may import this module (a cycle otherwise).
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template" / "pipeline.yaml"
-PROJECTS = ("BuildProject", "ValidateProject")  # both buildspecs are the template's: no model decides them
+# The buildspecs are the template's: no model decides them.
+PROJECTS = ("BuildProject", "ValidateProject", "PromoteProject")
 
 
 def buildspec_text(project: str) -> str:
@@ -154,8 +155,8 @@ def statements(
 
 
 def actions(statement: dict[str, Any]) -> set[str]:
-    """A statement's Action, one or a list, as a set."""
-    listed = statement["Action"]
+    """A statement's Action, one or a list, as a set (none for a NotAction statement's)."""
+    listed = statement.get("Action", [])
     return {listed} if isinstance(listed, str) else set(listed)
 
 

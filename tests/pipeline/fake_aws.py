@@ -6,7 +6,8 @@ FAKE_CONNECTION_STATUS, FAKE_OUTPUTS (a JSON object of the stack's outputs), FAK
 (day=exit code, comma-separated), FAKE_UNSTARTABLE_DAYS (days RunTask refuses), FAKE_NO_DEFAULT_VPC,
 FAKE_VALIDATED_IMAGE (what `ssm get-parameter` prints: the value of /<stack>/validated-image, such as
 none or repository@sha256:...; unset, the parameter is missing and the call fails as the CLI's does,
-exit 254 with ParameterNotFound)."""
+exit 254 with ParameterNotFound), FAKE_APPROVAL (the Approve stage's "status<TAB>token<TAB>execution id"),
+FAKE_WAITING_VERSION (the version that execution validated)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ elif args[:2] == ["ssm", "get-parameter"]:
                          "\n")
         sys.exit(254)
     print(os.environ["FAKE_VALIDATED_IMAGE"])
+elif args[:2] == ["codepipeline", "get-pipeline-state"]:  # the Approve stage's status, token, execution
+    print(os.environ.get("FAKE_APPROVAL", "None\tNone\tNone"))
+elif args[:2] == ["codepipeline", "list-action-executions"]:  # the waiting execution's version
+    print(os.environ.get("FAKE_WAITING_VERSION", "None"))
 elif args[:2] == ["ec2", "describe-vpcs"]:
     print("None" if os.environ.get("FAKE_NO_DEFAULT_VPC") else "vpc-0a1b2c3d")
 elif args[:2] == ["ec2", "describe-subnets"]:

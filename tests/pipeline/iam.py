@@ -111,7 +111,11 @@ def allows(statements: list[dict[str, Any]], check: Check, tags: dict[str, str])
     """Whether these statements allow the check: an Allow matches, and no Deny does."""
 
     def matches(statement: dict[str, Any]) -> bool:
-        if not any(fnmatch.fnmatch(check.action.lower(), a.lower()) for a in _listed(statement["Action"])):
+        named = any(
+            fnmatch.fnmatch(check.action.lower(), a.lower())
+            for a in _listed(statement.get("Action", statement.get("NotAction")))
+        )
+        if named == ("NotAction" in statement):  # Action: one of those; NotAction: any but those
             return False
         if not any(_like(_substitute(str(r), tags), check.resource) for r in _listed(statement["Resource"])):
             return False

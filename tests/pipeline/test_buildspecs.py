@@ -62,7 +62,7 @@ def test_validation_runs_the_digest_on_fargate_and_promotes_exactly_it(
     output = stack.values["OutputBucket"]
 
     assert promoted.validation.succeeded, promoted.validation.log[-6000:]
-    assert tag_digest(registry, "validated") == digest
+    assert tag_digest(registry, f"keep-{digest.removeprefix('sha256:')}") == digest  # never expired
     assert tag_digest(registry, "latest") == digest
     assert stack.validated_image() == promoted.digest
     assert stack.promoted_commit() == promoted.commit
@@ -74,7 +74,8 @@ def test_validation_runs_the_digest_on_fargate_and_promotes_exactly_it(
     assert [k for k in keys if k.startswith(table + "metadata/") and k.endswith(".metadata.json")]
     assert all(k.startswith(f"validation/{promoted.commit}/") for k in keys)  # never the consumers' prefix
     assert "succeeded: published 3000 rows" in promoted.validation.log
-    assert stack.announcements() == []  # successes are quiet
+    (promotion,) = stack.announcements()  # the run's success is quiet; the promotion is mailed
+    assert promotion["Subject"].startswith("Promoted version 1 of ")
 
 
 def test_validation_pins_the_daily_runs_to_the_validated_digest(promoted: Promoted, stack: Stack) -> None:
@@ -83,7 +84,7 @@ def test_validation_pins_the_daily_runs_to_the_validated_digest(promoted: Promot
 
     assert promoted.validation.succeeded, promoted.validation.log[-6000:]
     assert latest["containerDefinitions"][0]["image"] == promoted.digest
-    assert f"the daily runs now start {latest['taskDefinitionArn']}" in promoted.validation.log
+    assert f"the daily runs now start version 1: {latest['taskDefinitionArn']}" in promoted.validation.log
     kept = ("family", "cpu", "memory", "taskRoleArn", "executionRoleArn", "networkMode", "volumes")
     for field_name in kept:
         assert latest[field_name] == first[field_name], field_name
@@ -168,7 +169,7 @@ def test_failed_validation_promotes_nothing(
     assert f"ended with exit code {exit_code}" in validation.log and "is not promoted" in validation.log
     assert "nothing was published" in validation.log
     good = promoted.digest.split("@")[1]
-    assert (tag_digest(registry, "validated"), tag_digest(registry, "latest")) == (good, good)
+    assert tag_digest(registry, "latest") == good
     assert stack.validated_image() == promoted.digest
     assert len(stack.run_revisions()) == revisions  # nobody registered a run revision
     assert stack.run_revisions()[-1]["containerDefinitions"][0]["image"] == promoted.digest  # runs keep it
@@ -241,7 +242,8 @@ def test_the_validation_runs_only_an_image_of_its_own_repository_refusing_others
     env = {
         "IMAGE_REPO_URI": ECR_REPOSITORY, "VALIDATION_CLUSTER": "c", "VALIDATION_TASK_DEFINITION": "v",
         "VALIDATION_URI": "s3://hotel-out/validation", "VALIDATION_DATE": "2019-08-01",
-        "RUN_TASK_DEFINITION": "r", "IMAGE_PARAMETER": "/p/validated-image", "SUBNETS": "subnet-0a1b2c3d",
+        "VERSIONS_BUCKET": "versions", "RELEASE_APPROVAL": "none", "ALERT_TOPIC": "arn:aws:sns:eu-west-1:1:a",
+        "GITHUB_REPOSITORY": "hotel-profiling/usp-model", "SUBNETS": "subnet-0a1b2c3d",
         "COMMIT_PARAMETER": "/p/promoted-commit", "PROMOTED_RUNNER_PARAMETER": "/p/promoted-runner",
         "RUNNER_REPO_URI": RUNNER_REPOSITORY,
         "RUNNER_IMAGE": f"{RUNNER_REPOSITORY}@{GOOD_DIGEST}",
@@ -262,7 +264,7 @@ def test_the_validation_runs_only_an_image_of_its_own_repository_refusing_others
 
 def test_the_harness_knows_only_the_calls_the_buildspecs_make() -> None:
     aws = REPO / "tests" / "pipeline" / "harness" / "aws"
-    done = subprocess.run([str(aws), "s3", "cp", "x", "s3://y"], capture_output=True, text=True, check=False)
+    done = subprocess.run([str(aws), "s3", "rm", "s3://y/x"], capture_output=True, text=True, check=False)
 
     assert done.returncode != 0
     assert "is not something the buildspecs call" in done.stderr

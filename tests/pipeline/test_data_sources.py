@@ -115,7 +115,13 @@ def grants(role: str, parameters: dict[str, str]) -> set[Grant]:
     for statement in statements(RESOURCES, role, given).values():
         resolved = resolve(statement, given)
         condition = json.dumps(resolved["Condition"], sort_keys=True) if "Condition" in resolved else ""
-        for action in listed(resolved["Action"]):
+        # A NotAction statement's actions are marked: it names every action but those.
+        actions = (
+            listed(resolved["Action"])
+            if "Action" in resolved
+            else [f"not {a}" for a in listed(resolved["NotAction"])]
+        )
+        for action in actions:
             for resource in listed(resolved["Resource"]):
                 found.add((resolved["Effect"], action, resource, condition))
     return found

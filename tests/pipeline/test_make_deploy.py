@@ -289,6 +289,31 @@ BAD = {
             "e.g. MODEL_DIR=../hotel-usp"
         ),
     ),
+    "a changed share above 1": (
+        {"MAX_CHANGED_SHARE": "1.5"},
+        (
+            "MAX_CHANGED_SHARE=1.5 is not valid: a number from 0 to 1 with at most 4 decimals, e.g. 0.1 for "
+            "10%; empty for no limit"
+        ),
+    ),
+    "a changed share in words": (
+        {"MAX_CHANGED_SHARE": "lots"},
+        "MAX_CHANGED_SHARE=lots is not valid: a number",
+    ),
+    "a compare key that is no column name": (
+        {"COMPARE_KEYS": "accommodation_id,usp-count"},
+        (
+            "COMPARE_KEYS=accommodation_id,usp-count is not valid: up to 10 column names (letters, digits "
+            "and '_'), comma-separated, e.g. accommodation_id; empty compares whole rows"
+        ),
+    ),
+    "an approval the template refuses": (
+        {"RELEASE_APPROVAL": "always"},
+        (
+            "RELEASE_APPROVAL=always is not valid: none, or required (each validated release waits for make "
+            "approve or make reject)"
+        ),
+    ),
     "malformed subnet": (
         {"SUBNETS": "subnet-x", "SECURITY_GROUPS": "sg-0a1b2c3d"},
         "SUBNETS=subnet-x is not valid",
@@ -409,6 +434,16 @@ TRIED = {
     "CONSUMER_SCAN_LIMIT_BYTES": ("ConsumerScanLimitBytes", [
         "10485760", "10737418240", "", "10485759", "10 GiB", "1125899906842625",
     ]),
+    "COMPARE_KEYS": ("CompareKeyColumns", [
+        "accommodation_id", "accommodation_id,usp", "_k1", ",".join(f"c{n}" for n in range(10)), "k" * 64, "",
+        ",".join(f"c{n}" for n in range(11)), "k" * 65, "1id", "usp-count", "a,,b", "a, b", ",a", "a,", "a.b",
+        "a;b",
+    ]),
+    "MAX_CHANGED_SHARE": ("MaxChangedShare", [
+        "0", "0.1", "0.0001", "0.9999", "1", "1.0", "1.0000", "", "1.5", "lots", "0.12345", "1.01", "-0.1",
+        ".5", "10%", "0,1", "01", "1e-4", "0.1 ",
+    ]),
+    "RELEASE_APPROVAL": ("ReleaseApproval", ["none", "required", "", "None", "REQUIRED", "yes", "approval"]),
 }  # fmt: skip
 # Checked, but against no template constraint: the stack's name and region are no parameters, and Subnets and
 # SecurityGroups are typed ids (List<AWS::EC2::Subnet::Id>...) that CloudFormation looks up in the account.
@@ -441,7 +476,9 @@ def checked_variables() -> set[str]:
         for line in (REPO / "scripts" / script).read_text().splitlines()
         if not line.lstrip().startswith("#")
     )
-    checked = re.findall(r"\b(?:check|check_number|pass_if_set|pass_number_if_set) ([A-Z_]+)\b", code)
+    checked = re.findall(
+        r"\b(?:check|check_number|pass_if_set|pass_if_given|pass_number_if_set) ([A-Z_]+)\b", code
+    )
     return set(checked) | set(re.findall(r'\bdie "([A-Z_]+)[= ]', code))
 
 
@@ -470,6 +507,50 @@ def test_make_deploy_refuses_exactly_the_values_the_template_refuses(tmp_path: P
         assert done.returncode == 0, f"{given}: {done.stderr}"
         passed = {f"{TRIED[variable][0]}={value}" for variable, value in given.items() if value}
         assert passed - set(deploy_call(calls)) == set(), "given, but not passed to CloudFormation"
+
+
+def test_pipeline_sh_checks_each_variable_it_passes_with_the_template_parameters_own_pattern() -> None:
+    """pass_if_set's and pass_if_given's regexes are the template's AllowedPattern (or its AllowedValues as
+    one); pass_if_set's without the pattern's leading '^$|': an empty value is not passed (the stack keeps
+    its own), where pass_if_given passes it, which the template reads as none."""
+    code = (REPO / "scripts" / "pipeline.sh").read_text()
+    passed = re.findall(r"\b(pass_if_set|pass_if_given) ([A-Z_]+) ([A-Za-z]+) '([^']*)'", code)
+
+    assert {variable for _, variable, _, _ in passed} >= set(PROMOTION)
+    for how, variable, name, regex in passed:
+        parameter = PARAMETERS[name]
+        pattern = parameter.get("AllowedPattern") or f"^({'|'.join(map(str, parameter['AllowedValues']))})$"
+        assert regex == (pattern.removeprefix("^$|") if how == "pass_if_set" else pattern), variable
+        assert how == "pass_if_set" or re.fullmatch(pattern, ""), f"{variable}: '' is no value of {name}"
+
+
+# The promotion's variables and their parameters; (the variables given, what the deploy passes of them).
+PROMOTION = {
+    "COMPARE_KEYS": "CompareKeyColumns", "MAX_CHANGED_SHARE": "MaxChangedShare",
+    "RELEASE_APPROVAL": "ReleaseApproval",
+}  # fmt: skip
+PROMOTION_GIVEN = {
+    "unset: the stack's": ({}, []),
+    "set": (
+        {"COMPARE_KEYS": "accommodation_id,usp", "MAX_CHANGED_SHARE": "0.25", "RELEASE_APPROVAL": "required"},
+        ["CompareKeyColumns=accommodation_id,usp", "MaxChangedShare=0.25", "ReleaseApproval=required"],
+    ),
+    "set empty: whole rows, no limit, the stack's approval": (
+        {"COMPARE_KEYS": "", "MAX_CHANGED_SHARE": "", "RELEASE_APPROVAL": ""},
+        ["CompareKeyColumns=", "MaxChangedShare="],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("variables, passed", PROMOTION_GIVEN.values(), ids=PROMOTION_GIVEN.keys())
+def test_the_promotion_variables_are_passed_when_set_and_empty_ones_as_none(
+    tmp_path: Path, variables: dict[str, str], passed: list[str]
+) -> None:
+    done, calls = make(tmp_path, "deploy", **GOOD, **without_settings(tmp_path), **variables)
+
+    assert done.returncode == 0, done.stderr
+    names = tuple(f"{parameter}=" for parameter in PROMOTION.values())
+    assert [arg for arg in deploy_call(calls) if arg.startswith(names)] == passed
 
 
 def test_a_new_stack_names_its_table_database_after_itself_and_an_update_never_renames_it(

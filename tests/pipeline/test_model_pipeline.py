@@ -13,20 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import REPO
 from validation_stack import REPOSITORY, Promoted, Stack, build, commit_id, tag_digest, validate
 
 pytestmark = pytest.mark.docker
 RUNNER_DIR = "/opt/notebook-runner"
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model repository as `make new-model` writes it, with a usp-named notebook (the stack's NOTEBOOK)."""
-    root = tmp_path_factory.mktemp("models") / "usp"
-    done = subprocess.run([str(REPO / "scripts" / "new-model.sh"), str(root)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return root
 
 
 def push(registry: str, runner: str, dockerfile: str, context: Path, tag: str) -> str:

@@ -22,7 +22,7 @@ import fake_aws
 import pytest
 import yaml
 from cfn import load, resolve
-from support import REPO
+from support import AWS_CLI, REPO
 
 PLATFORM = load(REPO / "template" / "platform.yaml")
 RESOURCES = PLATFORM["Resources"]
@@ -31,7 +31,6 @@ NAMES = {"AWS::StackName": STACK, "AWS::Partition": "aws", "AWS::Region": "eu-we
          "AWS::AccountId": "123456789012"}  # fmt: skip
 PARAMETER_ARN = "arn:aws:ssm:eu-west-1:123456789012:parameter/notebook-platform/runner/*"
 # make test installs it (.venv-awscli): a missing CLI fails these tests, never skips them
-AWS_CLI = os.environ.get("AWS_CLI") or str(REPO / ".venv-awscli" / "bin" / "aws")
 
 
 def allowed(role: str) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -76,6 +77,7 @@ def test_make_deploy_with_only_the_repository_takes_every_other_setting_from_set
         "PlatformStackName=notebook-platform", "RunnerImage=",
         "DataLakeBucket=hotel-data-lake", "OutputBucket=hotel-output", "NotificationEmails=", *SOURCES_OFF,
         "DataLakePrefix=snapshots", "ValidationDate=2019-08-01", "ValidationPrefix=validation",
+        "CompareKeyColumns=accommodation_id,usp", "MaxChangedShare=0.1", "ReleaseApproval=none",
         "ScheduleExpression=cron(0 6 * * ? *)", "ScheduleTimezone=UTC", "OutputPrefix=usp/daily",
         "OutputTable=usp", "SnapshotRetentionDays=30", "ConsumerScanLimitBytes=10737418240",
         "TaskCpu=1024", "TaskMemory=2048", "RunnerMajorVersion=1",
@@ -226,6 +228,72 @@ BAD = {
     "a runner major as text": (
         "runner: {major: v1}\n",
         "runner.major='v1' is not a whole number: write digits only, e.g. major: 1024",
+    ),
+    "a changed share above 1": (
+        "promotion: {max_changed_share: 1.5}\n",
+        (
+            "promotion.max_changed_share='1.5' is not valid: it must be empty or a number from 0 to 1 with "
+            "at most 4 decimals, e.g. 0.1 for 10% (the template's MaxChangedShare): fix it in the file, or "
+            "override it with MAX_CHANGED_SHARE=..."
+        ),
+    ),
+    "a changed share in words": (
+        "promotion: {max_changed_share: lots}\n",
+        "promotion.max_changed_share='lots' is not valid: it must be empty or a number from 0 to 1 with at",
+    ),
+    "a changed share as a percentage": (
+        "promotion: {max_changed_share: 10%}\n",
+        "promotion.max_changed_share='10%' is not valid: it must be empty or a number from 0 to 1 with at",
+    ),
+    "a changed share with 5 decimals": (
+        "promotion: {max_changed_share: 0.00001}\n",  # a YAML float, 1e-05: named as written
+        "promotion.max_changed_share='0.00001' is not valid: it must be empty or a number from 0 to 1",
+    ),
+    "a changed share as a flag": (
+        "promotion: {max_changed_share: yes}\n",
+        "promotion.max_changed_share=True is not a number: write one, e.g. max_changed_share: 0.1",
+    ),
+    "a changed share as a list": (
+        "promotion: {max_changed_share: [0.1]}\n",
+        "promotion.max_changed_share=[0.1] is not a number: write one, e.g. max_changed_share: 0.1",
+    ),
+    "a changed share without a value": (
+        "promotion: {max_changed_share: }\n",
+        "promotion.max_changed_share has no value: give it one (e.g. 0.1), or remove the key",
+    ),
+    "compare keys as a text": (
+        "promotion: {compare_keys: accommodation_id}\n",
+        (
+            "promotion.compare_keys='accommodation_id' is not a list: write a YAML list, e.g. compare_keys: "
+            "[accommodation_id]"
+        ),
+    ),
+    "a compare key that is no column name": (
+        "promotion: {compare_keys: [accommodation_id, usp-count]}\n",
+        (
+            "promotion.compare_keys item='usp-count' is not valid: it must be empty or up to 10 column "
+            "names (letters, digits and _), comma-separated, e.g. kind,state (the template's "
+            "CompareKeyColumns): fix it in the file, or override it with COMPARE_KEYS=..."
+        ),
+    ),
+    "eleven compare keys": (
+        f"promotion: {{compare_keys: [{', '.join(f'c{n}' for n in range(11))}]}}\n",
+        f"promotion.compare_keys='{','.join(f'c{n}' for n in range(11))}' is not valid: it must be empty",
+    ),
+    "an approval the template refuses": (
+        "promotion: {approval: always}\n",
+        (
+            "promotion.approval='always' is not valid: it must be none or required (the template's "
+            "ReleaseApproval): fix it in the file, or override it with RELEASE_APPROVAL=..."
+        ),
+    ),
+    "an approval as a flag": (
+        "promotion: {approval: no}\n",
+        "promotion.approval=False is a number or flag, not a text: write one value",
+    ),
+    "a typo under promotion": (
+        "promotion: {max_change_share: 0.1}\n",
+        "unknown key promotion.max_change_share: did you mean promotion.max_changed_share?",
     ),
     "a runner image by tag": (
         "runner: {image: 'notebook-runner:1.2.0'}\n",
@@ -596,6 +664,109 @@ def test_emptying_only_the_files_secret_names_on_the_command_line_is_refused(tmp
             "(SECRET_NAMES has 0, SECRET_ARNS 2): set both, or neither"
         )
     ]
+
+
+# --- the promotion: the comparison with production, and approval --------------------------------------------
+
+PROMOTION = (
+    "promotion: {compare_keys: [accommodation_id, usp], max_changed_share: 0.05, approval: required}\n"
+)
+PROMOTION_ON = ["CompareKeyColumns=accommodation_id,usp", "MaxChangedShare=0.05", "ReleaseApproval=required"]
+PROMOTION_PARAMETERS = ("CompareKeyColumns", "MaxChangedShare", "ReleaseApproval")
+
+
+def promotion_passed(call: list[str]) -> list[str]:
+    return [arg for arg in overrides(call) if arg.startswith(tuple(f"{p}=" for p in PROMOTION_PARAMETERS))]
+
+
+def test_the_shipped_settings_file_compares_by_the_outputs_key_and_documents_the_promotion() -> None:
+    """usp's rows are one per (accommodation_id, usp) pair, the key check.py holds unique."""
+    shipped = yaml.safe_load(SETTINGS.read_text())
+    text = SETTINGS.read_text()
+
+    assert shipped["promotion"] == {
+        "compare_keys": ["accommodation_id", "usp"], "max_changed_share": 0.1, "approval": "none",
+    }  # fmt: skip
+    assert "no duplicate (accommodation_id, usp) pair" in (REPO / "check.py").read_text()
+    for name in ("promotion.compare_keys", "promotion.max_changed_share", "promotion.approval"):
+        key = settings.KEYS[name]  # each key's comment names its variable and template parameter
+        assert f"# {name.rsplit('.', 1)[-1]} ({key.variable}, {key.parameter}):" in text, name
+
+
+def test_a_new_model_compares_by_its_check_pys_key(tmp_path: Path) -> None:
+    """scripts/new-model.sh writes the platform's settings.yml with the model template's key (its check.py's
+    KEY), and a file settings.py takes."""
+    model = tmp_path / "hotel-usp"
+    done = subprocess.run(
+        [str(REPO / "scripts" / "new-model.sh"), str(model)], capture_output=True, text=True
+    )
+    key = re.search(r'^KEY = "(\w+)"$', (model / "check.py").read_text(), re.MULTILINE)
+
+    assert done.returncode == 0, done.stderr
+    assert key and yaml.safe_load((model / "settings.yml").read_text())["promotion"] == {
+        "compare_keys": [key.group(1)], "max_changed_share": 0.1, "approval": "none",
+    }  # fmt: skip
+    checked = run_settings(tmp_path, (model / "settings.yml").read_text(), platform_file(tmp_path))
+    assert (checked.returncode, checked.stderr) == (0, "")
+    assert f"COMPARE_KEYS={key.group(1)}" in checked.stdout.splitlines()
+
+
+def test_a_settings_file_with_the_promotion_deploys_with_it(tmp_path: Path) -> None:
+    path = write(tmp_path, BUCKETS + PROMOTION)
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=path)
+
+    assert done.returncode == 0, done.stderr
+    assert overrides(deploy_call(calls)) == [*BEFORE_SOURCES, *SOURCES_OFF, *PROMOTION_ON]
+
+
+def test_a_promotion_left_out_of_the_file_keeps_the_stacks_and_one_set_empty_is_passed_as_none(
+    tmp_path: Path,
+) -> None:
+    """[] compares whole rows and '' sets no limit: passed, unlike a key left out (the stack keeps its)."""
+    empty = "promotion: {compare_keys: [], max_changed_share: '', approval: ''}\n"
+    deployed = {}
+    for step, text in {"left out": BUCKETS, "empty": BUCKETS + empty}.items():
+        done, calls = make(
+            tmp_path / step, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=write(tmp_path / step, text)
+        )
+        assert done.returncode == 0, done.stderr
+        deployed[step] = promotion_passed(deploy_call(calls))
+
+    assert deployed["left out"] == []
+    assert deployed["empty"] == ["CompareKeyColumns=", "MaxChangedShare="]  # approval '': the stack's
+
+
+def test_a_variable_on_the_command_line_overrides_the_files_promotion(tmp_path: Path) -> None:
+    path = write(tmp_path, BUCKETS + PROMOTION)
+    done, calls = make(
+        tmp_path, "deploy", GITHUB_REPO="o/r", SETTINGS_FILE=path, COMPARE_KEYS="", MAX_CHANGED_SHARE="0.2",
+        RELEASE_APPROVAL="none",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    passed = promotion_passed(deploy_call(calls))
+    assert passed == ["CompareKeyColumns=", "MaxChangedShare=0.2", "ReleaseApproval=none"]
+
+
+# How the file may write a share, and what make deploy passes: the YAML number (1.0000 is 1.0), not in
+# Python's exponent notation, or the text as it is.
+SHARES = {
+    "0.1": "0.1", "0": "0", "1": "1", "1.0": "1.0", ".25": "0.25", "0.0001": "0.0001", "'0.5'": "0.5",
+    "''": "", "1.0000": "1.0",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("written, passed", SHARES.items(), ids=SHARES.keys())
+def test_a_changed_share_written_as_a_yaml_number_or_text_is_passed_as_written(
+    tmp_path: Path, written: str, passed: str
+) -> None:
+    done = run_settings(
+        tmp_path, f"{BUCKETS}promotion: {{max_changed_share: {written}}}\n", platform_file(tmp_path)
+    )
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert f"MAX_CHANGED_SHARE={shlex.quote(passed)}" in done.stdout.splitlines()
+    assert re.fullmatch(PARAMETERS["MaxChangedShare"]["AllowedPattern"], passed)
 
 
 # --- the platform's bounds (platform.yml) ----------------------------------------------------------------

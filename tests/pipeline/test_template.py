@@ -19,8 +19,11 @@ CODEBUILD_SETS = {
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
     "CODEBUILD_BUILD_NUMBER",
+    "CODEBUILD_INITIATOR",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 }
+# What the promote project's decision (its Python) prints into decision.env, which the next command sources.
+DECIDED = {"VERSION", "IMAGE", "COMMIT", "RUNNER", "SUBJECT", "WHEN"}
 # The IAM actions each kind of command in a buildspec needs.
 COMMAND_ACTIONS = {
     "aws ecr get-login-password": {"ecr:GetAuthorizationToken"},
@@ -46,7 +49,7 @@ COMMAND_ACTIONS = {
     "aws ecs describe-tasks": {"ecs:DescribeTasks"},
     "aws sts assume-role": {"sts:AssumeRole"},
 }
-ROLE_OF = {"BuildProject": "BuildRole", "ValidateProject": "ValidateRole"}
+ROLE_OF = {"BuildProject": "BuildRole", "ValidateProject": "ValidateRole", "PromoteProject": "PromoteRole"}
 
 
 def commands(project: str) -> list[str]:
@@ -62,7 +65,9 @@ def variables_read(project: str) -> set[str]:
     read |= set(re.findall(r"os\.environ(?:\.get\(|\[)\"([A-Z][A-Z0-9_]*)\"", text))
     for names in re.findall(r"for name in ([A-Z0-9_ ]+);", text):
         read |= set(names.split())
-    assigned = set(re.findall(r"^\s*([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
+    assigned = set(re.findall(r"^\s*(?:export )?([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
+    if "source decision.env" in text:
+        assigned |= DECIDED
     for names in re.findall(r"read -r ([A-Z0-9_ ]+)", text):
         assigned |= set(names.split())
     return read - assigned
@@ -73,8 +78,21 @@ def project_variables(project: str) -> set[str]:
     return {v["Name"] for v in env}
 
 
-def action_variables(project: str) -> set[str]:
+def stages(requires_approval: bool = True) -> list[dict[str, Any]]:
+    """The pipeline's stages, the Approve stage with ReleaseApproval required, without it otherwise."""
+    found = []
     for stage in RESOURCES["Pipeline"]["Properties"]["Stages"]:
+        if "Fn::If" in stage:
+            condition, when_true, when_false = stage["Fn::If"]
+            assert condition == "RequiresApproval"
+            stage = when_true if requires_approval else when_false
+        if stage != {"Ref": "AWS::NoValue"}:
+            found.append(stage)
+    return found
+
+
+def action_variables(project: str) -> set[str]:
+    for stage in stages():
         for action in stage["Actions"]:
             if action["Configuration"].get("ProjectName") == {"Ref": project}:
                 return {v["name"] for v in json.loads(action["Configuration"]["EnvironmentVariables"])}
@@ -86,15 +104,23 @@ def test_pipeline_is_v2_queued_and_runs_source_build_validate_in_order() -> None
 
     assert pipeline["PipelineType"] == "V2"
     assert pipeline["ExecutionMode"] == "QUEUED"
-    assert [s["Name"] for s in pipeline["Stages"]] == ["Source", "Build", "Validate"]
+    assert [s["Name"] for s in stages(False)] == ["Source", "Build", "Validate", "Promote"]
+    assert [s["Name"] for s in stages(True)] == ["Source", "Build", "Validate", "Approve", "Promote"]
+    (approval,) = stages(True)[3]["Actions"]
+    assert approval["ActionTypeId"] == {
+        "Category": "Approval",
+        "Owner": "AWS",
+        "Provider": "Manual",
+        "Version": "1",
+    }
     source = pipeline["Stages"][0]["Actions"][0]
     assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
     assert source["Configuration"]["FullRepositoryId"] == {"Ref": "GitHubRepository"}
     (trigger,) = pipeline["Triggers"]
     assert trigger["GitConfiguration"]["SourceActionName"] == source["Name"]
     assert trigger["GitConfiguration"]["Push"] == [{"Branches": {"Includes": [{"Ref": "GitHubBranch"}]}}]
-    projects = [s["Actions"][0]["Configuration"]["ProjectName"] for s in pipeline["Stages"][1:]]
-    assert projects == [{"Ref": "BuildProject"}, {"Ref": "ValidateProject"}]
+    projects = [s["Actions"][0]["Configuration"]["ProjectName"] for s in stages(False)[1:]]
+    assert projects == [{"Ref": "BuildProject"}, {"Ref": "ValidateProject"}, {"Ref": "PromoteProject"}]
 
 
 @pytest.mark.parametrize("project", PROJECTS)
@@ -112,18 +138,18 @@ def test_the_validation_never_runs_python_that_could_import_from_the_repository(
 
 
 def test_what_builds_and_promotes_is_the_templates_and_nobody_may_override_it() -> None:
-    source = RESOURCES["ValidateProject"]["Properties"]["Source"]
-    environment = RESOURCES["ValidateProject"]["Properties"]["Environment"]
     deny = statements(RESOURCES, "PipelineRole")["NeverOverrideWhatPromotes"]
 
     for project in PROJECTS:  # inline, never a file of the model's repository
         assert RESOURCES[project]["Properties"]["Source"]["BuildSpec"].startswith("version: 0.2\n"), project
-    assert source["BuildSpec"].startswith("version: 0.2\n")
-    assert (
-        environment["PrivilegedMode"] is False
-    )  # it builds and runs nothing itself (Security Hub CodeBuild.5)
+    for project in (
+        "ValidateProject",
+        "PromoteProject",
+    ):  # they build and run nothing themselves (CodeBuild.5)
+        assert RESOURCES[project]["Properties"]["Environment"]["PrivilegedMode"] is False
     assert (deny["Effect"], deny["Action"], deny["Resource"]) == (
-        "Deny", "codebuild:StartBuild", {"Fn::GetAtt": ["ValidateProject", "Arn"]},
+        "Deny", "codebuild:StartBuild",
+        [{"Fn::GetAtt": ["ValidateProject", "Arn"]}, {"Fn::GetAtt": ["PromoteProject", "Arn"]}],
     )  # fmt: skip
     assert deny["Condition"] == {"Null": {"codebuild:source.buildspec": "false"}}
 
@@ -142,6 +168,11 @@ def test_the_candidates_runner_may_pass_only_the_validations_roles_and_only_prom
     validate, promote = statements(RESOURCES, "ValidateRole"), statements(RESOURCES, "PromoteRole")
     passes = [s["Resource"] for s in validate.values() if "iam:PassRole" in actions(s)]
     (trust,) = RESOURCES["PromoteRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    roles = [name for name, r in RESOURCES.items() if r["Type"] == "AWS::IAM::Role"]
+    pass_run_roles = [
+        role for role in roles for s in statements(RESOURCES, role).values()
+        if "iam:PassRole" in actions(s) and {"Fn::GetAtt": ["TaskRole", "Arn"]} in s["Resource"]
+    ]  # fmt: skip
 
     assert passes == [
         [{"Fn::GetAtt": ["ValidationTaskRole", "Arn"]}, {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}]
@@ -152,8 +183,14 @@ def test_the_candidates_runner_may_pass_only_the_validations_roles_and_only_prom
     assert validate["RunTheCandidate"]["Condition"] == {
         "ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["ValidationCluster", "Arn"]}}
     }
-    assert validate["PromoteOnlyThroughPromoteRole"]["Resource"] == {"Fn::GetAtt": ["PromoteRole", "Arn"]}
-    assert granted(RESOURCES, "PromoteRole") == {
+    assert not {a for a in granted(RESOURCES, "ValidateRole") if a.startswith(("sts:", "ssm:Put"))}
+    assert pass_run_roles == [
+        "SchedulerRole",
+        "PromoteRole",
+    ]  # the schedule starts runs; only promotion pins them
+    assert {
+        a for a in granted(RESOURCES, "PromoteRole") if a.startswith(("ecs:", "iam:", "sts:", "ecr:"))
+    } == {
         "ecs:DescribeTaskDefinition",
         "ecs:RegisterTaskDefinition",
         "iam:PassRole",
@@ -162,7 +199,8 @@ def test_the_candidates_runner_may_pass_only_the_validations_roles_and_only_prom
         {"Fn::GetAtt": ["TaskRole", "Arn"]},
         {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]},
     ]
-    assert trust["Principal"] == {"AWS": {"Fn::GetAtt": ["ValidateRole", "Arn"]}}
+    assert trust["Principal"] == {"Service": "codebuild.amazonaws.com"}  # the promote project's, alone
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
 @pytest.mark.parametrize("project", PROJECTS)
@@ -192,7 +230,10 @@ def test_the_validation_run_writes_only_under_the_validation_prefix_and_its_proj
             ["s3:GetObject", "s3:DeleteObject"],
         ),
     ]
-    assert not {a for a in granted(RESOURCES, "ValidateRole") if a.startswith("s3:Put")}
+    validate_puts = [
+        s["Resource"] for s in statements(RESOURCES, "ValidateRole").values() if "s3:PutObject" in actions(s)
+    ]
+    assert validate_puts == [{"Fn::Sub": "${VersionsBucket.Arn}/versions/*"}]  # its version record, only
 
 
 def test_build_exports_the_digest_the_validation_runs() -> None:

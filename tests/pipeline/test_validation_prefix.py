@@ -134,6 +134,9 @@ def test_a_validation_apart_from_the_output_writes_its_commits_folder_and_nothin
     assert may(granted, "s3:ListBucket", OUTPUT, **{"s3:prefix": f"{validation}/{COMMIT}/"})
     for key in TABLE:
         assert not may(granted, "s3:PutObject", f"{OUTPUT}/{output}/{key}"), key
+        assert not may(granted, "s3:DeleteObject", f"{OUTPUT}/{output}/{key}"), key
+        # the candidate's runner compares its rows with the table's (data/, metadata/), never its reports
+        assert may(granted, "s3:GetObject", f"{OUTPUT}/{output}/{key}") == (not key.startswith("_runs/")), key
 
 
 def test_the_candidates_notebook_is_denied_the_output_prefix_too() -> None:

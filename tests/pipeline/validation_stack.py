@@ -15,13 +15,24 @@ stand-in (codebuild.py) with the variables the template and the pipeline set; th
 candidate runs in the harness's Fargate stand-in (`aws ecs run-task`: the image run by Docker with the task
 definition's settings and its role's credentials as ECS serves them).
 
+The stack also holds what its daily runs need: the run cluster, the Glue database of the published table, the
+schedule's dead-letter queue, and the roles SchedulerRole, TaskRole and NotebookRole in the proxy (a second
+task-credential endpoint serving TaskRole's key). `daily_run()` starts the next run as EventBridge Scheduler
+does (the DailyRunSchedule target's Input as RunTask, with SchedulerRole's key) and reports what it ran and
+published.
+
 A plain module (no pytest): it needs tests/ and tests/pipeline on sys.path, as pytest and bench.py put them.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import sys
+import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -34,7 +45,7 @@ from uuid import uuid4
 import boto3
 import cfn
 import iam
-from codebuild import Build, run
+from codebuild import HARNESS_BIN, Build, run
 from support import SAMPLE_LAKE
 
 RESOURCES = cfn.load()["Resources"]
@@ -45,6 +56,8 @@ REGION = "eu-west-1"
 # The validate project's role, the candidate's task role and its notebook's, and the role promotion assumes.
 VALIDATION_ROLES = ("ValidateRole", "ValidationTaskRole", "ValidationNotebookRole", "PromoteRole")
 ROLES = ("BuildRole", *VALIDATION_ROLES)
+# The daily run's: the role EventBridge Scheduler starts it with, its trusted steps' and its notebook's.
+RUN_ROLES = ("SchedulerRole", "TaskRole", "NotebookRole")
 
 
 @dataclass
@@ -63,6 +76,22 @@ class Stack:
     queue: str = ""
     subnets: list[str] = field(default_factory=list)
     security_group: str = ""
+    promote_key: str = ""
+    engineer_key: str = ""
+    scheduler_key: str = ""  # SchedulerRole's: what EventBridge Scheduler signs the daily RunTask with
+    run_task_credentials: dict[str, list[str]] = field(default_factory=dict)  # TaskRole's, as ECS serves them
+
+    def versions(self) -> list[dict]:
+        """The version records the validation wrote, oldest first."""
+        return [self.record(k) for k in self.keys(self.values["VersionsBucket"], "versions/")]
+
+    def promotions(self) -> list[dict]:
+        """The promotion records, oldest first."""
+        return [self.record(k) for k in self.keys(self.values["VersionsBucket"], "promotions/")]
+
+    def record(self, key: str) -> dict:
+        body = self.client("s3").get_object(Bucket=self.values["VersionsBucket"], Key=key)["Body"].read()
+        return json.loads(body)
 
     @property
     def name(self) -> str:
@@ -127,7 +156,7 @@ class Promoted:
 def stack_values(suffix: str, registry: str = "127.0.0.1:1") -> dict[str, Any]:
     """What CloudFormation would resolve this stack's references to (the platform's exports among them)."""
     name, account = f"pipeline-{suffix}", iam.ACCOUNT
-    roles = {r: f"arn:aws:iam::{account}:role/{name}-{r}" for r in (*ROLES, "TaskRole", "TaskExecutionRole")}
+    roles = {r: f"arn:aws:iam::{account}:role/{name}-{r}" for r in (*ROLES, *RUN_ROLES, "TaskExecutionRole")}
     return {
         **cfn.defaults(),
         "AWS::StackName": name, "AWS::Region": REGION, "AWS::AccountId": account, "AWS::Partition": "aws",
@@ -143,11 +172,15 @@ def stack_values(suffix: str, registry: str = "127.0.0.1:1") -> dict[str, Any]:
         "PromotedRunnerParameter": f"/{name}/promoted-runner",
         "ValidateLogGroup.Arn": "arn:aws:logs:l", "BuildLogGroup.Arn": "arn:aws:logs:b",
         "ArtifactBucket.Arn": "arn:aws:s3:::artifacts",
+        "VersionsBucket": f"versions-{suffix}", "VersionsBucket.Arn": f"arn:aws:s3:::versions-{suffix}",
+        "PromoteLogGroup.Arn": "arn:aws:logs:p", "TableDatabase": f"db_{suffix}",
         "ImageRepository.RepositoryUri": f"{registry}/{REPOSITORY}",
         f"Export:{PLATFORM}-RunnerRepositoryUri": f"{registry}/{RUNNER_REPOSITORY}",
         f"Export:{PLATFORM}-RunnerRepositoryArn":
             f"arn:aws:ecr:{REGION}:{account}:repository/{RUNNER_REPOSITORY}",
         **{f"{r}.Arn": arn for r, arn in roles.items()},
+        "RunCluster": f"{name}-runs", "RunCluster.Arn": f"arn:aws:ecs:{REGION}:{account}:cluster/{name}-runs",
+        "ScheduleDeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{account}:schedule-dead-letters-{suffix}",
     }  # fmt: skip
 
 
@@ -186,23 +219,33 @@ def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
     suffix = uuid4().hex[:8]
     values = stack_values(suffix, registry)
     roles = {
-        r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r, values).values()] for r in ROLES
+        r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r, values).values()]
+        for r in (*ROLES, *RUN_ROLES)
     }
-    enforcer = iam.Iam(roles, {values[f"{r}.Arn"]: r for r in ROLES})
+    # The engineer who deploys is trusted: make versions, rollback and promote run with a key of theirs.
+    roles["Engineer"] = [{"Effect": "Allow", "Action": "*", "Resource": "*"}]
+    enforcer = iam.Iam(roles, {values[f"{r}.Arn"]: r for r in (*ROLES, *RUN_ROLES)})
     validate_key = enforcer.give(f"AKIAVALIDATE{suffix}", "ValidateRole")
     build_key = enforcer.give(f"AKIABUILD{suffix}", "BuildRole")
+    promote_key = enforcer.give(f"AKIAPROMOTE{suffix}", "PromoteRole")
+    engineer_key = enforcer.give(f"AKIAENGINEER{suffix}", "Engineer")
     task_key = enforcer.give(f"AKIAVALIDATIONTASK{suffix}", "ValidationTaskRole")
+    scheduler_key = enforcer.give(f"AKIASCHEDULER{suffix}", "SchedulerRole")
+    run_task_key = enforcer.give(f"AKIARUNTASK{suffix}", "TaskRole")
     with ExitStack() as stack_of:
         proxy = stack_of.enter_context(iam.enforcing(enforcer, moto_endpoint))
         uri, token = stack_of.enter_context(iam.container_credentials(task_key))
+        run_uri, run_token = stack_of.enter_context(iam.container_credentials(run_task_key))
         stack = Stack(moto_endpoint, proxy, enforcer, values, validate_key, build_key,
-                      {values["ValidationTaskRole.Arn"]: [uri, token]}, registry=registry)  # fmt: skip
+                      {values["ValidationTaskRole.Arn"]: [uri, token]}, registry=registry,
+                      promote_key=promote_key, engineer_key=engineer_key, scheduler_key=scheduler_key,
+                      run_task_credentials={values["TaskRole.Arn"]: [run_uri, run_token]})  # fmt: skip
         s3 = stack.client("s3")
-        for bucket in (values["DataLakeBucket"], values["OutputBucket"], values["StagingBucket"]):
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-        s3.put_bucket_versioning(  # as the template's StagingBucket
-            Bucket=values["StagingBucket"], VersioningConfiguration={"Status": "Enabled"}
-        )
+        buckets = ("DataLakeBucket", "OutputBucket", "StagingBucket", "VersionsBucket")
+        for bucket in buckets:
+            s3.create_bucket(Bucket=values[bucket], CreateBucketConfiguration={"LocationConstraint": REGION})
+        for bucket in ("StagingBucket", "VersionsBucket"):  # versioned, as the template's
+            s3.put_bucket_versioning(Bucket=values[bucket], VersioningConfiguration={"Status": "Enabled"})
         for path in SAMPLE_LAKE.rglob("*.json"):
             s3.upload_file(str(path), values["DataLakeBucket"], f"snapshots/{path.relative_to(SAMPLE_LAKE)}")
         for parameter in ("ImageDigestParameter", "PromotedCommitParameter", "PromotedRunnerParameter"):
@@ -215,11 +258,15 @@ def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
             TopicArn=values["AlertTopic"], Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"]
         )
         stack.client("ecs").create_cluster(clusterName=values["ValidationCluster"])
+        stack.client("ecs").create_cluster(clusterName=values["RunCluster"])  # the daily runs'
+        stack.client("glue").create_database(DatabaseInput={"Name": values["TableDatabase"]})  # their table's
+        sqs.create_queue(QueueName=values["ScheduleDeadLetterQueue.Arn"].rsplit(":", 1)[1])
         ec2 = stack.client("ec2")
         default = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
         stack.subnets = [s["SubnetId"] for s in default[:2]]
         groups = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"]
         stack.security_group = groups[0]["GroupId"]
+        values |= {"Subnets": stack.subnets, "SecurityGroups": [stack.security_group]}  # its parameters
         nothing = f"{registry}/{REPOSITORY}@sha256:{'0' * 64}"
         register(stack, "TaskDefinition", f"{stack.name}-run", nothing)
         register(stack, "ValidationTaskDefinition", f"{stack.name}-validate", nothing)
@@ -289,10 +336,14 @@ def build(source: Path, stack: Stack, commit: str, pin: str = "") -> Build:
     return run(cfn.buildspec_text("BuildProject"), source, {**env, **extra})
 
 
-def validate(source: Path, registry: str, stack: Stack, commit: str, digest: str, runner: str) -> Build:
-    """The template's inline buildspec, with the validate role's key, against moto behind the IAM proxy:
-    the candidate `digest` run on the Fargate stand-in, and promoted only if it exits 0. The task's status
-    is polled every second (the buildspec's default, in AWS, is every 15 s)."""
+def validate(
+    source: Path, registry: str, stack: Stack, commit: str, digest: str, runner: str, promote: bool = True
+) -> Build:
+    """The pipeline's Validate stage, then (if it passed, and `promote`) its Promote stage: the template's
+    inline buildspecs, with the validate role's key, then the promote role's, against moto behind the IAM
+    proxy. The candidate `digest` runs on the Fargate stand-in and is recorded as a version if it exits 0,
+    then promoted. The task's status is polled every second (the buildspec's default, in AWS, is every 15 s).
+    The Build returned is the two stages': both logs, the Validate stage's exports."""
     values = stack.values
     env = project_env(
         "ValidateProject",
@@ -303,11 +354,12 @@ def validate(source: Path, registry: str, stack: Stack, commit: str, digest: str
             "VALIDATION_TASK_DEFINITION": f"{stack.name}-validate",
             "VALIDATION_URI": f"s3://{values['OutputBucket']}/validation",
             "VALIDATION_DATE": values["ValidationDate"],
-            "RUN_TASK_DEFINITION": f"{stack.name}-run",
-            "PROMOTE_ROLE": values["PromoteRole.Arn"],
-            "IMAGE_PARAMETER": values["ImageDigestParameter"],
+            "VERSIONS_BUCKET": values["VersionsBucket"],
             "COMMIT_PARAMETER": values["PromotedCommitParameter"],
             "PROMOTED_RUNNER_PARAMETER": values["PromotedRunnerParameter"],
+            "RELEASE_APPROVAL": str(values["ReleaseApproval"]),
+            "ALERT_TOPIC": values["AlertTopic"],
+            "GITHUB_REPOSITORY": "hotel-profiling/usp-model",
             "SUBNETS": ",".join(stack.subnets),
             "SECURITY_GROUPS": stack.security_group,
             "ASSIGN_PUBLIC_IP": "DISABLED",
@@ -315,8 +367,213 @@ def validate(source: Path, registry: str, stack: Stack, commit: str, digest: str
     )
     extra = {
         "COMMIT_ID": commit, "IMAGE_DIGEST": digest, "RUNNER_IMAGE": runner, "HARNESS_REGISTRY": registry,
-        "POLL_SECONDS": "1",
+        "POLL_SECONDS": "1", "CODEBUILD_INITIATOR": f"codepipeline/{stack.name}",
         "AWS_ACCESS_KEY_ID": stack.validate_key, "AWS_SECRET_ACCESS_KEY": "validate-secret",
         "AWS_ENDPOINT_URL": stack.proxy, "HARNESS_TASK_CREDENTIALS": json.dumps(stack.task_credentials),
     }  # fmt: skip
-    return run(cfn.buildspec_text("ValidateProject"), source, {**env, **extra})
+    validated = run(cfn.buildspec_text("ValidateProject"), source, {**env, **extra})
+    if not (validated.succeeded and promote):
+        return validated
+    promoted = promote_version(stack, digest, validated.exported["PROMOTED_BY"], source=source)
+    return Build(promoted.succeeded, promoted.failed_phase, validated.log + promoted.log, validated.exported)
+
+
+def promote_env(stack: Stack) -> dict[str, str]:
+    """The promote project's own variables (TO, BY and ACCEPT empty: whoever starts it sets them)."""
+    values = stack.values
+    return project_env(
+        "PromoteProject",
+        {
+            "TO": "", "BY": "", "ACCEPT": "", "VERSIONS_BUCKET": values["VersionsBucket"],
+            "IMAGE_REPO_URI": f"{stack.registry}/{REPOSITORY}", "RUN_TASK_DEFINITION": f"{stack.name}-run",
+            "RUNNER_MAJOR": str(values["RunnerMajorVersion"]),
+            "MAX_CHANGED_SHARE": str(values["MaxChangedShare"]),
+            "IMAGE_PARAMETER": values["ImageDigestParameter"],
+            "COMMIT_PARAMETER": values["PromotedCommitParameter"],
+            "PROMOTED_RUNNER_PARAMETER": values["PromotedRunnerParameter"],
+            "ALERT_TOPIC": values["AlertTopic"],
+            "GITHUB_REPOSITORY": "hotel-profiling/usp-model",
+        },
+    )  # fmt: skip
+
+
+def promote_version(
+    stack: Stack, to: str, by: str, accept: str = "", who: str = "", source: Path | None = None
+) -> Build:
+    """The template's promote project, with the promote role's key, as the pipeline's Promote stage (BY push
+    or runner-upgrade) or make rollback / make promote (an engineer's StartBuild) starts it."""
+    env = {
+        **promote_env(stack), "TO": to, "BY": by, "ACCEPT": accept,
+        "CODEBUILD_INITIATOR": who or f"codepipeline/{stack.name}",
+        "AWS_ACCESS_KEY_ID": stack.promote_key, "AWS_SECRET_ACCESS_KEY": "promote-secret",
+        "AWS_ENDPOINT_URL": stack.proxy,
+    }  # fmt: skip
+    folder = source or Path(tempfile.mkdtemp(prefix="promote-"))
+    return run(cfn.buildspec_text("PromoteProject"), folder, env)
+
+
+# --- the daily run, as EventBridge Scheduler starts it ----------------------------------------------------
+
+SCHEDULE_TARGET = RESOURCES["DailyRunSchedule"]["Properties"]["Target"]
+# DescribeTasks' query, as the validation polls it
+STATUS_QUERY = "tasks[0].[lastStatus, containers[0].exitCode, stopCode, stoppedReason]"
+# a name nothing resolved (cfn.resolve leaves <Name> or ${Name}); Scheduler's own context attributes aside
+UNRESOLVED = re.compile(r"<(?!aws\.scheduler\.)[A-Za-z0-9:.]+>|\$\{[A-Za-z0-9:.!]+\}")
+
+
+@dataclass
+class DailyRun:
+    """A daily run that the schedule started: what its task ran, its log, and what it published."""
+
+    code: int | None  # the container's exit code; None where RunTask started no task
+    image: str  # the image of the run family's revision RunTask resolved
+    log: str  # the container's log (the run's CloudWatch Logs stream, in AWS), or why no task started
+    rows: int | None  # the rows the run published for its date, as its manifest records them
+    date: str  # the run's RUN_DATE, as the runner derived it from the scheduled time
+    run_id: str  # schedule-<execution id>, as the schedule's Input sets it
+    task_arn: str = ""
+    task_definition: str = ""  # the revision's ARN
+    manifest: dict[str, Any] = field(default_factory=dict)  # the run's manifest.json ({} where none)
+
+
+def schedule_request(stack: Stack, scheduled_time: str, execution_id: str) -> dict[str, Any]:
+    """The RunTask request EventBridge Scheduler sends for the template's DailyRunSchedule: the target's Input
+    (the universal aws-sdk target's PascalCase JSON) resolved with the stack's values, Scheduler's context
+    attributes substituted, and its members named as ECS's API names them."""
+    assert cfn.resolve(SCHEDULE_TARGET["Arn"], stack.values) == "arn:aws:scheduler:::aws-sdk:ecs:runTask"
+    text = str(cfn.resolve(SCHEDULE_TARGET["Input"], stack.values))
+    left = UNRESOLVED.findall(text)
+    assert not left, f"the schedule's Input names what this stack does not resolve: {left}"
+    text = text.replace("<aws.scheduler.scheduled-time>", scheduled_time)
+    text = text.replace("<aws.scheduler.execution-id>", execution_id)
+    operation = boto3.session.Session().client("ecs", region_name=REGION).meta.service_model
+    return _api_names(operation.operation_model("RunTask").input_shape, json.loads(text))
+
+
+def _api_names(shape: Any, value: Any) -> Any:
+    """A universal target's PascalCase request as the API's member names (Scheduler does this); a member the
+    API does not have fails, as Scheduler's call would."""
+    if shape.type_name == "structure":
+        members = {name.lower(): name for name in shape.members}
+        unknown = [k for k in value if k.lower() not in members]
+        assert not unknown, f"not members of {shape.name}: {unknown}"
+        named = {members[k.lower()]: v for k, v in value.items()}
+        return {name: _api_names(shape.members[name], v) for name, v in named.items()}
+    if shape.type_name == "list":
+        return [_api_names(shape.member, item) for item in value]
+    return value
+
+
+def scheduler_key(stack: Stack) -> str:
+    """The key of the role the schedule's target names (SchedulerRole): what Scheduler signs RunTask with."""
+    role = stack.iam.role_arns[str(cfn.resolve(SCHEDULE_TARGET["RoleArn"], stack.values))]
+    assert stack.iam.principal(stack.scheduler_key).role == role, "the scheduler's key is not its role's"
+    return stack.scheduler_key
+
+
+def _harness(stack: Stack, args: list[str], key: str, endpoint: str) -> subprocess.CompletedProcess[str]:
+    """The harness's aws (harness/aws: ECS through `endpoint`, its tasks run by Docker as Fargate would)."""
+    env = {
+        "PATH": f"{HARNESS_BIN}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "HOME": os.environ.get("HOME", "/root"), "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": f"{key}-secret", "AWS_ENDPOINT_URL": endpoint,
+        "HARNESS_REGISTRY": stack.registry, "HARNESS_ECS_ENDPOINT": stack.moto,
+        # ECS serves a task its definition's role, whoever started it
+        "HARNESS_TASK_CREDENTIALS": json.dumps({**stack.task_credentials, **stack.run_task_credentials}),
+        **{k: v for k, v in os.environ.items() if k in ("DOCKER_HOST", "DOCKER_CONFIG")},
+    }  # fmt: skip
+    return subprocess.run(
+        [str(HARNESS_BIN / "aws"), *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def run_task_as_scheduler(stack: Stack, request: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """RunTask of `request` signed with the schedule role's key, through the IAM proxy (`aws ecs run-task
+    --cli-input-json`); a task it starts runs on the Fargate stand-in with its definition's role. Its stdout
+    is RunTask's reply ({"tasks": [{"taskArn"}], "failures"}); a refused call exits non-zero, AccessDenied."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="scheduled-run-task-") as file:
+        json.dump(request, file)
+        file.flush()
+        return _harness(stack, ["ecs", "run-task", "--cli-input-json", f"file://{file.name}"],
+                        scheduler_key(stack), stack.proxy)  # fmt: skip
+
+
+def wait_for_task(stack: Stack, cluster: str, task_arn: str, timeout: float = 900) -> tuple[int, str]:
+    """The task's exit code and its container's log once it stops (DescribeTasks polled every second, as the
+    test's own look: moto, not through the proxy)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        args = ["ecs", "describe-tasks", "--cluster", cluster, "--tasks", task_arn, "--query", STATUS_QUERY]
+        done = _harness(stack, [*args, "--output", "text"], "setup", stack.moto)
+        assert done.returncode == 0, done.stderr[-3000:]
+        status, code, *_ = done.stdout.strip().split("\t")
+        if status == "STOPPED":
+            return int(code), done.stderr
+        if time.monotonic() > deadline:
+            container = f"fargate-{task_arn.rsplit('/', 1)[1]}"  # the harness's name for it
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+            raise TimeoutError(f"the daily run's task {task_arn} did not stop within {timeout} s")
+        time.sleep(1)
+
+
+def unresolved_environment(definition: dict[str, Any]) -> dict[str, str]:
+    """The revision's environment variables whose value names something the stack did not resolve."""
+    (container,) = definition["containerDefinitions"]
+    return {e["name"]: e["value"] for e in container.get("environment", []) if UNRESOLVED.search(e["value"])}
+
+
+def daily_run(stack: Stack, scheduled_time: str = "2019-08-02T06:00:00Z") -> DailyRun:
+    """The next daily run, as EventBridge Scheduler starts it at `scheduled_time`: the DailyRunSchedule
+    target's Input made the RunTask request (schedule_request), sent with SchedulerRole's key through the IAM
+    proxy (it may run only the run family on the run cluster), the task's container run on the Fargate
+    stand-in with TaskRole's credentials (its notebook's, NotebookRole's, from STS through the proxy); then,
+    once it stops, its exit code, the image of the revision RunTask resolved, its log, and the rows its
+    manifest records for the run's date (the day before the scheduled one, in SCHEDULE_TIMEZONE)."""
+    ecs = stack.client("ecs")
+    latest = ecs.describe_task_definition(taskDefinition=f"{stack.name}-run")["taskDefinition"]
+    unresolved = unresolved_environment(latest)
+    assert not unresolved, f"the run's environment names what this stack does not resolve: {unresolved}"
+    request = schedule_request(stack, scheduled_time, str(uuid4()))
+    (override,) = request["overrides"]["containerOverrides"]
+    run_id = next(e["value"] for e in override["environment"] if e["name"] == "RUN_ID")
+    started = run_task_as_scheduler(stack, request)
+    if started.returncode != 0:
+        return DailyRun(None, "", started.stderr, None, "", run_id)
+    reply = json.loads(started.stdout)
+    if not reply["tasks"]:
+        return DailyRun(None, "", json.dumps(reply["failures"]), None, "", run_id)
+    task_arn = reply["tasks"][0]["taskArn"]
+    code, log = wait_for_task(stack, request["cluster"], task_arn)
+    (task,) = ecs.describe_tasks(cluster=request["cluster"], tasks=[task_arn])["tasks"]
+    definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+    (container,) = definition["containerDefinitions"]
+    manifest = run_manifest(stack, definition, run_id)
+    return DailyRun(
+        code, container["image"], log, manifest.get("rows"), manifest.get("date", ""), run_id, task_arn,
+        task["taskDefinitionArn"], manifest,
+    )  # fmt: skip
+
+
+def run_manifest(stack: Stack, definition: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The manifest.json the run `run_id` stored under its OUTPUT_URI's _runs/date=D/RUN_ID/ ({} if none)."""
+    (container,) = definition["containerDefinitions"]
+    output = next(e["value"] for e in container["environment"] if e["name"] == "OUTPUT_URI")
+    bucket, _, prefix = output.removeprefix("s3://").partition("/")
+    found = [k for k in stack.keys(bucket, f"{prefix}/_runs/") if k.endswith(f"/{run_id}/manifest.json")]
+    if not found:
+        return {}
+    (key,) = found
+    return json.loads(stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def table_day(stack: Stack, date: str) -> Any:
+    """The rows of `date` in the stack's published table (the run's OUTPUT_TABLE), as a consumer reads them
+    from the Glue catalog (moto's) with PyIceberg: a pyarrow Table."""
+    from pyiceberg.catalog.glue import GlueCatalog
+    from pyiceberg.expressions import EqualTo
+
+    name = str(cfn.resolve({"Fn::Sub": "${TableDatabase}.${OutputTable}"}, stack.values))
+    keys = {"access-key-id": "setup", "secret-access-key": "setup", "region": REGION}
+    props = {f"{service}.{k}": v for service in ("glue", "s3") for k, v in keys.items()}
+    catalog = GlueCatalog("glue", **props, **{"glue.endpoint": stack.moto, "s3.endpoint": stack.moto})
+    return catalog.load_table(name).scan(row_filter=EqualTo("date", date)).to_arrow()
