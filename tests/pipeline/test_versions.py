@@ -177,7 +177,7 @@ def test_rollback_to_the_first_moves_the_daily_runs_to_its_digest_and_mails_who_
     assert mail["Subject"] == "Promoted version 1 of hotel-profiling/usp-model (rollback by alice)"
     assert "now start version 1 (rollback, by alice" in mail["Message"]
     assert "It replaces version 3" in mail["Message"]
-    assert f"Undo: make rollback GITHUB_REPO={MODEL} TO=3" in mail["Message"]
+    assert f"Undo: make promote GITHUB_REPO={MODEL} TO=3" in mail["Message"]  # forward again: not a rollback
     assert versions_listed(stack, tmp_path)[2][:2] == ["*", "1"]
     # the next daily run, as the schedule starts it, runs the first digest and publishes its rows
     run = daily_run(stack)
@@ -188,6 +188,7 @@ def test_rollback_to_the_first_moves_the_daily_runs_to_its_digest_and_mails_who_
     assert done.returncode == 0, done.stderr
     assert running_image(stack) == pushes[2].image
     assert stack.promotions()[-1]["by"] == "promote"
+    assert f"Undo: make rollback GITHUB_REPO={MODEL} TO=1" in stack.announcements()[-1]["Message"]
 
 
 @pytest.mark.parametrize(
