@@ -60,8 +60,9 @@
 #
 # The image the daily runs start is not a variable: on an existing stack, deploy and plan pass the digest the
 # last promotion pinned (a push, make rollback or make promote; SSM parameter /<STACK_NAME>/validated-image) as
-# ValidatedImage, so an update registers a task definition revision that runs that image. While the parameter holds none (no validation
-# has promoted one yet), or cannot be read, no ValidatedImage is passed and the stack keeps the one it has.
+# ValidatedImage, so an update registers a task definition revision that runs that image. While the parameter
+# holds none (nothing has been promoted yet), or cannot be read, no ValidatedImage is passed and the stack
+# keeps the one it has.
 #
 #   scripts/pipeline.sh pause|resume   set the schedule's state, every other parameter unchanged
 set -Eeuo pipefail
