@@ -242,7 +242,8 @@ def test_build_exports_the_digest_the_validation_runs() -> None:
 
     assert spec["env"]["exported-variables"] == ["IMAGE_DIGEST", "RUNNER_IMAGE"]
     assert {"IMAGE_DIGEST", "RUNNER_IMAGE"} <= set(action_variables("ValidateProject"))
-    assert 'container["image"] = sys.argv[1]' in validate and 'python3 -I - "$IMAGE_DIGEST"' in validate
+    assert 'container["image"] = sys.argv[1]' in validate and 'python3 -I - "$2"' in validate
+    assert 'CANDIDATE=$(pin "$VALIDATION_TASK_DEFINITION" "$IMAGE_DIGEST")' in validate
     assert '"taskDefinition": os.environ["CANDIDATE"]' in validate
 
 
@@ -326,3 +327,17 @@ def test_validation_may_announce_its_failures_on_the_topic() -> None:
     assert by_sid["AnnounceFailures"]["Resource"] == {"Ref": "AlertTopic"}
     assert by_sid["EncryptAnnouncements"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
     assert {"Name": "SNS_TOPIC_ARN", "Value": {"Ref": "AlertTopic"}} in container["Environment"]
+
+
+def pin_function(project: str) -> str:
+    (command,) = [c for c in commands(project) if c.lstrip().startswith("pin() {")]
+    return command
+
+
+def test_validation_and_promotion_pin_a_revision_with_one_function() -> None:
+    """The candidate's revision (validation) and the daily runs' (promotion) are registered by the same
+    `pin`, written in both inline buildspecs: the two copies are held equal here."""
+    promote = "\n".join(commands("PromoteProject"))
+
+    assert pin_function("ValidateProject") == pin_function("PromoteProject")
+    assert 'REVISION=$(pin "$RUN_TASK_DEFINITION" "$IMAGE")' in promote
