@@ -20,13 +20,11 @@ from support import SAMPLE_DATE
 from validation_stack import (
     DailyRun,
     Stack,
-    build,
-    commit_id,
     daily_run,
+    push_commit,
     run_task_as_scheduler,
     schedule_request,
     table_day,
-    validate,
 )
 
 pytestmark = pytest.mark.docker
@@ -41,15 +39,11 @@ class Promoted:
 
 
 @pytest.fixture(scope="module")
-def promoted(model: Path, registry: str, stack: Stack) -> Promoted:
+def promoted(model: Path, stack: Stack) -> Promoted:
     """A new model repository's commit, built, validated and promoted as the pipeline does."""
-    commit = commit_id()
-    built = build(model, stack, commit)
-    assert built.succeeded, built.log[-3000:]
-    image = built.exported["IMAGE_DIGEST"]
-    released = validate(model, registry, stack, commit, image, stack.runner)
-    assert released.succeeded, released.log[-3000:]
-    return Promoted(commit, image)
+    pushed = push_commit(model, stack)
+    assert pushed.validation.succeeded, pushed.validation.log[-3000:]
+    return Promoted(pushed.commit, pushed.digest)
 
 
 @pytest.fixture(scope="module")

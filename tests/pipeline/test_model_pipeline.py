@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from validation_stack import REPOSITORY, Promoted, Stack, build, commit_id, tag_digest, validate
+from validation_stack import REPOSITORY, Promoted, Stack, build, commit_id, push_commit, tag_digest, validate
 
 pytestmark = pytest.mark.docker
 RUNNER_DIR = "/opt/notebook-runner"
@@ -31,12 +31,8 @@ def push(registry: str, runner: str, dockerfile: str, context: Path, tag: str) -
 
 
 @pytest.fixture(scope="module")
-def promoted(model: Path, registry: str, stack: Stack) -> Promoted:
-    commit = commit_id()
-    built = build(model, stack, commit)
-    assert built.succeeded, built.log[-4000:]
-    validation = validate(model, registry, stack, commit, built.exported["IMAGE_DIGEST"], stack.runner)
-    return Promoted(commit, built.exported["IMAGE_DIGEST"], built, validation)
+def promoted(model: Path, stack: Stack) -> Promoted:
+    return push_commit(model, stack)
 
 
 def test_a_model_repository_with_no_platform_file_is_built_on_the_runner_validated_and_promoted(

@@ -20,18 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from codebuild import HARNESS_BIN
+from codebuild import HARNESS_BIN, Build
 from support import AWS_CLI, REPO
 from validation_stack import (
     REGION,
     Stack,
-    build,
-    commit_id,
     daily_run,
     promote_env,
     promote_version,
+    push_commit,
     register,
-    validate,
 )
 
 pytestmark = pytest.mark.docker
@@ -59,19 +57,22 @@ def with_filter(model: Path, more_than: int) -> None:
     notebook.write_text(json.dumps(cells))
 
 
+def push_filtered(model: Path, stack: Stack, more_than: int, release: bool = True) -> tuple[Pushed, Build]:
+    """One more push of the model (its notebook keeping the accommodations with more than `more_than` USPs):
+    built and validated, then promoted by the Promote stage if `release` (a held release is not, yet)."""
+    with_filter(model, more_than)
+    pushed = push_commit(model, stack, promote=release)
+    return Pushed(pushed.commit, pushed.digest), pushed.validation
+
+
 @pytest.fixture(scope="module")
 def pushes(model: Path, registry: str, stack: Stack) -> list[Pushed]:
     """Three pushes, each built, validated and promoted as the pipeline does."""
     made = []
     for more_than in PUSHES:
-        with_filter(model, more_than)
-        commit = commit_id()
-        built = build(model, stack, commit)
-        assert built.succeeded, built.log[-3000:]
-        image = built.exported["IMAGE_DIGEST"]
-        released = validate(model, registry, stack, commit, image, stack.runner)
+        pushed, released = push_filtered(model, stack, more_than)
         assert released.succeeded, released.log[-3000:]
-        made.append(Pushed(commit, image))
+        made.append(pushed)
     return made
 
 
@@ -247,19 +248,6 @@ def test_a_rollback_goes_only_to_a_version_promoted_before(
     assert "was never promoted, so it is nothing to roll back to" in done.stderr, done.stderr
 
 
-def push(model: Path, registry: str, stack: Stack, more_than: int, release: bool = True):
-    """One more push of the model (its notebook keeping the accommodations with more than `more_than` USPs):
-    built and validated, then promoted by the Promote stage if `release` (a held release is not, yet)."""
-    with_filter(model, more_than)
-    commit = commit_id()
-    built = build(model, stack, commit)
-    assert built.succeeded, built.log[-3000:]
-    image = built.exported["IMAGE_DIGEST"]
-    return Pushed(commit, image), validate(
-        model, registry, stack, commit, image, stack.runner, promote=release
-    )
-
-
 def test_a_held_release_is_mailed_with_its_report_and_comparison_and_promoted_only_once_approved(
     pushes: list[Pushed], model: Path, registry: str, stack: Stack
 ) -> None:
@@ -267,7 +255,7 @@ def test_a_held_release_is_mailed_with_its_report_and_comparison_and_promoted_on
     stack.announcements()
     before = running_image(stack)
     try:
-        held, validated = push(model, registry, stack, 3, release=False)  # the pipeline waits in Approve
+        held, validated = push_filtered(model, stack, 3, release=False)  # the pipeline waits in Approve
     finally:
         stack.values["ReleaseApproval"] = "none"
     assert validated.succeeded, validated.log[-3000:]
@@ -303,7 +291,7 @@ def test_a_push_that_changes_productions_rows_past_the_limit_is_not_promoted_unt
     stack.announcements()
     before = running_image(stack)
     try:
-        pushed, released = push(model, registry, stack, 5)
+        pushed, released = push_filtered(model, stack, 5)
     finally:
         stack.values |= {"MaxChangedShare": "", "CompareKeyColumns": ""}
     version = stack.versions()[-1]

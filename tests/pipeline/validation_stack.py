@@ -378,6 +378,17 @@ def validate(
     return Build(promoted.succeeded, promoted.failed_phase, validated.log + promoted.log, validated.exported)
 
 
+def push_commit(source: Path, stack: Stack, promote: bool = True) -> Promoted:
+    """A new commit of `source` through the pipeline's stages: built (which must succeed), validated and, if
+    it passed and `promote`, promoted; `validation` is the Validate (and Promote) stages' Build."""
+    commit = commit_id()
+    built = build(source, stack, commit)
+    assert built.succeeded, built.log[-4000:]
+    digest = built.exported["IMAGE_DIGEST"]
+    validation = validate(source, stack.registry, stack, commit, digest, stack.runner, promote=promote)
+    return Promoted(commit, digest, built, validation)
+
+
 def promote_env(stack: Stack) -> dict[str, str]:
     """The promote project's own variables (TO, BY and ACCEPT empty: whoever starts it sets them)."""
     values = stack.values
