@@ -324,9 +324,11 @@ def proxy(upstream: str, handle: Callable[[Any, bytes, Callable[[bytes], Reply]]
             if self.command != "HEAD":
                 self.wfile.write(reply)
 
-        def _forward(self, body: bytes) -> Reply:
+        def _forward(self, body: bytes, extra: dict[str, str] | None = None) -> Reply:
             connection = http.client.HTTPConnection(host, int(port), timeout=120)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            replaced = {k.lower() for k in extra or {}}
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | replaced}
+            headers |= extra or {}
             headers["Content-Length"] = str(len(body))
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()

@@ -146,7 +146,8 @@ def statements(
     found = {}
     attached = [
         r["Properties"] for r in resources.values()
-        if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"] and exists(r, values)
+        if r["Type"] == "AWS::IAM::Policy" and exists(r, values)
+        and {"Ref": role} in choose(r["Properties"]["Roles"], values)
     ]  # fmt: skip
     for policy in resources[role]["Properties"]["Policies"] + attached:
         for n, statement in enumerate(choose(policy["PolicyDocument"]["Statement"], values)):

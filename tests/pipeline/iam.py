@@ -26,7 +26,8 @@ from xml.etree import ElementTree
 
 from support import http_server, proxy
 
-ACCOUNT = "123456789012"
+ACCOUNT = "123456789012"  # moto's default account
+MOTO_ACCOUNT = "x-moto-account-id"  # the header that names the account a request to moto is in
 ADMIN = "*admin*"  # the test's own set-up: allowed everything
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 SERVICES = {"monitoring": "cloudwatch"}  # signing name -> IAM prefix, where they differ
@@ -94,7 +95,7 @@ def _condition_holds(condition: dict[str, Any], context: dict[str, str], tags: d
                 holds = (actual is None) == (values == ["true"])
             elif operator in ("StringLike", "ArnLike"):
                 holds = actual is not None and any(_like(v, actual) for v in values)
-            elif operator in ("StringEquals", "ArnEquals"):
+            elif operator in ("StringEquals", "ArnEquals", "Bool"):  # Bool: a key no request sets: no match
                 holds = actual in values
             else:
                 raise AssertionError(f"the proxy does not know the {operator} condition operator")
@@ -191,17 +192,20 @@ def _pass_role(arn: str | None) -> list[Check]:
     return [Check("iam:PassRole", arn, context)] if arn else []
 
 
-def _ecs_arn(region: str, kind: str, name: str) -> str:
-    return name if name.startswith("arn:") else f"arn:aws:ecs:{region}:{ACCOUNT}:{kind}/{name}"
+def _ecs_arn(region: str, kind: str, name: str, account: str) -> str:
+    return name if name.startswith("arn:") else f"arn:aws:ecs:{region}:{account}:{kind}/{name}"
 
 
-def _json_checks(service: str, action: str, region: str, body: dict[str, Any]) -> list[Check]:
+def _json_checks(service: str, action: str, region: str, body: dict[str, Any], account: str) -> list[Check]:
+    """What IAM checks for one JSON API call of `account`'s (a resource another account owns is named by
+    the request: an ECR registryId)."""
     name = f"{service}:{action}"
     if service == "ssm" and "Name" in body:
         parameter = body["Name"] if body["Name"].startswith("/") else "/" + body["Name"]
-        return [Check(name, f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{parameter}")]
+        return [Check(name, f"arn:aws:ssm:{region}:{account}:parameter{parameter}")]
     if service == "ecr" and "repositoryName" in body:
-        return [Check(name, f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{body['repositoryName']}")]
+        owner = body.get("registryId") or account
+        return [Check(name, f"arn:aws:ecr:{region}:{owner}:repository/{body['repositoryName']}")]
     if name == "cloudwatch:PutMetricData":
         return [Check(name, "*", {"cloudwatch:namespace": body.get("Namespace", "")})]
     if name == "ecs:RegisterTaskDefinition":
@@ -213,36 +217,37 @@ def _json_checks(service: str, action: str, region: str, body: dict[str, Any]) -
     if name == "ecs:RunTask":
         definition = body["taskDefinition"].rsplit("task-definition/", 1)[-1]
         definition = definition if ":" in definition else f"{definition}:latest"
-        cluster = _ecs_arn(region, "cluster", body.get("cluster", "default"))
+        cluster = _ecs_arn(region, "cluster", body.get("cluster", "default"), account)
         overrides = body.get("overrides", {})
         return [
-            Check(name, _ecs_arn(region, "task-definition", definition), {"ecs:cluster": cluster}),
+            Check(name, _ecs_arn(region, "task-definition", definition, account), {"ecs:cluster": cluster}),
             *_pass_role(overrides.get("taskRoleArn")),
             *_pass_role(overrides.get("executionRoleArn")),
         ]
     if service == "athena":
-        return _athena_checks(name, region, body)
+        return _athena_checks(name, region, body, account)
     if name in GLUE_READS or name in GLUE_TABLE_WRITES:
-        return _glue_checks(name, region, body)
+        return _glue_checks(name, region, body, account)
     if name == "events:PutEvents":
-        return [_put_event_check(region, entry) for entry in body.get("Entries", [])]
+        return [_put_event_check(region, entry, account) for entry in body.get("Entries", [])]
     if name in ("ecs:DescribeTasks", "ecs:StopTask"):
         cluster = body.get("cluster", "default").rsplit("/", 1)[-1]
         tasks = body.get("tasks") or [body.get("task", "")]
-        return [Check(name, _ecs_arn(region, "task", f"{cluster}/{t.rsplit('/', 1)[-1]}")) for t in tasks]
+        names = [f"{cluster}/{t.rsplit('/', 1)[-1]}" for t in tasks]
+        return [Check(name, _ecs_arn(region, "task", task, account)) for task in names]
     return [Check(name, "*")]
 
 
 QUERY = "athena-query:"  # a query's resource until Iam.decide names its workgroup
 
 
-def _athena_checks(name: str, region: str, body: dict[str, Any]) -> list[Check]:
+def _athena_checks(name: str, region: str, body: dict[str, Any], account: str) -> list[Check]:
     """Athena authorizes on the workgroup: named by the request, or the one its query ran in (Iam learns it
     from StartQueryExecution's reply)."""
     if "QueryExecutionId" in body:
         return [Check(name, QUERY + body["QueryExecutionId"])]
     workgroup = body.get("WorkGroup") or body.get("Name") or "primary"
-    return [Check(name, f"arn:aws:athena:{region}:{ACCOUNT}:workgroup/{workgroup}")]
+    return [Check(name, f"arn:aws:athena:{region}:{account}:workgroup/{workgroup}")]
 
 
 # The Glue Data Catalog's reads and the resources each authorizes on (the AWS Glue Developer Guide,
@@ -255,8 +260,8 @@ GLUE_READS = (
 GLUE_TABLE_WRITES = ("glue:CreateTable", "glue:UpdateTable")  # named by TableInput.Name
 
 
-def _glue_checks(name: str, region: str, body: dict[str, Any]) -> list[Check]:
-    prefix = f"arn:aws:glue:{region}:{ACCOUNT}"
+def _glue_checks(name: str, region: str, body: dict[str, Any], account: str) -> list[Check]:
+    prefix = f"arn:aws:glue:{region}:{account}"
     database = body.get("Name", "") if name == "glue:GetDatabase" else body.get("DatabaseName", "")
     table = {
         "glue:GetTable": body.get("Name"),
@@ -270,11 +275,11 @@ def _glue_checks(name: str, region: str, body: dict[str, Any]) -> list[Check]:
     return [Check(name, resource) for resource in resources]
 
 
-def _put_event_check(region: str, entry: dict[str, Any]) -> Check:
+def _put_event_check(region: str, entry: dict[str, Any], account: str) -> Check:
     """PutEvents authorizes each entry on its bus, with its source and detail type as condition keys
     (EventBridge's "Using IAM policy conditions": events:source, events:detail-type)."""
     bus = entry.get("EventBusName") or "default"
-    arn = bus if bus.startswith("arn:") else f"arn:aws:events:{region}:{ACCOUNT}:event-bus/{bus}"
+    arn = bus if bus.startswith("arn:") else f"arn:aws:events:{region}:{account}:event-bus/{bus}"
     context = {"events:source": entry.get("Source", ""), "events:detail-type": entry.get("DetailType", "")}
     return Check("events:PutEvents", arn, context)
 
@@ -295,8 +300,11 @@ def _query_checks(service: str, form: dict[str, list[str]]) -> list[Check]:
     return [Check(name, "*")]
 
 
-def requested(method: str, target: str, headers: Any, body: bytes) -> tuple[str | None, str, list[Check]]:
-    """The signing key (None if unsigned), the region, and what IAM would check for this request."""
+def requested(
+    method: str, target: str, headers: Any, body: bytes, account: str = ACCOUNT
+) -> tuple[str | None, str, list[Check]]:
+    """The signing key (None if unsigned), the region, and what IAM would check for this request of a
+    principal of `account`."""
     url = urllib.parse.urlsplit(target)
     query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
     signed = CREDENTIAL.search(headers.get("Authorization", "") or urllib.parse.unquote(url.query))
@@ -311,7 +319,7 @@ def requested(method: str, target: str, headers: Any, body: bytes) -> tuple[str 
         return (
             key,
             region,
-            _json_checks(service, amz_target.rsplit(".", 1)[-1], region, json.loads(body or b"{}")),
+            _json_checks(service, amz_target.rsplit(".", 1)[-1], region, json.loads(body or b"{}"), account),
         )
     if "/operation/" in url.path:  # rpc-v2-cbor
         action = url.path.rsplit("/", 1)[-1]
@@ -320,16 +328,63 @@ def requested(method: str, target: str, headers: Any, body: bytes) -> tuple[str 
     return key, region, _query_checks(service, urllib.parse.parse_qs(body.decode(), keep_blank_values=True))
 
 
+# --- across accounts --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Accounts:
+    """What IAM knows of the other accounts, shared by each account's proxy: who owns each bucket (an S3 ARN
+    names no account), and the resource policies (a bucket's, a repository's) that may let a principal of
+    another account in. A request across accounts needs both its role's grant and the owner's policy
+    (IAM's "Cross-account policy evaluation logic"); one within an account, its role's grant alone."""
+
+    buckets: dict[str, str] = field(default_factory=dict)  # bucket name -> its account
+    policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # bucket name or repository ARN
+
+    def owner(self, resource: str, default: str) -> str:
+        if resource.startswith("arn:aws:s3:::"):
+            return self.buckets.get(resource.removeprefix("arn:aws:s3:::").split("/", 1)[0], default)
+        parts = resource.split(":")
+        return parts[4] if len(parts) > 5 and parts[4] else default
+
+    def admits(self, check: Check, account: str, role_arn: str, tags: dict[str, str]) -> bool:
+        """Whether the resource's policy allows the check to the role `role_arn` of `account`."""
+        if check.resource.startswith("arn:aws:s3:::"):
+            statements = self.policies.get(check.resource.removeprefix("arn:aws:s3:::").split("/", 1)[0], [])
+        else:
+            statements = self.policies.get(check.resource, [])
+        names = {account, f"arn:aws:iam::{account}:root", role_arn}
+
+        def for_principal(statement: dict[str, Any]) -> bool:
+            principal = statement.get("Principal")
+            if principal == "*":
+                return True
+            named = _listed(principal.get("AWS", [])) if isinstance(principal, dict) else []
+            return bool(names & {str(p) for p in named})
+
+        # a repository policy names no Resource: its repository is the resource
+        applying = [{"Resource": check.resource, **s} for s in statements if for_principal(s)]
+        return allows(applying, check, tags)
+
+
 # --- the proxy ----------------------------------------------------------------------------------------------
 
 
 class Iam:
-    """The roles (by logical name, their statements resolved), the keys known to be theirs, and every
-    decision taken."""
+    """The roles (by logical name, their statements resolved) of one account, the keys known to be theirs,
+    and every decision taken."""
 
-    def __init__(self, roles: dict[str, list[dict[str, Any]]], role_arns: dict[str, str]) -> None:
+    def __init__(
+        self,
+        roles: dict[str, list[dict[str, Any]]],
+        role_arns: dict[str, str],
+        account: str = ACCOUNT,
+        accounts: Accounts | None = None,
+    ) -> None:
         self.roles = roles
         self.role_arns = role_arns  # role ARN -> logical name, for AssumeRole
+        self.account = account
+        self.accounts = accounts or Accounts()
         self.keys: dict[str, Principal] = {}
         self.decisions: list[Decision] = []
         self.queries: dict[str, str] = {}  # Athena query id -> its workgroup's ARN
@@ -343,7 +398,17 @@ class Iam:
         return self.keys.get(key) if key else None
 
     def decide(self, method: str, target: str, headers: Any, body: bytes) -> Decision:
-        key, _, checks = requested(method, target, headers, body)
+        key, _, checks = requested(method, target, headers, body, self.account)
+        checks = [  # S3 names the account that owns the bucket (the condition key s3:ResourceAccount)
+            Check(
+                c.action,
+                c.resource,
+                {**c.context, "s3:ResourceAccount": self.accounts.owner(c.resource, self.account)},
+            )
+            if c.action.startswith("s3:")
+            else c
+            for c in checks
+        ]
         checks = [
             Check(c.action, self.queries.get(c.resource[len(QUERY) :], "an unknown query"), c.context)
             if c.resource.startswith(QUERY)
@@ -357,11 +422,18 @@ class Iam:
             allowed = True
         else:
             statements = self.roles[who.role]
-            allowed = all(allows(statements, c, who.tags) for c in checks)
+            allowed = all(allows(statements, c, who.tags) and self._admitted(c, who) for c in checks)
         decision = Decision(method, target, key, who.role if who else None, checks, allowed)
         with self.lock:
             self.decisions.append(decision)
         return decision
+
+    def _admitted(self, check: Check, who: Principal) -> bool:
+        """A resource of another account: whether its policy lets this principal in."""
+        if self.accounts.owner(check.resource, self.account) == self.account:
+            return True
+        arn = next((a for a, role in self.role_arns.items() if role == who.role), "")
+        return self.accounts.admits(check, self.account, arn, who.tags)
 
     def learn(self, decision: Decision, body: bytes, form: dict[str, list[str]]) -> None:
         """An allowed AssumeRole of a known role: the key STS returned is that role's, with the session's
@@ -414,8 +486,8 @@ def enforcing(iam: Iam, upstream: str) -> Iterator[str]:
 
     def handle(request: Any, body: bytes, forward: Any) -> tuple[int, dict[str, str], bytes]:
         decision = iam.decide(request.command, request.path, request.headers, body)
-        if decision.allowed:
-            status, headers, reply = forward(body)
+        if decision.allowed:  # in moto's backends of this proxy's account, whatever the client claims
+            status, headers, reply = forward(body, {MOTO_ACCOUNT: iam.account})
             if status == 200 and any(c.action == "sts:AssumeRole" for c in decision.checks):
                 iam.learn(decision, reply, urllib.parse.parse_qs(body.decode(), keep_blank_values=True))
             if status == 200 and decision.actions == ["athena:StartQueryExecution"]:

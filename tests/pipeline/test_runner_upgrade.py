@@ -43,7 +43,10 @@ def test_the_rule_hands_a_new_version_of_the_followed_major_to_the_workflow_and_
     assert cfn.condition("FollowsRunnerMajorVersion", {}) and not cfn.condition(
         "FollowsRunnerMajorVersion", pinned
     )
-    followers = [name for name, r in RESOURCES.items() if r.get("Condition") == "FollowsRunnerMajorVersion"]
+    followers = [name for name, r in RESOURCES.items() if r.get("Condition") == "UpgradesWithTheRunner"]
+    production = {"ReleasesFromRepository": "arn:aws:ecr:eu-west-1:123456789012:repository/r"}
+    assert cfn.condition("UpgradesWithTheRunner", {}) and not cfn.condition("UpgradesWithTheRunner", pinned)
+    assert not cfn.condition("UpgradesWithTheRunner", production)  # production never rebuilds
     assert {"RunnerPublishedRule", "RunnerUpgrade", "RunnerUpgradeRole", "RunnerUpgradeInvokeRole"} <= set(
         followers
     )

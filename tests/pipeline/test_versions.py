@@ -268,7 +268,7 @@ def test_a_held_release_is_mailed_with_its_report_and_comparison_and_promoted_on
     )
     record = stack.versions()[-1]
     assert f"report    {record['report']}/" in message
-    assert "Compared with what production published for 2019-08-01:" in message
+    assert "Compared with what this stack's daily runs published for 2019-08-01:" in message
     assert record["comparison"]["summary"][0] in message  # rows in production, in the candidate, ...
     assert f"Approve: make approve GITHUB_REPO={MODEL} RELEASE={version}" in message
     assert f"Reject:  make reject GITHUB_REPO={MODEL} RELEASE={version}" in message

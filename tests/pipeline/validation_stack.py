@@ -26,6 +26,7 @@ A plain module (no pytest): it needs tests/ and tests/pipeline on sys.path, as p
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -79,6 +80,8 @@ class Stack:
     promote_key: str = ""
     engineer_key: str = ""
     scheduler_key: str = ""  # SchedulerRole's: what EventBridge Scheduler signs the daily RunTask with
+    execution_key: str = ""  # TaskExecutionRole's: what ECS pulls a run's image with
+    account: str = iam.ACCOUNT  # moto's backends the stack lives in (its proxy forwards there)
     run_task_credentials: dict[str, list[str]] = field(default_factory=dict)  # TaskRole's, as ECS serves them
 
     def versions(self) -> list[dict]:
@@ -98,9 +101,12 @@ class Stack:
         return self.values["AWS::StackName"]
 
     def client(self, service: str) -> Any:
-        """A client of moto itself (not through the proxy), for the set-up and the tests' own look."""
-        return boto3.client(service, region_name=REGION, endpoint_url=self.moto,
-                            aws_access_key_id="setup", aws_secret_access_key="setup")  # fmt: skip
+        """A client of moto itself (not through the proxy), in the stack's account, for the set-up and the
+        tests' own look."""
+        client = boto3.client(service, region_name=REGION, endpoint_url=self.moto,
+                              aws_access_key_id="setup", aws_secret_access_key="setup")  # fmt: skip
+        client.meta.events.register("before-send", functools.partial(_in_account, self.account))
+        return client
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         listed = self.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
@@ -143,6 +149,10 @@ class Stack:
         return found
 
 
+def _in_account(account: str, request: Any, **_: Any) -> None:
+    request.headers[iam.MOTO_ACCOUNT] = account
+
+
 @dataclass
 class Promoted:
     """A commit built, validated and (if it passed) promoted."""
@@ -153,9 +163,9 @@ class Promoted:
     validation: Build
 
 
-def stack_values(suffix: str, registry: str = "127.0.0.1:1") -> dict[str, Any]:
+def stack_values(suffix: str, registry: str = "127.0.0.1:1", account: str = iam.ACCOUNT) -> dict[str, Any]:
     """What CloudFormation would resolve this stack's references to (the platform's exports among them)."""
-    name, account = f"pipeline-{suffix}", iam.ACCOUNT
+    name = f"pipeline-{suffix}"
     roles = {r: f"arn:aws:iam::{account}:role/{name}-{r}" for r in (*ROLES, *RUN_ROLES, "TaskExecutionRole")}
     return {
         **cfn.defaults(),
@@ -167,6 +177,7 @@ def stack_values(suffix: str, registry: str = "127.0.0.1:1") -> dict[str, Any]:
         "ValidationCluster": f"{name}-validation",
         "ValidationCluster.Arn": f"arn:aws:ecs:{REGION}:{account}:cluster/{name}-validation",
         "ImageRepository.Arn": f"arn:aws:ecr:{REGION}:{account}:repository/{REPOSITORY}",
+        "AWS::URLSuffix": "amazonaws.com",
         "ImageDigestParameter": f"/{name}/validated-image",
         "PromotedCommitParameter": f"/{name}/promoted-commit",
         "PromotedRunnerParameter": f"/{name}/promoted-runner",
@@ -211,26 +222,54 @@ def register(stack: Stack, resource: str, family: str, image: str) -> str:
     return registered["taskDefinition"]["taskDefinitionArn"]
 
 
+def image_repository_arn(values: dict[str, Any]) -> str:
+    """The stack's output ImageRepositoryArn: its own repository, or in production the one it releases."""
+    return str(cfn.resolve(cfn.load()["Outputs"]["ImageRepositoryArn"]["Value"], values))
+
+
 @contextmanager
-def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
+def deployed(
+    moto_endpoint: str,
+    registry: str,
+    parameters: dict[str, Any] | None = None,
+    account: str = iam.ACCOUNT,
+    accounts: iam.Accounts | None = None,
+) -> Iterator[Stack]:
     """A new stack (its own names) in the moto at moto_endpoint: buckets, topic, parameter, cluster and task
     definitions (their image a digest of `registry` that holds nothing yet), behind the IAM proxy and with
-    the task-credential endpoint; both stop when the block ends (moto keeps what was created)."""
+    the task-credential endpoint; both stop when the block ends (moto keeps what was created).
+
+    `parameters` set the template's (a production stack's ReleasesFrom*, say: then it has no build or
+    validation, and none of their roles). The stack is `account`'s: its proxy authorizes its roles as that
+    account's, and a request for another account's resource also by that resource's policy, as `accounts`
+    records them (the stack's buckets, and the policies of its versions bucket and image repository, are
+    recorded there: one Accounts shared by the stacks of two accounts is what lets them meet)."""
     suffix = uuid4().hex[:8]
-    values = stack_values(suffix, registry)
+    values = stack_values(suffix, registry, account) | (parameters or {})
+    present = [r for r in (*ROLES, *RUN_ROLES, "TaskExecutionRole") if cfn.exists(RESOURCES[r], values)]
     roles = {
-        r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r, values).values()]
-        for r in (*ROLES, *RUN_ROLES)
+        r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r, values).values()] for r in present
     }
     # The engineer who deploys is trusted: make versions, rollback and promote run with a key of theirs.
     roles["Engineer"] = [{"Effect": "Allow", "Action": "*", "Resource": "*"}]
-    enforcer = iam.Iam(roles, {values[f"{r}.Arn"]: r for r in (*ROLES, *RUN_ROLES)})
+    accounts = accounts if accounts is not None else iam.Accounts()
+    for bucket in ("DataLakeBucket", "OutputBucket", "StagingBucket", "VersionsBucket"):
+        accounts.buckets[values[bucket]] = account
+    accounts.policies[values["VersionsBucket"]] = [
+        cfn.resolve(s, values) for s in cfn.choose(policy_statements("VersionsBucketPolicy"), values)
+    ]
+    if cfn.exists(RESOURCES["ImageRepository"], values):
+        repository = RESOURCES["ImageRepository"]["Properties"].get("RepositoryPolicyText", cfn.NO_VALUE)
+        policy = cfn.resolve(cfn.choose({"p": repository}, values), values).get("p", {})
+        accounts.policies[values["ImageRepository.Arn"]] = policy.get("Statement", [])
+    enforcer = iam.Iam(roles, {values[f"{r}.Arn"]: r for r in present}, account, accounts)
     validate_key = enforcer.give(f"AKIAVALIDATE{suffix}", "ValidateRole")
     build_key = enforcer.give(f"AKIABUILD{suffix}", "BuildRole")
     promote_key = enforcer.give(f"AKIAPROMOTE{suffix}", "PromoteRole")
     engineer_key = enforcer.give(f"AKIAENGINEER{suffix}", "Engineer")
     task_key = enforcer.give(f"AKIAVALIDATIONTASK{suffix}", "ValidationTaskRole")
     scheduler_key = enforcer.give(f"AKIASCHEDULER{suffix}", "SchedulerRole")
+    execution_key = enforcer.give(f"AKIAEXECUTION{suffix}", "TaskExecutionRole")
     run_task_key = enforcer.give(f"AKIARUNTASK{suffix}", "TaskRole")
     with ExitStack() as stack_of:
         proxy = stack_of.enter_context(iam.enforcing(enforcer, moto_endpoint))
@@ -239,6 +278,7 @@ def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
         stack = Stack(moto_endpoint, proxy, enforcer, values, validate_key, build_key,
                       {values["ValidationTaskRole.Arn"]: [uri, token]}, registry=registry,
                       promote_key=promote_key, engineer_key=engineer_key, scheduler_key=scheduler_key,
+                      execution_key=execution_key, account=account,
                       run_task_credentials={values["TaskRole.Arn"]: [run_uri, run_token]})  # fmt: skip
         s3 = stack.client("s3")
         buckets = ("DataLakeBucket", "OutputBucket", "StagingBucket", "VersionsBucket")
@@ -257,7 +297,9 @@ def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
         stack.client("sns").subscribe(
             TopicArn=values["AlertTopic"], Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"]
         )
-        stack.client("ecs").create_cluster(clusterName=values["ValidationCluster"])
+        builds = cfn.exists(RESOURCES["ValidationCluster"], values)  # not in production: it never builds
+        if builds:
+            stack.client("ecs").create_cluster(clusterName=values["ValidationCluster"])
         stack.client("ecs").create_cluster(clusterName=values["RunCluster"])  # the daily runs'
         stack.client("glue").create_database(DatabaseInput={"Name": values["TableDatabase"]})  # their table's
         sqs.create_queue(QueueName=values["ScheduleDeadLetterQueue.Arn"].rsplit(":", 1)[1])
@@ -269,8 +311,14 @@ def deployed(moto_endpoint: str, registry: str) -> Iterator[Stack]:
         values |= {"Subnets": stack.subnets, "SecurityGroups": [stack.security_group]}  # its parameters
         nothing = f"{registry}/{REPOSITORY}@sha256:{'0' * 64}"
         register(stack, "TaskDefinition", f"{stack.name}-run", nothing)
-        register(stack, "ValidationTaskDefinition", f"{stack.name}-validate", nothing)
+        if builds:
+            register(stack, "ValidationTaskDefinition", f"{stack.name}-validate", nothing)
         yield stack
+
+
+def policy_statements(resource: str) -> list[Any]:
+    """The statements of a bucket policy of the template's (unresolved)."""
+    return RESOURCES[resource]["Properties"]["PolicyDocument"]["Statement"]
 
 
 def tag_digest(registry: str, tag: str, repository: str = REPOSITORY) -> str | None:
@@ -358,6 +406,7 @@ def validate(
             "COMMIT_PARAMETER": values["PromotedCommitParameter"],
             "PROMOTED_RUNNER_PARAMETER": values["PromotedRunnerParameter"],
             "RELEASE_APPROVAL": str(values["ReleaseApproval"]),
+            "ENVIRONMENT": str(values["EnvironmentName"]),
             "ALERT_TOPIC": values["AlertTopic"],
             "GITHUB_REPOSITORY": "hotel-profiling/usp-model",
             "SUBNETS": ",".join(stack.subnets),
@@ -389,14 +438,25 @@ def push_commit(source: Path, stack: Stack, promote: bool = True) -> Promoted:
     return Promoted(commit, digest, built, validation)
 
 
+def env_value(project: str, name: str) -> Any:
+    """The template's value of the project's variable `name` (unresolved)."""
+    variables = RESOURCES[project]["Properties"]["Environment"]["EnvironmentVariables"]
+    return next(v["Value"] for v in variables if v["Name"] == name)
+
+
 def promote_env(stack: Stack) -> dict[str, str]:
     """The promote project's own variables (TO, BY and ACCEPT empty: whoever starts it sets them)."""
     values = stack.values
+    records_bucket = env_value("PromoteProject", "VERSION_RECORDS_BUCKET")
+    records_account = env_value("PromoteProject", "VERSION_RECORDS_ACCOUNT")
     return project_env(
         "PromoteProject",
         {
             "TO": "", "BY": "", "ACCEPT": "", "VERSIONS_BUCKET": values["VersionsBucket"],
-            "IMAGE_REPO_URI": f"{stack.registry}/{REPOSITORY}", "RUN_TASK_DEFINITION": f"{stack.name}-run",
+            "VERSION_RECORDS_BUCKET": str(cfn.resolve(records_bucket, values)),
+            "VERSION_RECORDS_ACCOUNT": str(cfn.resolve(records_account, values)),
+            "IMAGE_REPO_URI": f"{stack.registry}/{REPOSITORY}",  # the registry stands in for ECR
+            "ENVIRONMENT": str(values["EnvironmentName"]), "RUN_TASK_DEFINITION": f"{stack.name}-run",
             "RUNNER_MAJOR": str(values["RunnerMajorVersion"]),
             "MAX_CHANGED_SHARE": str(values["MaxChangedShare"]),
             "IMAGE_PARAMETER": values["ImageDigestParameter"],
@@ -489,8 +549,14 @@ def _harness(stack: Stack, args: list[str], key: str, endpoint: str) -> subproce
         "HOME": os.environ.get("HOME", "/root"), "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
         "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": f"{key}-secret", "AWS_ENDPOINT_URL": endpoint,
         "HARNESS_REGISTRY": stack.registry, "HARNESS_ECS_ENDPOINT": stack.moto,
+        "HARNESS_ACCOUNT": stack.account,  # moto's backends of the stack's account, where its tasks are
         # ECS serves a task its definition's role, whoever started it
         "HARNESS_TASK_CREDENTIALS": json.dumps({**stack.task_credentials, **stack.run_task_credentials}),
+        # ECS pulls the run's image with the execution role, from the repository the registry stands in for
+        "HARNESS_EXECUTION_KEY": stack.execution_key,
+        "HARNESS_IMAGE_REPOSITORIES": json.dumps(
+            {f"{stack.registry}/{REPOSITORY}": image_repository_arn(stack.values)}
+        ),
         **{k: v for k, v in os.environ.items() if k in ("DOCKER_HOST", "DOCKER_CONFIG")},
     }  # fmt: skip
     return subprocess.run(
