@@ -47,6 +47,8 @@ help: ## list the targets
 	@echo "  variables: MODEL_DIR=$(MODEL_DIR) NOTEBOOK=$(NOTEBOOK) RUNNER=$(RUNNER) IMAGE=$(IMAGE) RUN_DATE=$(RUN_DATE) DATA_DIR=$(DATA_DIR)"
 	@echo "             OUTPUT_DIR=$(OUTPUT_DIR) DATE= SNAPSHOT= OUTPUT_TABLE= (default notebooks.<notebook>) DIR= (new-model)"
 	@echo "             in AWS: GITHUB_REPO= or STACK_NAME=, TO= ACCEPT= (rollback, promote), RELEASE= COMMENT= (approve, reject)"
+	@echo "             ENV=staging|production: the environment's stack, settings.yml environments.<ENV> (deploy, deploy-plan,"
+	@echo "             status, versions, rollback, promote, approve, reject, run-remote, backfill, pause, resume, delete)"
 
 .PHONY: docker
 docker: ## make sure a Docker engine answers (installs and starts one as root on Debian)
@@ -171,11 +173,13 @@ lock: docker ## re-pin runner/requirements.txt from runner/requirements.in, in t
 # The model's settings come from MODEL_DIR's settings.yml when MODEL_DIR= is given, else this checkout's
 # (SETTINGS_FILE= for another), read with the venv's PyYAML and held to platform.yml's bounds (PLATFORM_FILE=
 # for another). Only this checkout's code runs, by absolute path, whatever the current folder: a model's
-# checkout is read as data, and its scripts, runner, .venv or Makefile never run.
+# checkout is read as data, and its scripts, runner, .venv or Makefile never run. ENV=staging|production names
+# one of the model's environments (settings.yml environments.<ENV>), its own stack, for every target below: make
+# passes it, as every variable given on its command line, in the scripts' environment.
 DEPLOY_VENV = $(MAKE) -s --no-print-directory -C "$(PLATFORM_DIR)" venv
 DEPLOY = SETTINGS_PYTHON="$(PLATFORM_DIR)/$(BIN)/python" "$(PLATFORM_DIR)/scripts/pipeline.sh"
 .PHONY: deploy
-deploy: ## deploy or update a model's pipeline and daily run: GITHUB_REPO=owner/name [MODEL_DIR=../model (default: this checkout's settings.yml); SETTINGS_FILE=path; PLATFORM_FILE=path; a variable such as DATA_LAKE_BUCKET= OUTPUT_BUCKET= SCHEDULE= TASK_MEMORY= SUBNETS= overrides the file's value]
+deploy: ## deploy or update a model's pipeline and daily run: GITHUB_REPO=owner/name [ENV=staging|production: the environment's stack, settings.yml environments.<ENV>; MODEL_DIR=../model (default: this checkout's settings.yml); SETTINGS_FILE=path; PLATFORM_FILE=path; a variable such as DATA_LAKE_BUCKET= OUTPUT_BUCKET= SCHEDULE= TASK_MEMORY= SUBNETS= overrides the file's value]
 	@$(DEPLOY_VENV)
 	@$(DEPLOY) deploy
 
@@ -185,11 +189,11 @@ deploy-plan: ## the change set `make deploy` would execute, created but not exec
 	@$(DEPLOY) plan
 
 .PHONY: status
-status: ## the stack's status and the pipeline's last execution (GITHUB_REPO= or STACK_NAME=)
+status: ## the stack's status and the pipeline's last execution (GITHUB_REPO= [ENV=] or STACK_NAME=)
 	@scripts/pipeline.sh status
 
 .PHONY: run-remote
-run-remote: ## start one run on AWS now, for DATE=YYYY-MM-DD (GITHUB_REPO= or STACK_NAME=); prints where it writes
+run-remote: ## start one run on AWS now, for DATE=YYYY-MM-DD (GITHUB_REPO= [ENV=] or STACK_NAME=); prints where it writes
 	@scripts/runs.sh run-remote
 
 .PHONY: backfill
@@ -197,16 +201,16 @@ backfill: ## one run per day FROM=YYYY-MM-DD TO=YYYY-MM-DD [PARALLEL=1], waiting
 	@scripts/runs.sh backfill
 
 .PHONY: pause
-pause: ## pause the daily schedule (GITHUB_REPO= or STACK_NAME=); nothing else changes
+pause: ## pause the daily schedule (GITHUB_REPO= [ENV=] or STACK_NAME=); nothing else changes
 	@scripts/pipeline.sh pause
 
 .PHONY: resume
-resume: ## resume the daily schedule (GITHUB_REPO= or STACK_NAME=)
+resume: ## resume the daily schedule (GITHUB_REPO= [ENV=] or STACK_NAME=)
 	@scripts/pipeline.sh resume
 
 # --- a model's versions (template/pipeline.yaml's VersionsBucket and PromoteProject) ----------------
 .PHONY: versions
-versions: ## list the model's validated versions, newest first, * = the one the daily runs use (GITHUB_REPO= or STACK_NAME=)
+versions: ## list the model's validated versions, newest first, * = the one the daily runs use (GITHUB_REPO= [ENV=] or STACK_NAME=)
 	@scripts/releases.sh versions
 .PHONY: rollback
 rollback: ## make the daily runs use an earlier promoted version TO=<version, commit or digest>, through the promote project (mailed)
@@ -222,7 +226,7 @@ reject: ## reject version RELEASE=n, waiting for a person [COMMENT=...]; nothing
 	@scripts/releases.sh reject
 
 .PHONY: delete
-delete: ## delete the pipeline stack (GITHUB_REPO= or STACK_NAME=); the artifact bucket is kept
+delete: ## delete the pipeline stack (GITHUB_REPO= [ENV=] or STACK_NAME=); the artifact bucket is kept
 	@scripts/pipeline.sh delete
 
 # --- the platform in AWS (template/platform.yaml): the versioned runner every model builds FROM -----

@@ -28,7 +28,19 @@
 #   RUNNER_MAJOR       the runner major version the model follows (unset: the stack's; on creation, the template's)
 #   RUNNER_PIN         a runner image digest the model is pinned to (always passed: empty follows RUNNER_MAJOR)
 #   NOTIFICATION_EMAILS up to 3 addresses, comma-separated, told of every outcome (each confirms from its first mail)
-#   STACK_NAME         the stack's name (default: notebook-pipeline-<repository name>)
+#   STACK_NAME         the stack's name (default: notebook-pipeline-<repository name>, -<ENV> with ENV)
+# A model's environments (settings.yml environments:, each environment its own stack with its own table,
+# schedule, alerts and data locations):
+#   ENV                the environment: its settings (environments.<ENV>) override the file's, its stack is
+#                      notebook-pipeline-<repository name>-<ENV> (tagged notebook-pipeline:environment), and the
+#                      stack's mails name it (EnvironmentName). Required when the file has environments; every
+#                      make target in AWS takes it (make promote ENV=production TO=3)
+#   RELEASES_FROM_REPOSITORY, RELEASES_FROM_VERSIONS_BUCKET  set: a production stack, which never builds: it
+#                      promotes the images the staging stack (its outputs ImageRepositoryArn, VersionsBucketName)
+#                      validated, with make promote ENV=... TO=<version>
+#   RELEASE_ACCOUNTS   on staging: the production stacks' AWS account ids, comma-separated, allowed to pull its
+#                      images and read its version records
+#                      (the three always passed: one left out of the file is turned off)
 # The notebook's data sources (each off unless set; always passed, so one left out of the file is turned off):
 #   ATHENA_WORKGROUP, ATHENA_RESULTS_BUCKET, ATHENA_RESULTS_PREFIX   Athena and its query result location
 #   GLUE_DATABASES     Glue databases, comma-separated      OPENSEARCH_DOMAIN_ARNS  domain ARNs, comma-separated
@@ -79,6 +91,7 @@ VALIDATED_IMAGE='^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9
 readonly VALIDATED_IMAGE
 # shellcheck source=scripts/stack.sh
 source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
+declare -A OUT # the stack's outputs (load_outputs)
 
 # absolute PATH: PATH as the current folder reads it (pipeline.sh then works in the repository's folder).
 absolute() {
@@ -134,6 +147,10 @@ load_config() {
 	SECRET_NAMES=${SECRET_NAMES:-}
 	SECRET_ARNS=${SECRET_ARNS:-}
 	SECRET_KMS_KEY_ARNS=${SECRET_KMS_KEY_ARNS:-}
+	# Where the releases come from and go to (settings.py checked them): always passed, so that one left out is off.
+	RELEASES_FROM_REPOSITORY=${RELEASES_FROM_REPOSITORY:-}
+	RELEASES_FROM_VERSIONS_BUCKET=${RELEASES_FROM_VERSIONS_BUCKET:-}
+	RELEASE_ACCOUNTS=${RELEASE_ACCOUNTS:-}
 	[[ -z "$NOTIFICATION_EMAILS" ]] ||
 		check NOTIFICATION_EMAILS "$NOTIFICATION_EMAILS" \
 			'^[^@[:space:],]+@[^@[:space:],]+\.[^@[:space:],]+(,[^@[:space:],]+@[^@[:space:],]+\.[^@[:space:],]+){0,2}$' \
@@ -298,12 +315,15 @@ deploy() {
 	if [[ "$EXISTS" == no && -z "${TABLE_DATABASE:-}" ]]; then # the stack's name, as Glue and IAM spell it
 		RUN_OVERRIDES+=("OutputDatabase=$(tr 'A-Z-' 'a-z_' <<<"$STACK_NAME")")
 	fi
+	local tags=("notebook-pipeline:platform=${PLATFORM_STACK_NAME}" "notebook-pipeline:model=${GITHUB_REPO#*/}")
+	[[ -z "${ENV:-}" ]] || tags+=("notebook-pipeline:environment=${ENV}")
 	local args=(
 		cloudformation deploy "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" --template-file "$TEMPLATE"
-		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset
-		--tags "notebook-pipeline:platform=${PLATFORM_STACK_NAME}" "notebook-pipeline:model=${GITHUB_REPO#*/}"
+		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --tags "${tags[@]}"
 		--parameter-overrides "GitHubRepository=${GITHUB_REPO}" "GitHubBranch=${GITHUB_BRANCH}"
-		"ConnectionArn=${CONNECTION_ARN}" "NotebookPath=${NOTEBOOK}"
+		"ConnectionArn=${CONNECTION_ARN}" "EnvironmentName=${ENV:-}"
+		"ReleasesFromRepository=${RELEASES_FROM_REPOSITORY}" "ReleasesFromVersionsBucket=${RELEASES_FROM_VERSIONS_BUCKET}"
+		"ReleaseAccountIds=${RELEASE_ACCOUNTS}" "NotebookPath=${NOTEBOOK}"
 		"PlatformStackName=${PLATFORM_STACK_NAME}" "RunnerImage=${RUNNER_PIN}"
 		"DataLakeBucket=${DATA_LAKE_BUCKET}" "OutputBucket=${OUTPUT_BUCKET}" "NotificationEmails=${NOTIFICATION_EMAILS}"
 		"AthenaWorkGroup=${ATHENA_WORKGROUP}" "AthenaResultsBucket=${ATHENA_RESULTS_BUCKET}"
@@ -312,7 +332,12 @@ deploy() {
 		"SecretKmsKeyArns=${SECRET_KMS_KEY_ARNS}"
 		"${RUN_OVERRIDES[@]}"
 	)
-	printf 'pipeline: %s stack %s for %s (branch %s)\n' "$mode" "$STACK_NAME" "$GITHUB_REPO" "$GITHUB_BRANCH" >&2
+	if [[ -n "$RELEASES_FROM_REPOSITORY" ]]; then
+		printf 'pipeline: %s stack %s for %s (releases what %s validated)\n' "$mode" "$STACK_NAME" "$GITHUB_REPO" \
+			"$RELEASES_FROM_REPOSITORY" >&2
+	else
+		printf 'pipeline: %s stack %s for %s (branch %s)\n' "$mode" "$STACK_NAME" "$GITHUB_REPO" "$GITHUB_BRANCH" >&2
+	fi
 	if [[ "$mode" == plan ]]; then
 		show_plan "${args[@]}" --no-execute-changeset
 		return 0
@@ -339,6 +364,15 @@ show_plan() {
 }
 
 next_step() {
+	if [[ -n "$RELEASES_FROM_REPOSITORY" ]]; then # production: no pipeline, nothing to push
+		cat >&2 <<-EOF
+			Next step: ${STACK_NAME} has no pipeline (it never builds): it runs what staging validated, once promoted here.
+			  Staging's validated versions: make versions $(stack_args)
+			  Release one of them:          make promote $(stack_args) TO=<version>
+		EOF
+		return 0
+	fi
+	[[ -z "${ENV:-}" ]] || production_settings
 	if connection_pending "$STACK_NAME" notebook-pipeline; then
 		printf 'Then push to %s (or press Release change on the pipeline) to start the first run.\n' "$GITHUB_BRANCH" >&2
 	else
@@ -346,10 +380,25 @@ next_step() {
 	fi
 }
 
+# production_settings: on an environment's stack that builds (staging), what the production environment's
+# settings take from its outputs; nothing on a stack without them (an older template).
+production_settings() {
+	read_outputs
+	[[ -n "${OUT[ImageRepositoryArn]:-}" && -n "${OUT[VersionsBucketName]:-}" ]] || return 0
+	printf "pipeline: production releases what this environment validates: settings.yml environments.production.releases: {from_repository: '%s', from_versions_bucket: %s} (from another AWS account: this environment's releases.to_accounts: [that account's id])\n" \
+		"${OUT[ImageRepositoryArn]}" "${OUT[VersionsBucketName]}" >&2
+}
+
 status() {
 	load_stack
 	"$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
 		--query 'Stacks[0].[StackName,StackStatus,LastUpdatedTime]' --output table
+	read_outputs
+	if releases_from_staging; then
+		printf 'pipeline: %s has no pipeline: it runs what staging validated, once promoted (make versions %s; make promote %s TO=<version>)\n' \
+			"$STACK_NAME" "$(stack_args)" "$(stack_args)" >&2
+		return 0
+	fi
 	"$AWS" codepipeline list-pipeline-executions "${REGION_ARGS[@]}" --pipeline-name "$STACK_NAME" --max-items 1 \
 		--query 'pipelineExecutionSummaries[0].[pipelineExecutionId,status,startTime,sourceRevisions[0].revisionId]' \
 		--output table

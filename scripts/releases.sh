@@ -9,10 +9,14 @@
 #   scripts/releases.sh approve|reject     RELEASE=<version> [COMMENT=...]: answers the release waiting in the
 #                                          Approve stage, if it is that version
 #
-# The stack is STACK_NAME, or notebook-pipeline-<name> from GITHUB_REPO=owner/name (as make deploy names it);
-# AWS_REGION as for make deploy. The promote project decides: it promotes only a version the validation
-# recorded, built on the runner major the stack follows; a rollback only to a version promoted before; a
-# promote of a version whose comparison crossed MaxChangedShare only with ACCEPT naming the crossed figures.
+# The stack is STACK_NAME, or notebook-pipeline-<name> from GITHUB_REPO=owner/name (as make deploy names it),
+# notebook-pipeline-<name>-<ENV> for an environment of the model (ENV=staging|production); AWS_REGION as for
+# make deploy. A production stack (output ReleasesFromStaging yes) has no pipeline: make versions lists the
+# versions its staging validated (the records in its output VersionRecordsBucketName), make promote releases
+# one of them, and nothing waits for approval in it. The promote project decides: it promotes only a version
+# the validation recorded, built on the runner major the stack follows; a rollback only to a version promoted
+# before; a promote of a version whose comparison crossed MaxChangedShare only with ACCEPT naming the crossed
+# figures.
 # POLL_SECONDS (default 5) paces the waiting.
 set -Eeuo pipefail
 
@@ -33,21 +37,26 @@ running_image() {
 		--query 'taskDefinition.containerDefinitions[0].image' --output text
 }
 
+# The versions (validated images) from the records this stack may promote, VersionRecordsBucketName's (in
+# production, staging's; a stack of an older template: its own VersionsBucketName), and its own promotions.
 versions() {
+	local kind bucket
 	load_stack
 	load_outputs VersionsBucketName RunTaskFamily
 	RECORDS=$(mktemp -d)
 	trap 'rm -rf "$RECORDS"' EXIT
 	for kind in versions promotions; do
-		"$AWS" s3 cp "${REGION_ARGS[@]}" "s3://${OUT[VersionsBucketName]}/${kind}/" "${RECORDS}/${kind}/" --recursive --only-show-errors
+		bucket=${OUT[VersionsBucketName]}
+		[[ "$kind" == promotions ]] || bucket=${OUT[VersionRecordsBucketName]:-$bucket}
+		"$AWS" s3 cp "${REGION_ARGS[@]}" "s3://${bucket}/${kind}/" "${RECORDS}/${kind}/" --recursive --only-show-errors
 	done
-	python3 -I "${HERE}/versions.py" "$RECORDS" "$(running_image)" "${GITHUB_REPO:-$STACK_NAME}"
+	python3 -I "${HERE}/versions.py" "$RECORDS" "$(running_image)" "${GITHUB_REPO:-$STACK_NAME}" "${ENV:-}"
 }
 
 # promote BY: start the promote project with TO, BY and ACCEPT; wait; print its verdict; exit 0 if it promoted.
 promote() {
 	local by=$1 build status group stream overrides
-	[[ -n "${TO:-}" ]] || die "TO is not set: make ${by} GITHUB_REPO=... TO=<version number, commit or image digest> (make versions lists them)"
+	[[ -n "${TO:-}" ]] || die "TO is not set: make ${by} GITHUB_REPO=...${ENV:+ ENV=${ENV}} TO=<version number, commit or image digest> (make versions lists them)"
 	check TO "$TO" '^[A-Za-z0-9._:/@-]{1,300}$' "a version number (3 or v3), a commit (7 to 40 hex digits) or an image digest (sha256:...)"
 	[[ -z "${ACCEPT:-}" ]] || check ACCEPT "$ACCEPT" '^[a-z_]+(,[a-z_]+)*$' \
 		"the crossed figures the refusal named, comma-separated, e.g. ACCEPT=changed_share"
@@ -82,11 +91,14 @@ print(json.dumps([{"name": n, "value": v, "type": "PLAINTEXT"} for n, v in zip((
 answer() {
 	local result=$1 target=$2 status token execution waiting
 	[[ -n "${RELEASE:-}" ]] ||
-		die "RELEASE is not set: make ${target} GITHUB_REPO=... RELEASE=<the version number the approval mail names>"
+		die "RELEASE is not set: make ${target} GITHUB_REPO=...${ENV:+ ENV=${ENV}} RELEASE=<the version number the approval mail names>"
 	check RELEASE "$RELEASE" '^[1-9][0-9]{0,5}$' "the version number the approval mail names, e.g. RELEASE=5"
 	[[ -z "${COMMENT:-}" ]] || check COMMENT "$COMMENT" '^[^[:cntrl:]]{1,500}$' "one line of up to 500 characters"
 	load_stack
-	load_outputs PipelineName
+	read_outputs
+	! releases_from_staging ||
+		die "${STACK_NAME} releases what staging validated: it has no pipeline, so no release waits for approval in it (a release held for approval waits in staging's: make ${target} ... ENV=staging). Its release is make promote $(stack_args) TO=<version> (make versions $(stack_args) lists staging's validated versions)"
+	need_outputs PipelineName
 	IFS=$'\t' read -r status token execution < <("$AWS" codepipeline get-pipeline-state "${REGION_ARGS[@]}" \
 		--name "${OUT[PipelineName]}" --output text --query "stageStates[?stageName=='Approve'] | [0].[actionStates[0].latestExecution.status, actionStates[0].latestExecution.token, latestExecution.pipelineExecutionId]")
 	[[ "$status" == InProgress && -n "$token" && -n "$execution" ]] ||
@@ -95,7 +107,7 @@ answer() {
 		--filter "pipelineExecutionId=${execution}" --output text \
 		--query "actionExecutionDetails[?actionName=='ValidateImage'] | [0].output.outputVariables.VERSION")
 	[[ "$waiting" == "$RELEASE" ]] ||
-		die "the release waiting for approval is version ${waiting}, not ${RELEASE}: answer it first (make ${target} ... RELEASE=${waiting}), or read its approval mail"
+		die "the release waiting for approval is version ${waiting}, not ${RELEASE}: answer it first (make ${target} $(stack_args) RELEASE=${waiting}), or read its approval mail"
 	"$AWS" codepipeline put-approval-result "${REGION_ARGS[@]}" --pipeline-name "${OUT[PipelineName]}" \
 		--stage-name Approve --action-name Release --token "$token" \
 		--result "$(python3 -I -c 'import json, sys; print(json.dumps({"summary": sys.argv[1], "status": sys.argv[2]}))' \

@@ -7,8 +7,9 @@
 #                                  others carry on; exits 1 if any day failed
 #
 # The stack is STACK_NAME, or notebook-pipeline-<name> from GITHUB_REPO=owner/name (as make deploy names
-# it); AWS_REGION as for make deploy. A run takes the task family's latest revision: the last validated
-# image. Every value is checked before any AWS call. POLL_SECONDS (default 30) paces backfill's waiting.
+# it), notebook-pipeline-<name>-<ENV> for an environment of the model (ENV=staging|production); AWS_REGION as
+# for make deploy. A run takes the task family's latest revision: the last validated image. Every value is
+# checked before any AWS call. POLL_SECONDS (default 30) paces backfill's waiting.
 set -Eeuo pipefail
 
 AWS=${AWS_CLI:-aws}

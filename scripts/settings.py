@@ -8,10 +8,12 @@ for pipeline.sh to evaluate. Every value in the file is checked first, against t
 (AllowedPattern, AllowedValues, MinValue/MaxValue) of the template parameter it sets, read from
 template/pipeline.yaml: a bad file stops with exit 2 and one line on stderr naming the key, the value and the
 fix, before any AWS call. The validation's prefix and the output's are held apart by the template's own rule
-and condition, evaluated here as CloudFormation would. Then every value the deploy passes (the variable's,
-else the file's, else the template's default) is held to the platform's bounds, PLATFORM_FILE (default: the
-platform's platform.yml; scripts/bounds.py). Nothing of the model's checkout is imported or run: this file
-reads the settings file as YAML data only, and pipeline.sh runs it isolated (-I) from the platform's folder.
+and condition, and a stack's releases by its rule RELEASES_RULE, evaluated here as CloudFormation would. Then
+every value the deploy passes (the variable's, else the file's, else the template's default) is held to the
+platform's bounds, PLATFORM_FILE (default: the platform's platform.yml; scripts/bounds.py). A file describing
+the model's environments is read as the one ENV chooses (scripts/environments.py). Nothing of the model's
+checkout is imported or run: this file reads the settings file as YAML data only, and pipeline.sh runs it
+isolated (-I) from the platform's folder.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ TEMPLATE = ROOT / "template" / "pipeline.yaml"
 PLATFORM = ROOT / "platform.yml"
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the platform's own code, whatever the current folder
 import bounds  # noqa: E402 -- the platform's bounds, scripts/bounds.py
+import environments  # noqa: E402 -- the model's environments, scripts/environments.py
 
 from runner.redaction import NAME_PATTERN, reserved  # noqa: E402 -- the runner's own rule for a secret's name
 
@@ -79,6 +82,9 @@ KEYS = {
     "network.assign_public_ip": Key("ASSIGN_PUBLIC_IP", "AssignPublicIp", str),
     "github.branch": Key("GITHUB_BRANCH", "GitHubBranch", str),
     "github.connection_arn": Key("CONNECTION_ARN", "ConnectionArn", str),
+    "releases.from_repository": Key("RELEASES_FROM_REPOSITORY", "ReleasesFromRepository", str),
+    "releases.from_versions_bucket": Key("RELEASES_FROM_VERSIONS_BUCKET", "ReleasesFromVersionsBucket", str),
+    "releases.to_accounts": Key("RELEASE_ACCOUNTS", "ReleaseAccountIds", list),
     "athena.workgroup": Key("ATHENA_WORKGROUP", "AthenaWorkGroup", str),
     "athena.results_bucket": Key("ATHENA_RESULTS_BUCKET", "AthenaResultsBucket", str),
     "athena.results_prefix": Key("ATHENA_RESULTS_PREFIX", "AthenaResultsPrefix", str),
@@ -91,8 +97,11 @@ KEYS = {
 # a source removed from the file loses its grant), and settings.py checks a value the environment gives too.
 DATA_SOURCES = ("athena.workgroup", "athena.results_bucket", "athena.results_prefix", "glue.databases",
                 "opensearch.domains", "secrets", "secret_kms_keys")  # fmt: skip
+# Where a stack's releases come from (production: staging's records) and go to (staging: production's
+# accounts): always passed too, so that one left out of the file is off.
+RELEASES = ("releases.from_repository", "releases.from_versions_bucket", "releases.to_accounts")
 # Checked here when a variable gives them too (pipeline.sh checks the others' variables itself).
-CHECKED_VARIABLES = (*DATA_SOURCES, "runner.major", "runner.image")
+CHECKED_VARIABLES = (*DATA_SOURCES, *RELEASES, "runner.major", "runner.image")
 SECRET_NAMES = Key("SECRET_NAMES", "SecretNames", list)
 SECTIONS = sorted({name.split(".")[0] for name in KEYS if "." in name})
 EXAMPLES = {str: "'text'", int: "1024", float: "0.1", list: "[a, b]", dict: "{NAME: arn:...}"}
@@ -180,17 +189,19 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def unknown(name: str, known: list[str]) -> Refused:
-    """An unknown key, with the closest known one (a typo is never silently ignored)."""
+def unknown(name: str, known: list[str], prefix: str = "") -> Refused:
+    """An unknown key, with the closest known one (a typo is never silently ignored); prefix: where the keys
+    are in the file (environments.staging.), for the message."""
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     leaf = name.rsplit(".", 1)[-1]
     close = close or [k for k in KEYS if k.rsplit(".", 1)[-1] == leaf or k.split(".")[0] == leaf][:1]
-    hint = f"did you mean {close[0]}?" if close else f"the keys are {', '.join(known)}"
-    return Refused(f"unknown key {name}: {hint} (see the comments in settings.yml)")
+    hint = f"did you mean {prefix}{close[0]}?" if close else f"the keys are {', '.join(known)}"
+    return Refused(f"unknown key {prefix}{name}: {hint} (see the comments in settings.yml)")
 
 
-def flatten(document: Any) -> dict[str, Any]:
-    """The file's values by dotted key (data_lake.bucket), its shape checked against KEYS."""
+def flatten(document: Any, prefix: str = "") -> dict[str, Any]:
+    """The file's values by dotted key (data_lake.bucket), its shape checked against KEYS; prefix: where the
+    document is in the file (an environment's: environments.staging.), for messages."""
     if document is None:
         return {}
     if not isinstance(document, dict):
@@ -205,17 +216,17 @@ def flatten(document: Any) -> dict[str, Any]:
             names = sorted(k.split(".", 1)[1] for k in KEYS if k.startswith(f"{top}."))
             if not isinstance(value, dict):
                 raise Refused(
-                    f"{top}={value!r} is not a mapping: write {top}: {{{': ..., '.join(names)}: ...}}"
+                    f"{prefix}{top}={value!r} is not a mapping: write {top}: {{{': ..., '.join(names)}: ...}}"
                 )
             for leaf, item in value.items():
                 name = f"{top}.{leaf}"
                 if name not in KEYS:
-                    raise unknown(name, [f"{top}.{n}" for n in names])
+                    raise unknown(name, [f"{top}.{n}" for n in names], prefix)
                 values[name] = item
         elif top in KEYS:
             values[top] = value
         else:
-            raise unknown(top, sorted({k.split(".")[0] for k in KEYS}))
+            raise unknown(top, sorted({k.split(".")[0] for k in KEYS}), prefix)
     return values
 
 
@@ -287,7 +298,8 @@ def check_items(name: str, key: Key, text: str, parameter: dict[str, Any], fix: 
 
 
 def secret_lists(name: str, value: Any, parameters: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    """secrets: {VARIABLE: ARN, ...} as SecretNames and SecretArns, in the same order."""
+    """secrets (named so, or environments.<env>.secrets): {VARIABLE: ARN, ...} as SecretNames and SecretArns,
+    in the same order."""
     if value is None:
         raise Refused(
             f"{name} has no value: give it one (e.g. {EXAMPLES[dict]}, or {{}} for none), or remove the key"
@@ -313,7 +325,7 @@ def secret_lists(name: str, value: Any, parameters: dict[str, dict[str, Any]]) -
             )
         if not isinstance(arn, str) or not arn or "," in arn:  # one ARN: a comma would make two
             raise Refused(f"{name}.{variable}={arn!r} is not an ARN: give the secret's or parameter's ARN")
-        check(f"{name}.{variable}", KEYS[name], arn, parameters["SecretArns"])  # names the bad one
+        check(f"{name}.{variable}", KEYS["secrets"], arn, parameters["SecretArns"])  # names the bad one
     return ",".join(str(v) for v in value), ",".join(value.values())
 
 
@@ -334,19 +346,26 @@ def read(path: Path, environment: Mapping[str, str]) -> tuple[list[str], dict[st
         raise Refused(
             f"the file is not valid YAML{at}: {problem} (check its indentation and quoting)"
         ) from None
-    values = flatten(document)
     parameters = template_parameters()
+    env = environment.get("ENV", "")
+    try:
+        values, labels = environments.chosen(
+            document, env, parameters["EnvironmentName"]["AllowedPattern"].removeprefix("^$|"), flatten,
+            {name: str(parameters[KEYS[name].parameter]["Default"]) for name in PREFIXES}, display(path),
+        )  # fmt: skip
+    except environments.BadEnvironment as bad:
+        raise (RefusedVariable if bad.from_variable else Refused)(str(bad)) from None
     lines = []
     from_file = {}
     for name, value in values.items():
-        key = KEYS[name]
+        key, label = KEYS[name], labels.get(name, name)
         if key.kind is dict:
-            names, arns = secret_lists(name, value, parameters)
+            names, arns = secret_lists(label, value, parameters)
             texts = {SECRET_NAMES: names, key: arns}
         else:
-            texts = {key: as_text(name, key, value)}
+            texts = {key: as_text(label, key, value)}
         for each, text in texts.items():
-            check_items(name, each, text, parameters[each.parameter])
+            check_items(label, each, text, parameters[each.parameter])
             from_file[each.variable] = text
             if each.variable not in environment:
                 lines.append(f"{each.variable}={shlex.quote(text)}")
@@ -385,7 +404,53 @@ def read(path: Path, environment: Mapping[str, str]) -> tuple[list[str], dict[st
             "the runner, the AWS SDKs, the C library or Python read: rename it, e.g. HADOOP_PASSWORD"
         )
     check_prefixes(environment, from_file, parameters)
+    try:
+        environments.releases_from_staging(env, lambda name: effective(KEYS[name].variable))
+    except environments.BadEnvironment as bad:
+        raise Refused(str(bad)) from None
+    check_rule(RELEASES_RULE, environment, from_file, labels, env)
     return lines, from_file
+
+
+# The template's rule that a stack releasing from staging (production) names staging's records, holds no
+# release for approval and shares no images of its own.
+RELEASES_RULE = "ReleasesComeWithTheirRecords"
+PREFIXES = ("output.prefix", "validation.prefix")  # compared between environments at the template's default
+
+
+def check_rule(
+    name: str,
+    environment: Mapping[str, str],
+    from_file: Mapping[str, str],
+    labels: Mapping[str, str],
+    env: str,
+) -> None:
+    """The template's rule, for the values the deploy passes (the variable's, else the file's, else the
+    template's default), as CloudFormation evaluates it before any resource: each assertion, if the rule's
+    RuleCondition holds. A broken one is refused with its AssertDescription, naming the keys it reads."""
+    rule = _template()["Rules"][name]
+    keys = {k.parameter: (n, k) for n, k in [*KEYS.items(), ("secrets", SECRET_NAMES)]}
+    given = {p: environment.get(k.variable, from_file.get(k.variable, "")) for p, (_, k) in keys.items()}
+    values = {p: given.get(p) or str(each.get("Default", "")) for p, each in template_parameters().items()}
+    if not evaluate(rule.get("RuleCondition", True), values):
+        return
+    for assertion in rule["Assertions"]:
+        if evaluate(assertion["Assert"], values):
+            continue
+        read = [keys[p] for p in sorted(references(assertion["Assert"])) if p in keys]
+        shown = ", ".join(f"{labels.get(n, n)} ({k.variable})={values[k.parameter]!r}" for n, k in read)
+        where = f"; environments.{env} may set its own" if env and not set(dict(read)) <= set(labels) else ""
+        description = assertion["AssertDescription"].rstrip(".")
+        refused = RefusedVariable if any(k.variable in environment for _, k in read) else Refused
+        raise refused(f"{shown}: {description} (the template's rule {name}{where})")
+
+
+def references(expression: Any) -> set[str]:
+    """The parameters an expression of the template reads (its Refs)."""
+    if isinstance(expression, dict) and "Ref" in expression:
+        return {expression["Ref"]}
+    items = expression.values() if isinstance(expression, dict) else expression
+    return set().union(*map(references, items)) if isinstance(expression, dict | list) else set()
 
 
 def deployed(name: str, environment: Mapping[str, str], from_file: Mapping[str, str]) -> bounds.Given | None:

@@ -38,11 +38,18 @@ load_repository() {
 		"use owner/name, e.g. hotel-profiling/usp-model"
 }
 
-# The stack's name: STACK_NAME, or notebook-pipeline-<repository name>.
+# An environment's name, ENV (the template's EnvironmentName pattern, less its '^$|').
+ENVIRONMENT_NAME='^[a-z][a-z0-9]{0,15}$'
+
+# The stack's name: STACK_NAME, or notebook-pipeline-<repository name>, and -<ENV> for an environment of the
+# model (make deploy ENV=staging deploys settings.yml's environments.staging as its own stack).
 load_stack_name() {
+	[[ -z "${ENV:-}" ]] ||
+		check ENV "$ENV" "$ENVIRONMENT_NAME" \
+			"1 to 16 lower-case letters and digits, starting with a letter: an environment settings.yml names under environments:, e.g. ENV=staging"
 	if [[ -z "${STACK_NAME:-}" ]]; then
 		load_repository
-		STACK_NAME="notebook-pipeline-${GITHUB_REPO#*/}"
+		STACK_NAME="notebook-pipeline-${GITHUB_REPO#*/}${ENV:+-${ENV}}"
 		STACK_NAME=${STACK_NAME//[._]/-}
 	fi
 	# 64 at most: the alert mails' subjects carry it, and SNS takes 100 characters of subject.
@@ -68,15 +75,39 @@ load_stack() {
 # load_outputs KEY...: the stack's outputs in OUT[...]; stops when one of the KEYs is missing (a stack of an
 # older template). The sourcing script declares OUT (declare -A OUT) and calls load_stack first.
 load_outputs() {
+	read_outputs
+	need_outputs "$@"
+}
+
+# read_outputs: the stack's outputs in OUT[...], whichever it has.
+read_outputs() {
 	local key value
 	while IFS=$'\t' read -r key value; do
 		[[ -n "$key" ]] && OUT["$key"]=$value
 	done < <("$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
 		--query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text)
+}
+
+# need_outputs KEY...: stops when one of the KEYs is missing from OUT (read by load_outputs).
+need_outputs() {
+	local key
 	for key in "$@"; do
 		[[ -n "${OUT[$key]:-}" ]] ||
-			die "stack ${STACK_NAME} has no output ${key}: deploy the current template first (make deploy)"
+			die "stack ${STACK_NAME} has no output ${key}: deploy the current template first (make deploy${ENV:+ ENV=${ENV}})"
 	done
+}
+
+# stack_args: the variables that name this stack again, for the commands the scripts print: GITHUB_REPO (else
+# STACK_NAME), and ENV for an environment of the model.
+stack_args() {
+	if [[ -n "${GITHUB_REPO:-}" ]]; then printf 'GITHUB_REPO=%s' "$GITHUB_REPO"; else printf 'STACK_NAME=%s' "$STACK_NAME"; fi
+	printf '%s' "${ENV:+ ENV=${ENV}}"
+}
+
+# releases_from_staging: whether the stack (its outputs in OUT) is a production environment's, which has no
+# pipeline and releases what its staging validated (make promote ENV=... TO=<version>).
+releases_from_staging() {
+	[[ "${OUT[ReleasesFromStaging]:-}" == yes ]]
 }
 
 # connection_pending STACK CONNECTION_NAME: whether STACK's GitHub connection waits to be authorized; if so,

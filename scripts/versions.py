@@ -1,12 +1,13 @@
 """versions.py -- print a model's versions for make versions (scripts/releases.sh reads the records).
 
-    python -I scripts/versions.py RECORDS RUNNING_IMAGE MODEL
+    python -I scripts/versions.py RECORDS RUNNING_IMAGE MODEL [ENV]
 
 RECORDS holds versions/*.json (one per image that passed validation, written by the validation) and
 promotions/*.json (one per promotion, written by the promote project), as the stack's VersionsBucket keeps
 them; RUNNING_IMAGE is the image the run family's latest revision starts. Prints the versions newest first,
 the running one marked *, each with its commit, runner, when it was validated and last promoted (by what,
-by whom), its comparison with production, and what to type to go back to one.
+by whom), its comparison with production, and what to type to go back to one (with ENV=, for an environment
+of the model: the commands name it).
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ def table(versions: list[dict[str, Any]], promotions: list[dict[str, Any]], runn
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
+    if len(argv) not in (3, 4):
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     records, running, model = Path(argv[0]), argv[1], argv[2]
+    env = f" ENV={argv[3]}" if len(argv) == 4 and argv[3] else ""
     versions, promotions = load(records / "versions"), load(records / "promotions")
     if not versions:
         print(f"{model} has no version yet: the first push that passes its validation makes version 1")
@@ -73,9 +75,9 @@ def main(argv: list[str]) -> int:
     print("\n".join(table(versions, promotions, running)))
     if not any(v["image"] == running for v in versions):
         print(f"The daily runs use {running}, which is no recorded version.")
-    print(f"\nBack:    make rollback GITHUB_REPO={model} TO=<version>")
-    print(f"Forward: make promote GITHUB_REPO={model} TO=<version> [ACCEPT=<the figures it crossed>]")
-    print("Each version's report and comparison: its record in the stack's output VersionsBucketName.")
+    print(f"\nBack:    make rollback GITHUB_REPO={model}{env} TO=<version>")
+    print(f"Forward: make promote GITHUB_REPO={model}{env} TO=<version> [ACCEPT=<the figures it crossed>]")
+    print("Each version's report and comparison: its record in the stack's output VersionRecordsBucketName.")
     return 0
 
 

@@ -23,6 +23,11 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
 PROMOTED = f"{REPOSITORY}@{DIGEST}"  # what the validation writes into /<stack>/validated-image
 
 
+# A stack of no environment, which builds its own releases and shares none: always passed, so that settings
+# that leave them out make such a stack.
+ONE_STACK = [
+    "EnvironmentName=", "ReleasesFromRepository=", "ReleasesFromVersionsBucket=", "ReleaseAccountIds=",
+]  # fmt: skip
 # The data sources, all off: always passed, so that a source left out of the settings loses its grant.
 SOURCES_OFF = [
     "AthenaWorkGroup=", "AthenaResultsBucket=", "AthenaResultsPrefix=", "GlueDatabases=",
@@ -119,8 +124,8 @@ def test_deploy_of_a_new_stack_makes_the_cloudformation_deploy_call_in_the_defau
         "--capabilities", "CAPABILITY_IAM", "--no-fail-on-empty-changeset",
         "--tags", "notebook-pipeline:platform=test-platform", "notebook-pipeline:model=usp-model",
         "--parameter-overrides", "GitHubRepository=hotel-profiling/usp-model", "GitHubBranch=main",
-        "ConnectionArn=", "NotebookPath=usp.ipynb", "PlatformStackName=test-platform", "RunnerImage=",
-        "DataLakeBucket=hotel-lake", "OutputBucket=hotel-out",
+        "ConnectionArn=", *ONE_STACK, "NotebookPath=usp.ipynb", "PlatformStackName=test-platform",
+        "RunnerImage=", "DataLakeBucket=hotel-lake", "OutputBucket=hotel-out",
         "NotificationEmails=", *SOURCES_OFF, "Subnets=subnet-0a1b2c3d,subnet-4e5f6a7b",
         "SecurityGroups=sg-0a1b2c3d", "AssignPublicIp=ENABLED", "OutputDatabase=notebook_pipeline_usp_model",
     ]  # fmt: skip
@@ -359,7 +364,8 @@ def test_status_and_delete_name_the_stack_from_the_repository(tmp_path: Path) ->
         "--stack-name",
         "notebook-pipeline-usp-model",
     ]
-    assert status_calls[1][:4] == [
+    assert status_calls[1][:2] == ["cloudformation", "describe-stacks"]  # its outputs: no production stack
+    assert status_calls[2][:4] == [
         "codepipeline",
         "list-pipeline-executions",
         "--pipeline-name",
@@ -444,6 +450,8 @@ TRIED = {
         ".5", "10%", "0,1", "01", "1e-4", "0.1 ",
     ]),
     "RELEASE_APPROVAL": ("ReleaseApproval", ["none", "required", "", "None", "REQUIRED", "yes", "approval"]),
+    # A valid name needs the settings file's environment of that name: test_settings.py deploys them.
+    "ENV": ("EnvironmentName", ["", "Staging", "1prod", "e" * 17, "pro-d", "prod uction", "staging/x"]),
 }  # fmt: skip
 # Checked, but against no template constraint: the stack's name and region are no parameters, and Subnets and
 # SecurityGroups are typed ids (List<AWS::EC2::Subnet::Id>...) that CloudFormation looks up in the account.
@@ -705,3 +713,258 @@ def test_platform_stack_given_as_the_platform_files_deploys(tmp_path: Path) -> N
 
     assert done.returncode == 0, done.stderr
     assert "PlatformStackName=test-platform" in deploy_call(calls)
+
+
+# --- a model's environments (settings.yml environments:, make ... ENV=staging|production) -----------------
+
+STAGING_REPOSITORY = "arn:aws:ecr:eu-west-1:111111111111:repository/notebook-pipeline-usp-model-staging"
+STAGING_VERSIONS = "notebook-pipeline-usp-model-staging-versionsbucket-0a1b2c3d"
+# Staging builds from main into usp/staging and shares with production's account; production releases what
+# staging validated into usp/daily (the file's), and mails its own alerts.
+ENVIRONMENTS = (
+    "data_lake: {bucket: hotel-lake}\noutput: {bucket: hotel-out, prefix: usp/daily}\n"
+    "schedule: {expression: 'cron(0 6 * * ? *)'}\nalerts: {emails: [data-eng@example.com]}\n"
+    "environments:\n"
+    "  staging:\n"
+    "    output: {prefix: usp/staging}\n"
+    "    schedule: {expression: 'cron(0 5 * * ? *)'}\n"
+    "    releases: {to_accounts: ['222222222222']}\n"
+    "  production:\n"
+    f"    releases: {{from_repository: '{STAGING_REPOSITORY}', from_versions_bucket: {STAGING_VERSIONS}}}\n"
+    "    alerts: {emails: [oncall@example.com]}\n"
+)
+STAGING_OUTPUTS = {"ImageRepositoryArn": STAGING_REPOSITORY, "VersionsBucketName": STAGING_VERSIONS}
+
+
+def environments_file(tmp_path: Path, text: str = ENVIRONMENTS) -> str:
+    path = tmp_path / "environments.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def tags(call: list[str]) -> list[str]:
+    return call[call.index("--tags") + 1 : call.index("--parameter-overrides")]
+
+
+def test_make_deploy_env_staging_deploys_the_environments_own_stack_and_says_what_production_needs(
+    tmp_path: Path,
+) -> None:
+    done, calls = make(
+        tmp_path, "deploy", GITHUB_REPO="hotel-profiling/usp-model", ENV="staging",
+        SETTINGS_FILE=environments_file(tmp_path), FAKE_OUTPUTS=json.dumps(STAGING_OUTPUTS),
+    )  # fmt: skip
+
+    call = deploy_call(calls)
+    assert done.returncode == 0, done.stderr
+    assert call[call.index("--stack-name") + 1] == "notebook-pipeline-usp-model-staging"
+    assert tags(call) == [
+        "notebook-pipeline:platform=test-platform", "notebook-pipeline:model=usp-model",
+        "notebook-pipeline:environment=staging",
+    ]  # fmt: skip
+    assert {
+        "EnvironmentName=staging", "ReleasesFromRepository=", "ReleasesFromVersionsBucket=",
+        "ReleaseAccountIds=222222222222", "OutputPrefix=usp/staging", "ScheduleExpression=cron(0 5 * * ? *)",
+        "NotificationEmails=data-eng@example.com",
+    } <= set(call)  # fmt: skip
+    assert calls[1] == [
+        "ssm", "get-parameter", "--name", "/notebook-pipeline-usp-model-staging/validated-image",
+        "--query", "Parameter.Value", "--output", "text",
+    ]  # fmt: skip
+    (line,) = [line for line in done.stderr.splitlines() if "environments.production" in line]
+    assert line == (
+        "pipeline: production releases what this environment validates: settings.yml "
+        f"environments.production.releases: {{from_repository: '{STAGING_REPOSITORY}', from_versions_bucket: "
+        f"{STAGING_VERSIONS}}} (from another AWS account: this environment's releases.to_accounts: [that "
+        "account's id])"
+    )
+    assert "Next step: push to main" in done.stderr
+
+
+def test_make_deploy_env_staging_of_a_stack_without_the_outputs_skips_what_production_needs(
+    tmp_path: Path,
+) -> None:
+    done, _ = make(
+        tmp_path, "deploy", GITHUB_REPO="o/r", ENV="staging", SETTINGS_FILE=environments_file(tmp_path)
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "environments.production" not in done.stderr
+    assert "Next step: push to main" in done.stderr
+
+
+def test_make_deploy_env_production_releases_from_staging_and_says_how_to_promote_not_to_push(
+    tmp_path: Path,
+) -> None:
+    done, calls = make(
+        tmp_path, "deploy", GITHUB_REPO="hotel-profiling/usp-model", ENV="production",
+        SETTINGS_FILE=environments_file(tmp_path), FAKE_CONNECTION_STATUS="PENDING",
+    )  # fmt: skip
+
+    call = deploy_call(calls)
+    assert done.returncode == 0, done.stderr
+    assert call[call.index("--stack-name") + 1] == "notebook-pipeline-usp-model-production"
+    assert tags(call)[-1] == "notebook-pipeline:environment=production"
+    assert {
+        "EnvironmentName=production", f"ReleasesFromRepository={STAGING_REPOSITORY}",
+        f"ReleasesFromVersionsBucket={STAGING_VERSIONS}", "ReleaseAccountIds=", "OutputPrefix=usp/daily",
+        "NotificationEmails=oncall@example.com",
+    } <= set(call)  # fmt: skip
+    repo = "GITHUB_REPO=hotel-profiling/usp-model ENV=production"
+    assert done.stderr.splitlines()[-3:] == [
+        (
+            "Next step: notebook-pipeline-usp-model-production has no pipeline (it never builds): it runs "
+            "what staging validated, once promoted here."
+        ),
+        f"  Staging's validated versions: make versions {repo}",
+        f"  Release one of them:          make promote {repo} TO=<version>",
+    ]
+    assert "push" not in done.stderr and "authorize the GitHub connection" not in done.stderr
+    assert not [c for c in calls if "ConnectionStatus" in " ".join(c)]
+
+
+def test_a_stack_of_no_environment_is_untagged_and_passes_none(tmp_path: Path) -> None:
+    done, calls = make(tmp_path, "deploy", **GOOD, **without_settings(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert [tag for tag in tags(deploy_call(calls)) if "environment" in tag] == []
+    assert [arg for arg in deploy_call(calls) if arg.split("=")[0] in PARAMETERS] == [
+        "GitHubRepository=hotel-profiling/usp-model", "GitHubBranch=main", "ConnectionArn=", *ONE_STACK,
+        "NotebookPath=usp.ipynb", "PlatformStackName=test-platform", "RunnerImage=",
+        "DataLakeBucket=hotel-lake", "OutputBucket=hotel-out", "NotificationEmails=", *SOURCES_OFF,
+    ]  # fmt: skip
+
+
+# Each make target in AWS, and the first call it makes (all name the stack).
+FIRST_CALLS = {
+    "status": ["cloudformation", "describe-stacks"],
+    "pause": ["cloudformation", "describe-stacks"],
+    "delete": ["cloudformation", "delete-stack"],
+    "versions": ["cloudformation", "describe-stacks"],
+    "run-remote": ["cloudformation", "describe-stacks"],
+}
+
+
+@pytest.mark.parametrize("target", FIRST_CALLS)
+def test_every_target_in_aws_addresses_the_environments_stack_and_stack_name_wins(
+    tmp_path: Path, target: str
+) -> None:
+    env, named = (
+        make(tmp_path / name, target, GITHUB_REPO="o/usp.model", ENV="staging", DATE="2019-08-01", **stack)
+        for name, stack in (("env", {}), ("named", {"STACK_NAME": "usp-ci"}))
+    )
+
+    for (done, calls), stack in ((env, "notebook-pipeline-usp-model-staging"), (named, "usp-ci")):
+        assert calls and calls[0][:2] == FIRST_CALLS[target], done.stderr
+        assert calls[0][calls[0].index("--stack-name") + 1] == stack
+
+
+@pytest.mark.parametrize(
+    ("target", "program"),
+    [("status", "pipeline"), ("run-remote", "runs"), ("versions", "releases"), ("deploy", "pipeline")],
+)
+def test_a_bad_env_is_refused_by_every_script_before_any_aws_call(
+    tmp_path: Path, target: str, program: str
+) -> None:
+    done, calls = make(tmp_path, target, **GOOD, ENV="Staging", DATE="2019-08-01")
+
+    assert (done.returncode, calls) == (2, [])
+    assert done.stderr.startswith(f"{program}: ENV=") and "is not valid" in done.stderr, done.stderr
+
+
+def test_the_scripts_check_env_with_the_templates_pattern() -> None:
+    code = (REPO / "scripts" / "stack.sh").read_text()
+    pattern = PARAMETERS["EnvironmentName"]["AllowedPattern"]
+
+    assert f"ENVIRONMENT_NAME='{pattern.removeprefix('^$|')}'" in code
+
+
+def production_make(tmp_path: Path, target: str, **variables: str):
+    """A make target on a production stack: its outputs say it releases from staging."""
+    outputs = {
+        "ReleasesFromStaging": "yes", "PromoteProjectName": "usp-promote", "RunTaskFamily": "usp-run",
+        "VersionsBucketName": "production-versions", "VersionRecordsBucketName": STAGING_VERSIONS,
+    }  # fmt: skip
+    return make(
+        tmp_path, target, GITHUB_REPO="hotel-profiling/usp-model", ENV="production",
+        FAKE_OUTPUTS=json.dumps(outputs), FAKE_APPROVAL="InProgress\ttoken-0123\texecution-0123", **variables,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("target", ["approve", "reject"])
+def test_approving_or_rejecting_on_a_production_stack_is_refused_it_has_no_pipeline(
+    tmp_path: Path, target: str
+) -> None:
+    done, calls = production_make(tmp_path, target, RELEASE="5")
+
+    repo = "GITHUB_REPO=hotel-profiling/usp-model ENV=production"
+    assert done.returncode == 2
+    assert [c[:2] for c in calls] == [["cloudformation", "describe-stacks"]]  # no pipeline asked
+    assert done.stderr.splitlines()[0] == (
+        "releases: notebook-pipeline-usp-model-production releases what staging validated: it has no "
+        "pipeline, so no release waits for approval in it (a release held for approval waits in "
+        f"staging's: make {target} ... ENV=staging). Its release is make promote {repo} TO=<version> (make "
+        f"versions {repo} lists staging's validated versions)"
+    )
+
+
+def test_status_of_a_production_stack_asks_no_pipeline(tmp_path: Path) -> None:
+    done, calls = production_make(tmp_path, "status")
+
+    assert done.returncode == 0, done.stderr
+    assert not [c for c in calls if c[0] == "codepipeline"]
+    assert "make promote GITHUB_REPO=hotel-profiling/usp-model ENV=production TO=<version>" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("outputs", "records"),
+    [
+        ({"VersionRecordsBucketName": STAGING_VERSIONS}, STAGING_VERSIONS),
+        ({}, "production-versions"),  # a stack of an older template: its own
+    ],
+    ids=["production", "older stack"],
+)
+def test_make_versions_reads_the_records_where_the_stack_promotes_from_and_its_own_promotions(
+    tmp_path: Path, outputs: dict[str, str], records: str
+) -> None:
+    stack = {"VersionsBucketName": "production-versions", "RunTaskFamily": "usp-run", **outputs}
+    done, calls = make(
+        tmp_path, "versions", GITHUB_REPO="o/usp", ENV="production", FAKE_OUTPUTS=json.dumps(stack)
+    )
+
+    assert done.returncode == 0, done.stderr
+    copied = [c[2] for c in calls if c[:2] == ["s3", "cp"]]
+    assert copied == [f"s3://{records}/versions/", "s3://production-versions/promotions/"]
+
+
+def test_the_commands_make_versions_prints_name_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "promotions").mkdir()
+    record = {"version": 3, "image": PROMOTED, "commit": "0a1b2c3d" * 5, "validated_at": "2024-05-01T06:00Z"}
+    (tmp_path / "versions" / "3.json").write_text(json.dumps(record))
+    script = REPO / "scripts" / "versions.py"
+    listed = {
+        env: subprocess.run(
+            ["python3", "-I", str(script), str(tmp_path), PROMOTED, "o/usp", *env],
+            capture_output=True, text=True, check=True,
+        ).stdout.splitlines()
+        for env in [(), ("",), ("production",)]
+    }  # fmt: skip
+
+    assert listed[()] == listed[("",)]
+    assert "Back:    make rollback GITHUB_REPO=o/usp TO=<version>" in listed[()]
+    assert "Back:    make rollback GITHUB_REPO=o/usp ENV=production TO=<version>" in listed[("production",)]
+    (forward,) = [line for line in listed[("production",)] if line.startswith("Forward:")]
+    assert forward.startswith("Forward: make promote GITHUB_REPO=o/usp ENV=production TO=<version> [ACCEPT=")
+
+
+def test_make_help_documents_env_for_every_target_in_aws() -> None:
+    listed = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True)
+    said = " ".join(listed.stdout.split())
+
+    env = "ENV=staging|production: the environment's stack, settings.yml environments.<ENV> ("
+    assert said.count(env) == 1, said
+    assert said.split(env)[1].split(")")[0].split(", ") == [
+        "deploy", "deploy-plan", "status", "versions", "rollback", "promote", "approve", "reject",
+        "run-remote", "backfill", "pause", "resume", "delete",
+    ]  # fmt: skip

@@ -21,14 +21,19 @@ from support import REPO, SETTINGS_SCRIPT, settings_script
 from test_make_deploy import (
     CONNECTION,
     DOMAIN,
+    ENVIRONMENTS,
     GOOD,
     HADOOP,
     HOTELS,
     KEYTAB,
     KMS_KEY,
+    ONE_STACK,
     PARAMETERS,
     SOURCES_OFF,
+    STAGING_REPOSITORY,
+    STAGING_VERSIONS,
     deploy_call,
+    environments_file,
     make,
     platform_file,
     without_settings,
@@ -73,7 +78,7 @@ def test_make_deploy_with_only_the_repository_takes_every_other_setting_from_set
         "notebook-pipeline:platform=notebook-platform", "notebook-pipeline:model=r",
     ]  # fmt: skip
     assert overrides(call) == [
-        "GitHubRepository=o/r", "GitHubBranch=main", "ConnectionArn=", "NotebookPath=usp.ipynb",
+        "GitHubRepository=o/r", "GitHubBranch=main", "ConnectionArn=", *ONE_STACK, "NotebookPath=usp.ipynb",
         "PlatformStackName=notebook-platform", "RunnerImage=",
         "DataLakeBucket=hotel-data-lake", "OutputBucket=hotel-output", "NotificationEmails=", *SOURCES_OFF,
         "DataLakePrefix=snapshots", "ValidationDate=2019-08-01", "ValidationPrefix=validation",
@@ -119,7 +124,7 @@ def test_settings_file_reads_another_models_settings(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert not [c for c in calls if c[0] == "ec2"]  # the file's network, not the default VPC
     assert overrides(deploy_call(calls)) == [
-        "GitHubRepository=o/adr", "GitHubBranch=release/1", f"ConnectionArn={CONNECTION}",
+        "GitHubRepository=o/adr", "GitHubBranch=release/1", f"ConnectionArn={CONNECTION}", *ONE_STACK,
         "NotebookPath=models/adr.ipynb", "PlatformStackName=test-platform", f"RunnerImage={PIN}",
         "DataLakeBucket=adr-lake", "OutputBucket=adr-out",
         "NotificationEmails=data-eng@example.com,oncall@example.com", *SOURCES_OFF, "DataLakePrefix=raw",
@@ -374,7 +379,7 @@ SOURCES = (
 )
 # What the deploy passes before the sources: the repository, and the file's buckets (the rest at defaults).
 BEFORE_SOURCES = [
-    "GitHubRepository=o/r", "GitHubBranch=main", "ConnectionArn=", "NotebookPath=usp.ipynb",
+    "GitHubRepository=o/r", "GitHubBranch=main", "ConnectionArn=", *ONE_STACK, "NotebookPath=usp.ipynb",
     "PlatformStackName=test-platform", "RunnerImage=", "DataLakeBucket=hotel-data-lake",
     "OutputBucket=hotel-output", "NotificationEmails=",
 ]  # fmt: skip
@@ -1220,3 +1225,270 @@ def test_the_shipped_platform_file_documents_every_bound_and_the_stacks_default(
         assert lines[line].startswith(f"  # {name}: "), f"bounds.{name}: no comment above it"
     held = {key for bound in bounds.BOUNDS.values() for keys in bound.keys for key in keys}
     assert held | set(bounds.TASK.values()) <= set(settings.KEYS)
+
+
+# --- a model's environments (environments:, ENV=) -----------------------------------------------------------
+
+
+def assigned(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    return dict(shlex.split(line)[0].split("=", 1) for line in done.stdout.splitlines())
+
+
+def test_an_environment_overrides_the_files_keys_one_by_one(tmp_path: Path) -> None:
+    """A section an environment gives overrides only the keys it names: staging's output.prefix, the file's
+    output.bucket."""
+    platform = platform_file(tmp_path)
+    staging, production = (
+        run_settings(tmp_path / env, ENVIRONMENTS, platform, ENV=env) for env in ("staging", "production")
+    )
+
+    assert (staging.returncode, staging.stderr, production.returncode, production.stderr) == (0, "", 0, "")
+    assert assigned(staging) == {
+        "DATA_LAKE_BUCKET": "hotel-lake", "OUTPUT_BUCKET": "hotel-out", "OUTPUT_PREFIX": "usp/staging",
+        "SCHEDULE": "cron(0 5 * * ? *)", "NOTIFICATION_EMAILS": "data-eng@example.com",
+        "RELEASE_ACCOUNTS": "222222222222", "PLATFORM_STACK_NAME": "test-platform",
+    }  # fmt: skip
+    assert assigned(production) == {
+        "DATA_LAKE_BUCKET": "hotel-lake", "OUTPUT_BUCKET": "hotel-out", "OUTPUT_PREFIX": "usp/daily",
+        "SCHEDULE": "cron(0 6 * * ? *)", "NOTIFICATION_EMAILS": "oncall@example.com",
+        "RELEASES_FROM_REPOSITORY": STAGING_REPOSITORY, "RELEASES_FROM_VERSIONS_BUCKET": STAGING_VERSIONS,
+        "PLATFORM_STACK_NAME": "test-platform",
+    }  # fmt: skip
+
+
+def test_a_variable_on_the_command_line_wins_over_the_environments_value(tmp_path: Path) -> None:
+    done = run_settings(tmp_path, ENVIRONMENTS, platform_file(tmp_path), ENV="staging", OUTPUT_PREFIX="x/y")
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "OUTPUT_PREFIX" not in assigned(done)  # pipeline.sh passes the variable's
+
+
+def environment_changed(old: str, new: str) -> str:
+    assert old in ENVIRONMENTS
+    return ENVIRONMENTS.replace(old, new)
+
+
+PRODUCTION_RELEASES = (
+    f"    releases: {{from_repository: '{STAGING_REPOSITORY}', from_versions_bucket: {STAGING_VERSIONS}}}\n"
+)
+STAGING_PREFIX = "    output: {prefix: usp/staging}\n"
+
+
+def production_sharing(account: str) -> str:
+    """ENVIRONMENTS, production's releases.to_accounts [account]."""
+    shared = PRODUCTION_RELEASES.replace("}\n", f", to_accounts: ['{account}']}}\n")
+    return environment_changed(PRODUCTION_RELEASES, shared)
+
+
+ASSERTIONS = settings._template()["Rules"][settings.RELEASES_RULE]["Assertions"]
+# The descriptions of the rule's assertions on ReleaseApproval and on ReleaseAccountIds.
+APPROVAL, SHARING = (
+    next(a["AssertDescription"].rstrip(".") for a in ASSERTIONS if settings.references(a["Assert"]) == {name})
+    for name in ("ReleaseApproval", "ReleaseAccountIds")
+)
+# (the settings, ENV, the refusal; {path}: the file, as settings.py names it): each refused before any AWS
+# call, with exit 2.
+BAD_ENVIRONMENTS = {
+    "an env that is no environment's name": (
+        ENVIRONMENTS, "Prod",
+        (
+            "ENV='Prod' is not valid: an environment's name is 1 to 16 lower-case letters and digits, "
+            "starting with a letter, e.g. staging or production (the template's EnvironmentName): give one "
+            "of {path}'s environments, or leave ENV out"
+        ),
+    ),
+    "an env without environments": (
+        BUCKETS, "staging",
+        (
+            "ENV=staging names an environment, but {path} describes none: add environments: {{staging: "
+            "{{...}}}} with the settings that differ in staging (see the example at the end of "
+            "settings.yml), or leave ENV out"
+        ),
+    ),
+    "environments without an env": (
+        ENVIRONMENTS, "",
+        (
+            "{path} describes environments staging, production: give ENV=staging or ENV=production, each "
+            "environment its own stack (make deploy GITHUB_REPO=... ENV=staging)"
+        ),
+    ),
+    "an env the file does not describe": (
+        ENVIRONMENTS, "qa",
+        (
+            "ENV=qa is no environment of {path}, which describes staging, production: give ENV=staging or "
+            "ENV=production, or add environments.qa with the settings that differ in qa"
+        ),
+    ),
+    "a production that builds": (
+        environment_changed(PRODUCTION_RELEASES, ""), "production",
+        (
+            "{path}: environments.production has no releases.from_repository and no "
+            "releases.from_versions_bucket: production never builds, it promotes exactly the images staging "
+            "validated. Set environments.production's releases.from_repository and "
+            "releases.from_versions_bucket to the staging stack's outputs ImageRepositoryArn and "
+            "VersionsBucketName (make deploy GITHUB_REPO=... ENV=staging prints them)"
+        ),
+    ),
+    "a production without staging's records": (
+        environment_changed(f", from_versions_bucket: {STAGING_VERSIONS}", ""), "production",
+        "{path}: environments.production has no releases.from_versions_bucket: production never builds",
+    ),
+    "two environments publishing to one table": (
+        environment_changed(STAGING_PREFIX, ""), "staging",
+        (
+            "{path}: environments staging and production both publish to hotel-out/usp/daily "
+            "(output.bucket/output.prefix): their tables would overwrite each other. Give each its own "
+            "output.prefix, neither inside the other, e.g. environments.staging.output.prefix: usp/staging"
+        ),
+    ),
+    "a table inside another's": (
+        environment_changed("prefix: usp/staging", "prefix: usp/daily/staging"), "production",
+        (
+            "{path}: environments staging and production publish to hotel-out/usp/daily/staging and "
+            "hotel-out/usp/daily (output.bucket/output.prefix): their tables would overwrite each other. "
+            "Give each its own output.prefix, neither inside the other, e.g. "
+            "environments.staging.output.prefix: usp/staging"
+        ),
+    ),
+    "staging validating in production's table": (
+        environment_changed(STAGING_PREFIX, f"{STAGING_PREFIX}    validation: {{prefix: usp/daily/ci}}\n"),
+        "staging",
+        (
+            "{path}: environment staging's validation writes to hotel-out/usp/daily/ci, which overlaps "
+            "production's table hotel-out/usp/daily: a validation runs images nobody validated yet, and may "
+            "never write where consumers read. Give environments.staging.validation.prefix a prefix apart "
+            "from production's output.prefix"
+        ),
+    ),
+    "a typo in an environment": (
+        environment_changed("{prefix: usp/staging}", "{prefx: usp/staging}"), "production",
+        (
+            "{path}: unknown key environments.staging.output.prefx: did you mean "
+            "environments.staging.output.prefix? (see the comments in settings.yml)"
+        ),
+    ),
+    "a key in the wrong section of an environment": (
+        environment_changed(STAGING_PREFIX, "    subnets: [subnet-0a1b2c3d]\n"), "staging",
+        (
+            "{path}: unknown key environments.staging.subnets: did you mean "
+            "environments.staging.network.subnets?"
+        ),
+    ),
+    "an environment inside an environment": (
+        environment_changed(STAGING_PREFIX, "    environments: {}\n"), "staging",
+        "{path}: unknown key environments.staging.environments: the keys are alerts, athena, consumers,",
+    ),
+    "a bad value in an environment": (
+        environment_changed(STAGING_PREFIX, f"{STAGING_PREFIX}    run: {{cpu: 3000}}\n"), "staging",
+        (
+            "{path}: environments.staging.run.cpu='3000' is not valid: it must be 256, 512, 1024, 2048, "
+            "4096, 8192 or 16384 (the template's TaskCpu): fix it in the file, or override it with "
+            "TASK_CPU=..."
+        ),
+    ),
+    "an environment that is no mapping": (
+        environment_changed("  production:\n", "  qa: usp/qa\n  production:\n"), "production",
+        (
+            "{path}: environments.qa='usp/qa' is not a mapping: write the settings that differ in qa, e.g. "
+            "qa: {{output: {{prefix: usp/qa}}}}, or qa: {{}} for the file's"
+        ),
+    ),
+    "an environment's name that is none": (
+        environment_changed("  staging:", "  Staging:"), "production",
+        (
+            "{path}: environments.Staging is no environment's name: rename it, 1 to 16 lower-case letters "
+            "and digits, starting with a letter, e.g. staging or production"
+        ),
+    ),
+    "environments that are no mapping": (
+        f"{BUCKETS}environments: [staging, production]\n", "staging",
+        "{path}: environments=['staging', 'production'] is not a mapping of environments: write",
+    ),
+    "a production holding releases for approval (the template's rule)": (
+        f"promotion: {{approval: required}}\n{ENVIRONMENTS}", "production",
+        (
+            f"{{path}}: promotion.approval (RELEASE_APPROVAL)='required': {APPROVAL.rstrip('.')} (the "
+            "template's rule ReleasesComeWithTheirRecords; environments.production may set its own)"
+        ),
+    ),
+    "an account id that is none": (
+        production_sharing("2"), "production",
+        "{path}: environments.production.releases.to_accounts item='2' is not valid",
+    ),
+    "a production sharing its releases (the template's rule)": (
+        production_sharing("333333333333"), "production",
+        (
+            "{path}: environments.production.releases.to_accounts (RELEASE_ACCOUNTS)='333333333333': "
+            f"{SHARING.rstrip('.')} (the template's rule ReleasesComeWithTheirRecords)"
+        ),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("text, env, message", BAD_ENVIRONMENTS.values(), ids=BAD_ENVIRONMENTS.keys())
+def test_bad_environments_or_env_are_refused_before_any_aws_call_naming_the_key_and_fix(
+    tmp_path: Path, text: str, env: str, message: str
+) -> None:
+    path = environments_file(tmp_path, text)
+    done, calls = make(tmp_path, "deploy", GITHUB_REPO="o/usp-model", SETTINGS_FILE=path, ENV=env)
+
+    assert (done.returncode, calls) == (2, [])
+    (line,) = said(done)
+    assert line.startswith(f"pipeline: {message.format(path=path)}"), line
+
+
+# Each assertion of the template's rule, and variables that break it (no settings file, no environments): the
+# refusal is the assertion's own description, naming the variables, before any AWS call.
+RELEASES_FROM = {
+    "RELEASES_FROM_REPOSITORY": STAGING_REPOSITORY, "RELEASES_FROM_VERSIONS_BUCKET": STAGING_VERSIONS,
+}  # fmt: skip
+BREAKING = [
+    ({"RELEASES_FROM_REPOSITORY": STAGING_REPOSITORY}, (
+        f"releases.from_repository (RELEASES_FROM_REPOSITORY)='{STAGING_REPOSITORY}', "
+        "releases.from_versions_bucket (RELEASES_FROM_VERSIONS_BUCKET)=''"
+    )),
+    ({**RELEASES_FROM, "RELEASE_APPROVAL": "required"}, "promotion.approval (RELEASE_APPROVAL)='required'"),
+    ({**RELEASES_FROM, "RELEASE_ACCOUNTS": "222222222222"}, (
+        "releases.to_accounts (RELEASE_ACCOUNTS)='222222222222'"
+    )),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("n", range(len(BREAKING)))
+def test_the_templates_releases_rule_is_evaluated_before_any_aws_call(tmp_path: Path, n: int) -> None:
+    assertions = settings._template()["Rules"][settings.RELEASES_RULE]["Assertions"]
+    variables, shown = BREAKING[n]
+    done, calls = make(tmp_path, "deploy", **GOOD, **without_settings(tmp_path), **variables)
+
+    assert len(assertions) == len(BREAKING), "a case breaking each of the rule's assertions"
+    assert (done.returncode, calls) == (2, [])
+    description = assertions[n]["AssertDescription"].rstrip(".")
+    assert said(done) == [f"pipeline: {shown}: {description} (the template's rule {settings.RELEASES_RULE})"]
+
+
+def test_settings_that_keep_the_rule_deploy_a_production_stack(tmp_path: Path) -> None:
+    done, calls = make(
+        tmp_path, "deploy", **GOOD, **without_settings(tmp_path), **RELEASES_FROM, RELEASE_APPROVAL="none"
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert {f"ReleasesFromRepository={STAGING_REPOSITORY}", "ReleaseApproval=none"} <= set(deploy_call(calls))
+
+
+def test_the_shipped_settings_files_environments_example_deploys_each_environment(tmp_path: Path) -> None:
+    """Commented out (make deploy without ENV deploys the one stack), the example is a valid environments:
+    block, within the shipped platform's bounds; and the releases keys name their variables."""
+    text = SETTINGS.read_text()
+    example = text.split("\n# environments:\n", 1)[1]
+    block = "environments:\n" + "\n".join(line.removeprefix("# ") for line in example.splitlines())
+    shipped = yaml.safe_load(text)
+
+    assert "environments" not in shipped
+    assert shipped["releases"] == {"from_repository": "", "from_versions_bucket": "", "to_accounts": []}
+    for name in settings.RELEASES:
+        key = settings.KEYS[name]
+        assert f"# {name.rsplit('.', 1)[-1]} ({key.variable}, {key.parameter}):" in text, name
+    for env in ("staging", "production"):
+        done = run_settings(tmp_path / env, f"{text}\n{block}\n", PLATFORM, ENV=env)
+        assert (done.returncode, done.stderr) == (0, ""), env
+    assert assigned(done)["RELEASES_FROM_REPOSITORY"].startswith("arn:aws:ecr:")
