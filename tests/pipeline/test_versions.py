@@ -213,7 +213,8 @@ def test_what_was_never_validated_is_refused_and_nothing_moves(
 def test_a_version_built_on_another_runner_major_is_refused(
     pushes: list[Pushed], stack: Stack, tmp_path: Path
 ) -> None:
-    record = {**stack.versions()[0], "version": 99, "runner_version": "2.0.0", "image": pushes[0].image + "x"}
+    image = pushes[0].image[:-64] + "d" * 64  # an image of its own, in the stack's repository
+    record = {**stack.versions()[0], "version": 99, "runner_version": "2.0.0", "image": image}
     with crafted(stack, record):
         done = make(stack, tmp_path, "promote", TO="99")
     assert done.returncode != 0
