@@ -88,6 +88,8 @@ RUN python3 -m venv --without-pip /opt/venv \
 
 COPY run_notebook.sh /opt/notebook-runner/run_notebook.sh
 COPY runner/*.py /opt/notebook-runner/runner/
+# the report page's cells (runner/page.py): JupyterLab's markup, no script
+COPY runner/templates /opt/notebook-runner/runner/templates/
 # The recipe of every model image, and the runner's version (VERSION, the one place it is written; the
 # build argument that labels the image must agree with it).
 COPY runner/model.Dockerfile VERSION /opt/notebook-runner/

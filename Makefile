@@ -115,8 +115,9 @@ $(BIN)/.installed: requirements-dev.txt requirements.txt
 venv: $(BIN)/.installed ## create .venv with the pinned test and lint tools
 
 .PHONY: test
-test: venv .venv-awscli/.installed ## run the test suite (builds the images, starts moto and a local registry; needs Docker)
+test: venv .venv-awscli/.installed ## run the test suite (builds the images, starts moto and a local registry, reads reports in chromium; needs Docker)
 	@scripts/ensure-docker.sh --registry
+	@[ -n "$$CHROMIUM" ] || scripts/ensure-chromium.sh
 	@BASE_IMAGE=$$(scripts/base-image.sh) AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest
 
 .PHONY: lint
@@ -199,6 +200,10 @@ run-remote: ## start one run on AWS now, for DATE=YYYY-MM-DD (GITHUB_REPO= [ENV=
 .PHONY: backfill
 backfill: ## one run per day FROM=YYYY-MM-DD TO=YYYY-MM-DD [PARALLEL=1], waiting for each; reports failed days
 	@scripts/runs.sh backfill
+
+.PHONY: runs
+runs: ## list the runs, one line each (status, exit code, failing step, rows, duration, version, report), newest first by run date then start, from their manifests stored in the last DAYS=30 days (1-366; S3's LastModified, a file's mtime): GITHUB_REPO= [ENV=] or STACK_NAME=, or OUTPUT_URI=output|s3://... (its _runs/; REPORT_URI= for another)
+	@scripts/runs.sh list
 
 .PHONY: pause
 pause: ## pause the daily schedule (GITHUB_REPO= [ENV=] or STACK_NAME=); nothing else changes

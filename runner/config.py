@@ -74,7 +74,7 @@ SETTINGS = (
             "NotebookRole); the runner serves its credentials to them alone"),
     Setting("SNS_TOPIC_ARN", "", "topic told of failures (optional)"),
     Setting("NOTIFY_ON_SUCCESS", "false", "true: tell SNS_TOPIC_ARN of successes too"),
-    Setting("METRICS_NAMESPACE", "", "CloudWatch namespace a successful run puts SuccessfulRuns in"),
+    Setting("METRICS_NAMESPACE", "", "CloudWatch namespace of Runs (every run) and SuccessfulRuns"),
     Setting("METRICS_JOB", "", "the Job dimension of those metrics (default: the notebook's name)"),
     Setting("COMPARE_URI", "", "production's table to compare the checked output with before publishing "
             "(a candidate's validation): s3://bucket/prefix (Glue catalog) or a folder (its "

@@ -85,27 +85,32 @@ def preflight(config: Config, identity: NotebookIdentity) -> dict[str, Any]:
     }
 
 
-def failing_cell(name: str) -> str:
-    """In the executed notebook, the cell that failed, or else the last one started (a timeout or a stop),
-    named as the report shows it: cell [N] ('first line'); '' if there is no notebook or no cell started."""
-    data = executed_bytes(name)
-    if data is None:
-        return ""
-    import nbformat
-
-    code_cells = [c for c in nbformat.reads(data.decode(), as_version=4).cells if c.cell_type == "code"]
+def failing_code_cell(notebook: Any) -> Any:
+    """The code cell that failed (papermill's metadata), or else the last one started (a timeout or a stop);
+    None if no cell started."""
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
 
     def state(cell: Any) -> dict:
         return cell.get("metadata", {}).get("papermill", {})
 
     failed = [c for c in code_cells if state(c).get("status") == "failed" or state(c).get("exception")]
     started = [c for c in code_cells if state(c).get("start_time")]
-    if failed:
-        cell = failed[0]
-    elif started:
-        cell = started[-1]
-    else:
+    return failed[0] if failed else started[-1] if started else None
+
+
+def failing_cell(name: str) -> str:
+    """In the executed notebook, the cell that failed, or else the last one started, named as the report shows
+    it: cell [N] ('first line'); '' if there is no notebook or no cell started."""
+    data = executed_bytes(name)
+    if data is None:
         return ""
+    import nbformat
+
+    notebook = nbformat.reads(data.decode(), as_version=4)
+    cell = failing_code_cell(notebook)
+    if cell is None:
+        return ""
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
     first = redaction.text(next((line for line in cell.source.splitlines() if line.strip()), ""))
     return f"cell [{cell.get('execution_count') or code_cells.index(cell) + 1}] ({first[:80]!r})"
 

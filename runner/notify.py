@@ -1,21 +1,52 @@
 """Tell people and CloudWatch how the run went: the SNS mail (failures, and successes when asked) and the
-metrics the missed-run alarm watches. Neither ever changes the run's exit code."""
+run's metrics (every run counted by its exit code; a success's duration and rows, and the SuccessfulRuns
+the missed-run alarm watches). Neither ever changes the run's exit code."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from runner import exits
 from runner.locations import Location, aws_client, aws_problem, default_region
-from runner.report import console_link
+from runner.report import console_link, console_object_link
 
 log = logging.getLogger("runner")
 
 SUBJECT_LIMIT = 100  # SNS refuses longer subjects
 
+# --- the run's metrics ---------------------------------------------------------------------------------
+# What a run puts in its METRICS_NAMESPACE (the template's NotebookPipeline/<stack>, which TaskRole alone may
+# put in; a validation sets none and puts nothing). The one place their names are written: the template's
+# MissedRunAlarm and Dashboard name them too, and tests/pipeline/test_dashboard.py holds them to these.
+JOB = "Job"  # dimension: the stack (METRICS_JOB)
+EXIT_CODE = "ExitCode"  # dimension: the run's exit code ("0" a success; runner/exits.py: what each means)
+RUNS = "Runs"  # 1 for every run that finishes, whatever its outcome: runs and failures by exit code
+SUCCESSFUL_RUNS = "SuccessfulRuns"  # 1 for a success only: an hour without one is what MissedRunAlarm counts
+RUN_SECONDS = "RunSeconds"  # a successful run's duration
+ROWS_PUBLISHED = "RowsPublished"  # the rows a successful run published
+# Each metric's dimensions: CloudWatch tells metrics apart by name and every dimension, so a graph or an
+# alarm must name exactly these.
+METRICS: dict[str, tuple[str, ...]] = {
+    RUNS: (JOB, EXIT_CODE),
+    SUCCESSFUL_RUNS: (JOB,),
+    RUN_SECONDS: (JOB,),
+    ROWS_PUBLISHED: (JOB,),
+}
+UNITS = {RUNS: "Count", SUCCESSFUL_RUNS: "Count", RUN_SECONDS: "Seconds", ROWS_PUBLISHED: "Count"}
+
 
 def region() -> str:
     return default_region() or "us-east-1"
+
+
+def report_lines(manifest: dict[str, Any]) -> list[str]:
+    """Where the report is: its page in the S3 console (report.py's console_object_link) and the command
+    that copies it; or why there is none."""
+    report = str(manifest["report"])
+    if not report.startswith("s3://"):  # not stored (and why), none, or a local path
+        return [f"Report:   {report}"]
+    return [f"Report:   {console_object_link(Location(report), region())}", f"Copy:     aws s3 cp {report} ."]
 
 
 def mail(manifest: dict[str, Any]) -> tuple[str, str]:
@@ -39,13 +70,10 @@ def mail(manifest: dict[str, Any]) -> tuple[str, str]:
         f"Rows:     {manifest['rows'] if manifest['rows'] is not None else '-'}",
         f"Duration: {manifest['duration_seconds']} s",
         f"Output:   {manifest['output_uri'] if status == 'succeeded' else 'nothing published'}",
-        f"Report:   {manifest['report']}",
-        f"Browse:   {browse}",
     ]
     if manifest.get("not_published"):
-        lines.insert(
-            -2, f"Left out: {len(manifest['not_published'])} hidden file(s) in staging, not published"
-        )
+        lines.append(f"Left out: {len(manifest['not_published'])} hidden file(s) in staging, not published")
+    lines += [*report_lines(manifest), f"Browse:   {browse}"]
     return subject[:SUBJECT_LIMIT], "\n".join(lines)
 
 
@@ -60,22 +88,34 @@ def notify(topic_arn: str, manifest: dict[str, Any]) -> None:
         log.warning("could not notify %s (%s): check the role's sns:Publish", topic_arn, aws_problem(exc))
 
 
-def put_success_metrics(namespace: str, job: str, manifest: dict[str, Any]) -> None:
-    """Only successful runs put SuccessfulRuns: a day without one is what the missed-run alarm sees."""
-    dimensions = [{"Name": "Job", "Value": job}]
-    data = [
-        {"MetricName": "SuccessfulRuns", "Dimensions": dimensions, "Value": 1, "Unit": "Count"},
-        {"MetricName": "RunSeconds", "Dimensions": dimensions, "Value": manifest["duration_seconds"],
-         "Unit": "Seconds"},
+def run_metrics(job: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metric data of a finished run: Runs by its exit code, always; SuccessfulRuns, RunSeconds and
+    RowsPublished (when it published rows) for a success only."""
+    dimensions = {JOB: job, EXIT_CODE: str(manifest["exit_code"])}
+    values: dict[str, float] = {RUNS: 1}
+    if manifest["exit_code"] == exits.OK.code:
+        values |= {SUCCESSFUL_RUNS: 1, RUN_SECONDS: manifest["duration_seconds"]}
+        if manifest["rows"] is not None:
+            values[ROWS_PUBLISHED] = manifest["rows"]
+    return [
+        {"MetricName": name, "Dimensions": [{"Name": d, "Value": dimensions[d]} for d in METRICS[name]],
+         "Value": value, "Unit": UNITS[name]}
+        for name, value in values.items()
     ]  # fmt: skip
-    if manifest["rows"] is not None:
-        data.append({"MetricName": "RowsPublished", "Dimensions": dimensions, "Value": manifest["rows"],
-                     "Unit": "Count"})  # fmt: skip
+
+
+def put_run_metrics(namespace: str, job: str, manifest: dict[str, Any]) -> None:
+    """Every finished run is counted (Runs, by exit code); only a success puts SuccessfulRuns: a day without
+    one is what the missed-run alarm sees."""
+    data = run_metrics(job, manifest)
+    names = ", ".join(d["MetricName"] for d in data)
     try:
         aws_client("cloudwatch").put_metric_data(Namespace=namespace, MetricData=data)
-        log.info("put SuccessfulRuns for job %s in %s", job, namespace)
-    except Exception as exc:  # noqa: BLE001 -- the output is published: the run succeeded
+        log.info("put %s (exit code %s) for job %s in %s", names, manifest["exit_code"], job, namespace)
+    except Exception as exc:  # noqa: BLE001 -- the run's outcome stands whatever its metrics
+        success = manifest["exit_code"] == exits.OK.code
+        missed = "the missed-run alarm may fire" if success else "the dashboard does not count it"
         log.warning(
-            "could not put the success metric in %s (%s): the missed-run alarm may fire; check the task "
-            "role's cloudwatch:PutMetricData", namespace, aws_problem(exc),
+            "could not put the run's metrics in %s (%s): %s; check the task role's cloudwatch:PutMetricData",
+            namespace, aws_problem(exc), missed,
         )  # fmt: skip

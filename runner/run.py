@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import compare, exits, notify, processes, publish, redaction, table
+from runner import compare, exits, notify, page, processes, publish, redaction, table
 from runner import config as configuration
 from runner.checking import run_check, verdict
 from runner.credentials import NotebookIdentity, RoleCredentials
@@ -32,7 +32,7 @@ from runner.errors import NOTHING, PUBLISHED, SAID, RunFailed, Stopped
 from runner.execute import execute, executed_bytes, failing_cell, notebook_python
 from runner.locations import Location
 from runner.processes import NotebookUser
-from runner.report import MANIFEST, HtmlReport, manifest_bytes, store
+from runner.report import MANIFEST, HtmlReport, RunPlace, links, manifest_bytes, store
 from runner.sandbox import Workspace, confine_runner, refuse_if_the_notebook_may_write
 from runner.staged import Inventory, copy_staged, remove_published_from_staging
 
@@ -220,19 +220,33 @@ class Run:
             what = self.stage
         return Outcome("stopped", exits.STOPPED, "stopped", f"stopped by {signal_name} while {what}")
 
-    def report_files(self) -> dict[str, bytes]:
-        """The report's files, from memory, redacted."""
-        files: dict[str, bytes | None] = {}
-        if self.config is not None:
-            body = self.html.wait() if self.html is not None else None
-            files[f"{self.name}.ipynb"] = executed_bytes(self.config.notebook.name)
-            files[f"{self.name}.html"] = body.encode() if body is not None else None
+    def report_files(self, manifest: dict[str, Any], dest: Location) -> dict[str, bytes]:
+        """The report's files, from memory, redacted: the executed notebook, check.txt, the comparison, and
+        the page (the run's header, from the redacted manifest, above the notebook's cells)."""
+        assert self.config is not None
+        files: dict[str, bytes | None] = {f"{self.name}.ipynb": executed_bytes(self.config.notebook.name)}
         if self.check_output is not None:
             files["check.txt"] = bytes(self.check_output)
         if self.comparison is not None:
             files[compare.FILE] = compare.as_bytes(redaction.data(self.comparison))
         redacted = {name: redaction.ACTIVE.file_bytes(data, name) for name, data in files.items()}
-        return {name: data for name, data in redacted.items() if data is not None}
+        kept = {name: data for name, data in redacted.items() if data is not None}
+        # the page is made of redacted parts (page.py): rewriting it would rewrite its markup and its policy
+        kept[f"{self.name}.html"] = self.page(manifest, dest, set(kept) | {MANIFEST})
+        return kept
+
+    def page(self, manifest: dict[str, Any], dest: Location, files: set[str]) -> bytes:
+        """The report's HTML page (page.py): every text in it redacted before it is escaped."""
+        config = self.config
+        assert config is not None
+        cells = self.html.wait() if self.html is not None else None
+        missing = "The notebook did not start." if self.html is None else "It could not be rendered."
+        place = RunPlace(config.reports, config.run_date, config.run_id, config.staging, f"{self.name}.html")
+        said = self.check_output
+        check = None if said is None else redaction.text(bytes(said).decode(errors="replace"))
+        failing = failing_cell(config.notebook.name) if manifest["status"] != "succeeded" else ""
+        header = page.Header(manifest, check, links(dest, place, files, notify.region()), failing)
+        return page.document(header, cells, missing).encode()
 
     def manifest(self, outcome: Outcome, report: str, dest: Location | None) -> dict[str, Any]:
         config = self.config
@@ -259,6 +273,11 @@ class Run:
             if self.inventory and self.committed
             else [],
             "not_published": self.inventory.left_out if self.inventory else [],
+            "check_verdict": verdict(bytes(self.check_output).decode(errors="replace"))
+            if self.check_output is not None
+            else None,
+            "commit": config.commit if config else self.environ.get("RUNNER_COMMIT", "unknown"),
+            "runner_version": self.environ.get("NOTEBOOK_RUNNER_VERSION", "unknown"),
             "comparison": compare.figures(self.comparison) if self.comparison is not None else None,
         }
 
@@ -266,21 +285,20 @@ class Run:
         """The report and the manifest stored, from memory; returns the manifest (its report field says
         where the report is, or why it was not stored)."""
         dest = self.config.run_reports if self.config is not None and self.reports_ready else None
-        report = "none (the run stopped before it started)"
-        lost: dict[str, str] = {}
-        if dest is not None:
-            files = self.report_files()
-            lost = store(dest, files)
-            page = f"{self.name}.html"
-            report = f"{dest}/{page if page in files and page not in lost else MANIFEST}"
-        manifest = self.manifest(outcome, report, dest)
+        page_name = f"{self.name}.html"
+        report = f"{dest}/{page_name}" if dest is not None else "none (the run stopped before it started)"
+        manifest = redaction.data(self.manifest(outcome, report, dest))
+        if dest is None:
+            return manifest
+        files = self.report_files(manifest, dest)
+        lost = store(dest, files)
         if lost:
-            manifest["not_stored"] = lost
-        manifest = redaction.data(manifest)
-        if dest is not None:
-            missing = store(dest, {MANIFEST: manifest_bytes(manifest)})
-            if missing:
-                manifest["report"] = f"not stored: {missing[MANIFEST]}"
+            manifest["not_stored"] = redaction.data(lost)
+        if page_name not in files or page_name in lost:
+            manifest["report"] = f"{dest}/{MANIFEST}"
+        missing = store(dest, {MANIFEST: manifest_bytes(manifest)})
+        if missing:
+            manifest["report"] = f"not stored: {missing[MANIFEST]}"
         return manifest
 
     def finish(self, outcome: Outcome) -> int:
@@ -295,8 +313,12 @@ class Run:
             manifest = redaction.data(
                 self.manifest(outcome, f"not stored: {type(exc).__name__}: {exc}", None)
             )
-        if config is not None and outcome.exit is exits.OK and config.metrics_namespace:
-            notify.put_success_metrics(config.metrics_namespace, config.metrics_job, manifest)
+        # Every run that finishes is counted, by exit code (a configuration refused before it was read too,
+        # from the variables as given); only a success puts SuccessfulRuns (notify.py).
+        namespace = config.metrics_namespace if config else self.environ.get("METRICS_NAMESPACE", "")
+        if namespace:
+            job = config.metrics_job if config else self.environ.get("METRICS_JOB") or self.name
+            notify.put_run_metrics(namespace, job, manifest)
         if (
             config is not None
             and config.topic_arn

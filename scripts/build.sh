@@ -28,7 +28,7 @@ source "${ROOT}/scripts/stack.sh"
 # The runner's files: what `runner` sends as the build context. tests/test_model_local.py holds it to the
 # Dockerfile's COPY lines.
 # Patterns, expanded in the repository's root.
-readonly RUNNER_FILES='Dockerfile VERSION run_notebook.sh runner/requirements.txt runner/model.Dockerfile runner/*.py'
+readonly RUNNER_FILES='Dockerfile VERSION run_notebook.sh runner/requirements.txt runner/model.Dockerfile runner/*.py runner/templates'
 readonly RECIPE=/opt/notebook-runner/model.Dockerfile
 # The template's NotebookPath AllowedPattern (tests/test_model_local.py holds them equal).
 readonly NOTEBOOK_PATTERN='^([A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-z0-9._-]*\.ipynb$'

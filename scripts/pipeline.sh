@@ -345,7 +345,16 @@ deploy() {
 	"$AWS" "${args[@]}"
 	"$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
 		--query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output table
+	dashboard
 	next_step
+}
+
+# dashboard: the stack's dashboard, from its output DashboardUrl (none from an older template).
+dashboard() {
+	read_outputs
+	[[ -z "${OUT[DashboardUrl]:-}" ]] ||
+		printf 'pipeline: its dashboard (runs and failures by exit code, rows, durations, validations, alarms): %s\n' \
+			"${OUT[DashboardUrl]}" >&2
 }
 
 # show_plan DEPLOY-ARGS...: create the change set without executing it, then list what it would change.

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# runs.sh -- start daily runs on the stack's Fargate cluster by hand (the Makefile's run-remote, backfill).
+# runs.sh -- start daily runs on the stack's Fargate cluster by hand, and list them (the Makefile's run-remote,
+# backfill, runs).
 #
 #   scripts/runs.sh run-remote     DATE=YYYY-MM-DD: one run for that day, now (a rerun or a catch-up)
 #   scripts/runs.sh backfill       FROM=YYYY-MM-DD TO=YYYY-MM-DD [PARALLEL=1]: one run per day, at most
 #                                  PARALLEL at a time, waiting for each; a failed day is reported, and the
 #                                  others carry on; exits 1 if any day failed
+#   scripts/runs.sh list           [DAYS=30]: one line a run whose manifest was stored in the last DAYS days
+#                                  (S3's LastModified, a folder's file modification time), newest first by
+#                                  run date then start time, read from the manifests by scripts/history.py;
+#                                  the stack's reports (RunOutputUri/_runs), or OUTPUT_URI=folder|s3://...'s
+#                                  (OUTPUT_URI/_runs, or REPORT_URI= where the runs wrote their reports);
+#                                  exits 1 when there is none
 #
 # The stack is STACK_NAME, or notebook-pipeline-<name> from GITHUB_REPO=owner/name (as make deploy names
 # it), notebook-pipeline-<name>-<ENV> for an environment of the model (ENV=staging|production); AWS_REGION as
@@ -16,8 +23,9 @@ AWS=${AWS_CLI:-aws}
 MAX_DAYS=366
 PROGRAM=runs
 REPO_HINT="name the stack with GITHUB_REPO=owner/name (as for make deploy) or STACK_NAME=..."
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/stack.sh
-source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
+source "${HERE}/stack.sh"
 
 log() { printf 'runs: %s\n' "$*" >&2; }
 
@@ -131,8 +139,79 @@ backfill() {
 	log "${last}"
 }
 
+# report_location: where the runs' reports are, REPORT_URI/OUTPUT_URI's or the stack's, in REPORTS.
+report_location() {
+	local listing key value
+	if [[ -n "${OUTPUT_URI:-}${REPORT_URI:-}" ]]; then
+		[[ -z "${GITHUB_REPO:-}${STACK_NAME:-}${ENV:-}" ]] ||
+			die "give the runs' stack (GITHUB_REPO= [ENV=] or STACK_NAME=) or their location (OUTPUT_URI= or REPORT_URI=), not both"
+		load_region
+		REPORTS=${REPORT_URI:-${OUTPUT_URI%/}/_runs}
+		return 0
+	fi
+	REPO_HINT="name the stack with GITHUB_REPO=owner/name [ENV=staging|production] or STACK_NAME=..., or the runs' location with OUTPUT_URI= (make run's: OUTPUT_URI=output)"
+	load_stack
+	listing=$("$AWS" cloudformation describe-stacks "${REGION_ARGS[@]}" --stack-name "$STACK_NAME" \
+		--query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text) ||
+		die "cannot read the stack ${STACK_NAME} (the AWS CLI says why above): check $(stack_args) and AWS_REGION, and your AWS credentials; or deploy it (make deploy $(stack_args))"
+	while IFS=$'\t' read -r key value; do
+		[[ -n "$key" ]] && OUT["$key"]=$value
+	done <<<"$listing"
+	need_outputs RunOutputUri
+	REPORTS="${OUT[RunOutputUri]%/}/_runs"
+}
+
+# list_s3 URI WINDOW: the manifests under URI stored in the last WINDOW days (their LastModified, in the listing's
+# query: older ones are never downloaded) downloaded into a folder of their own, then printed by history.py.
+list_s3() {
+	local uri=$1 window=$2 bucket prefix since keys key includes=() rc=0
+	local run_manifest='^date=[0-9]{4}-[0-9]{2}-[0-9]{2}/[A-Za-z0-9._-]{1,128}/manifest\.json$'
+	bucket=${uri#s3://} && bucket=${bucket%%/*}
+	prefix=${uri#"s3://${bucket}"} && prefix=${prefix#/} && prefix=${prefix%/} && prefix=${prefix:+${prefix}/}
+	since=$(date -u -d "-${window} days" +%Y-%m-%dT%H:%M:%S)
+	keys=$("$AWS" s3api list-objects-v2 "${REGION_ARGS[@]}" --bucket "$bucket" --prefix "${prefix}date=" \
+		--query "(Contents || \`[]\`)[?ends_with(Key, '/manifest.json') && LastModified >= '${since}'].[Key]" --output text) || {
+		log "cannot list ${uri} (the AWS CLI says why above): check the location, AWS_REGION and your AWS credentials"
+		exit 1
+	}
+	# Only a run's own manifest, date=D/<run id>/manifest.json: its staging folder, deeper, is the notebook's.
+	while read -r key; do
+		if [[ "${key#"$prefix"}" =~ $run_manifest ]]; then
+			includes+=(--include "${key#"$prefix"}")
+		fi
+	done <<<"$keys"
+	MANIFESTS=$(mktemp -d)
+	trap 'rm -rf "$MANIFESTS"' EXIT
+	if ((${#includes[@]})); then
+		"$AWS" s3 cp "${REGION_ARGS[@]}" "s3://${bucket}/${prefix}" "${MANIFESTS}/" --recursive --only-show-errors \
+			--exclude '*' "${includes[@]}" || {
+			log "cannot download the manifests from ${uri} (the AWS CLI says why above): check your AWS credentials"
+			exit 1
+		}
+	fi
+	python3 -I "${HERE}/history.py" "$MANIFESTS" "$window" "$uri" || rc=$?
+	exit "$rc"
+}
+
+list_runs() {
+	local window=${DAYS:-30} uri
+	check_number DAYS "$window" 1 "$MAX_DAYS" "how many days back to list, by when each run stored its manifest, e.g. DAYS=7"
+	report_location
+	uri=${REPORTS#file://}
+	case "$uri" in
+	s3://*)
+		[[ "$uri" =~ ^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^[:cntrl:]]*)?$ ]] ||
+			die "${uri} is not a valid S3 location of the runs' reports: use s3://bucket/prefix or a local folder"
+		list_s3 "$uri" "$window"
+		;;
+	*://*) die "${uri} uses an unsupported scheme: the runs' reports are in s3://bucket/prefix or a local folder" ;;
+	*) exec python3 -I "${HERE}/history.py" "$uri" "$window" ;;
+	esac
+}
+
 case "${1:-}" in
 run-remote) run_remote ;;
 backfill) backfill ;;
-*) die "usage: runs.sh run-remote|backfill (configured by environment variables, see the header)" ;;
+list) list_runs ;;
+*) die "usage: runs.sh run-remote|backfill|list (configured by environment variables, see the header)" ;;
 esac

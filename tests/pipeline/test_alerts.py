@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import cfn
 import pytest
 import stepfunctions
 from cfn import load, resolve, statements
@@ -168,6 +169,22 @@ def test_an_execution_without_a_source_revision_still_mails_with_its_link(
          f"Execution {execution}; its commit, stages and logs: https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/"
          f"notebook-pipeline-usp/executions/{execution}/timeline?region=us-east-1"),
     )]  # fmt: skip
+
+
+def test_every_mail_links_a_pipeline_execution_in_one_shape() -> None:
+    """PipelineMailer's two mails, the approval's answer (ReleaseApprovedRule, ReleaseNotApprovedRule) and the
+    validation's approval request link an execution alike, whatever each writes its values with ({}, <name>,
+    {name})."""
+    text = cfn.TEMPLATE.read_text()
+    links = re.findall(
+        r"https://\S+?\.console\.aws\.amazon\.com/codesuite/codepipeline/pipelines/\S+/executions/\S+", text
+    )
+    shapes = {re.sub(r"\{\w*\}|<\w+>", "V", link.rstrip("'\",.")) for link in links}
+
+    assert len(links) == 5, links
+    assert shapes == {
+        "https://V.console.aws.amazon.com/codesuite/codepipeline/pipelines/V/executions/V/timeline?region=V"
+    }
 
 
 def test_a_failed_commit_lookup_never_costs_the_mail(inbox: stepfunctions.Inbox) -> None:

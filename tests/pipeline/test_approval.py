@@ -23,6 +23,11 @@ EVENTS = REPO / "tests" / "fixtures" / "events"
 REFS = {"Pipeline": "notebook-pipeline-usp", "GitHubRepository": "hotel-profiling/usp-model",
         "AWS::StackName": "notebook-pipeline-usp"}  # fmt: skip
 RULES = ("ReleaseApprovedRule", "ReleaseNotApprovedRule")
+# The documented event's execution in the console, as PipelineMailer links an execution (test_alerts.py)
+EXECUTION_LINK = (
+    "https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/notebook-pipeline-usp/executions/"
+    "01234567-0123-0123-0123-012345678901/timeline?region=us-east-1"
+)
 
 
 def approval_event(state: str, pipeline: str = REFS["Pipeline"], stage: str = "Approve") -> dict[str, Any]:
@@ -87,6 +92,7 @@ def test_the_approved_mail_says_it_is_being_promoted_and_where_to_read_who_appro
                            "notebook-pipeline-usp was APPROVED at 2017-04-22T03:31:47Z (UTC)")  # fmt: skip
     assert "its Promote stage promotes it now" in said
     assert "Execution 01234567-0123-0123-0123-012345678901" in said
+    assert said.endswith(f"the approver and comment are on its Approve stage: {EXECUTION_LINK}")
 
 
 @pytest.mark.parametrize("state", ["FAILED", "ABANDONED"])
@@ -98,6 +104,7 @@ def test_the_not_approved_mail_says_nothing_was_promoted_and_how_to_release_it_l
     )
     assert "nothing was promoted, and the daily runs keep their version" in said
     assert "make promote GITHUB_REPO=hotel-profiling/usp-model TO=" in said
+    assert said.endswith(f"who rejected it and why is on its Approve stage: {EXECUTION_LINK}")
 
 
 def make(tmp_path: Path, target: str, approval: str | None, waiting: str = "5", **variables: str):

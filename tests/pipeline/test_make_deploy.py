@@ -134,6 +134,27 @@ def test_deploy_of_a_new_stack_makes_the_cloudformation_deploy_call_in_the_defau
     assert "authorize the GitHub connection" in done.stderr
 
 
+def test_deploy_ends_with_the_stacks_dashboard_before_the_next_step(tmp_path: Path) -> None:
+    url = "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#dashboards/dashboard/s-eu-west-1"
+    done, _ = make(
+        tmp_path,
+        "deploy",
+        **GOOD,
+        **without_settings(tmp_path),
+        FAKE_OUTPUTS=json.dumps({"DashboardUrl": url}),
+    )
+    older, _ = make(tmp_path / "older", "deploy", **GOOD, **without_settings(tmp_path / "older"))
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[-2:] == [
+        "pipeline: its dashboard (runs and failures by exit code, rows, durations, validations, alarms): "
+        + url,
+        "Next step: push to main; the pipeline starts on every push.",
+    ]
+    assert (older.returncode, "its dashboard" in older.stderr) == (0, False)  # a stack of an older template
+
+
 def test_updating_a_stack_keeps_its_network_and_run_settings_unless_given(tmp_path: Path) -> None:
     done, calls = make(tmp_path, "deploy", **GOOD, **without_settings(tmp_path))
 

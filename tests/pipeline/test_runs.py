@@ -25,8 +25,11 @@ from cfn import load
 from eventbridge import pattern
 from support import REPO
 
+from runner import notify
 from runner.config import SETTING_NAMES
 from runner.exits import EXITS, KILLED
+from runner.locations import Location
+from runner.report import console_link
 
 TEMPLATE = load()
 RESOURCES = TEMPLATE["Resources"]
@@ -339,12 +342,17 @@ def test_missed_run_alarm_watches_the_metric_the_runner_puts_with_missing_data_b
     alarm = RESOURCES["MissedRunAlarm"]["Properties"]
     (container,) = RESOURCES["TaskDefinition"]["Properties"]["ContainerDefinitions"]
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
-    source = (RUNNER / "notify.py").read_text()
+    success = {"exit_code": 0, "duration_seconds": 61.5, "rows": 3000}
+    (put,) = [d for d in notify.run_metrics("job", success) if d["MetricName"] == alarm["MetricName"]]
 
     assert alarm["Namespace"] == environment["METRICS_NAMESPACE"]  # the same expression (resolved: above)
-    assert alarm["Dimensions"] == [{"Name": "Job", "Value": environment["METRICS_JOB"]}]
-    assert '"MetricName": "SuccessfulRuns"' in source and alarm["MetricName"] == "SuccessfulRuns"
-    assert '"Name": "Job"' in source
+    assert alarm["Dimensions"] == [{"Name": notify.JOB, "Value": environment["METRICS_JOB"]}]
+    assert alarm["MetricName"] == notify.SUCCESSFUL_RUNS
+    assert put["Dimensions"] == [
+        {"Name": notify.JOB, "Value": "job"}
+    ]  # what the runner puts, on success only
+    assert not [d for c in EXITS if c for d in notify.run_metrics("job", {**success, "exit_code": c})
+                if d["MetricName"] == notify.SUCCESSFUL_RUNS]  # fmt: skip
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
         "Sum",
         1,
@@ -416,15 +424,47 @@ def inbox() -> Iterator[stepfunctions.Inbox]:
         yield stepfunctions.Inbox.create()
 
 
+LOG_GROUP = f"/ecs/{STACK}-run"
+TASK_ID = "c13b4cb40f1f4fe4a2971f76ae5a47ad"  # the documented event's task
+
+
 def mail_failed_run(inbox: stepfunctions.Inbox, event: dict[str, Any]) -> tuple[str, str]:
+    """RunMailer run on `event`, its DefinitionSubstitutions as the template resolves them for STACK."""
     mailer = RESOURCES["RunMailer"]["Properties"]
-    substitutions = {"TopicArn": inbox.topic, "LogGroup": f"/ecs/{STACK}-run",
-                     "LogGroupInUrl": f"$252Fecs$252F{STACK}-run"}  # fmt: skip
-    assert set(mailer["DefinitionSubstitutions"]) == set(substitutions)
+    values = {**VALUES, "AlertTopic": inbox.topic, "RunLogGroup": LOG_GROUP}
+    substitutions = {
+        name: str(cfn.resolve(value, values)) for name, value in mailer["DefinitionSubstitutions"].items()
+    }
+    assert substitutions["LogGroupInUrl"] == f"$252Fecs$252F{STACK}-run"  # the console's escaping of '/'
     execution = stepfunctions.run(mailer["Definition"], substitutions, event)
     assert execution["status"] == "SUCCEEDED", execution
     (mail,) = inbox.mails()
     return mail
+
+
+def with_overrides(event: dict[str, Any], environment: list[dict[str, str]]) -> dict[str, Any]:
+    """The event of a task started with these environment overrides of its container (ECS's camelCase)."""
+    event["detail"]["overrides"] = {"containerOverrides": [{"name": "runner", "environment": environment}]}
+    return event
+
+
+def scheduled_overrides(run_id: str) -> list[dict[str, str]]:
+    """What the schedule's RunTask input overrides, in its order, with the run id it would give."""
+    (container,) = schedule_input()["Overrides"]["ContainerOverrides"]
+    return [{"name": e["Name"], "value": run_id if e["Name"] == "RUN_ID" else "2019-08-02T06:00:00Z"}
+            for e in container["Environment"]]  # fmt: skip
+
+
+def remote_overrides(day: str, run_id: str) -> list[dict[str, str]]:
+    """What make run-remote and make backfill override (scripts/runs.sh's printf), in its order."""
+    line = next(
+        line
+        for line in (REPO / "scripts" / "runs.sh").read_text().splitlines()
+        if "overrides=$(printf" in line
+    )
+    names = re.findall(r'\{"name":"([A-Z_]+)","value":"%s"\}', line)
+    assert names == ["RUN_DATE", "RUN_ID"], line
+    return [{"name": "RUN_DATE", "value": day}, {"name": "RUN_ID", "value": run_id}]
 
 
 def runner_meanings() -> dict[int, str]:
@@ -445,8 +485,11 @@ def test_failed_run_mail_carries_the_exit_code_and_the_runners_meaning(
         f"{runner_meanings()[exit_code]}"
     )
     assert "ECS says: Essential container in task exited." in message
-    assert f"log group /ecs/{STACK}-run, stream run/runner/" in message
-    assert f"#logsV2:log-groups/log-group/$252Fecs$252F{STACK}-run" in message
+    assert (
+        f"Its logs, the stream run/runner/{TASK_ID} of the log group {LOG_GROUP}: "
+        "https://us-west-2.console.aws.amazon.com/cloudwatch/home?region=us-west-2#logsV2:log-groups/log-group/"
+        f"$252Fecs$252F{STACK}-run/log-events/run$252Frunner$252F{TASK_ID} "
+    ) in message  # the task's own stream: awslogs' run/<container>/<task id>
 
 
 @pytest.mark.parametrize(
@@ -458,6 +501,40 @@ def test_exit_codes_from_outside_the_runner_are_named_too(
     _, message = mail_failed_run(inbox, stopped(exit_code))
 
     assert f"with exit code {exit_code}: {meaning}" in message
+
+
+REPORTS = "s3://hotel-out/daily/_runs"  # OUTPUT_URI/_runs, the runs' REPORT_URI
+
+
+@pytest.mark.parametrize(
+    "environment, said",
+    [
+        (
+            remote_overrides("2019-08-01", "backfill-2019-08-01"),
+            f"{REPORTS}/date=2019-08-01/backfill-2019-08-01/ "
+            + console_link(Location(f"{REPORTS}/date=2019-08-01/backfill-2019-08-01"), "us-east-1"),
+        ),
+        (
+            scheduled_overrides("schedule-0a1b2c"),
+            f"the folder date=(its day)/schedule-0a1b2c/ under {REPORTS}/ "
+            + console_link(Location(REPORTS), "us-east-1"),
+        ),
+        (
+            [],
+            f"a folder date=(its day)/(its run id)/ under {REPORTS}/ "
+            + console_link(Location(REPORTS), "us-east-1"),
+        ),
+    ],
+    ids=["make run-remote or backfill", "the schedule", "no overrides"],
+)
+def test_the_failed_run_mail_links_its_report_folder_as_far_as_the_task_names_it(
+    inbox: stepfunctions.Inbox, environment: list[dict[str, str]], said: str
+) -> None:
+    """The report's folder, REPORT_URI/date=D/RUN_ID/, in the S3 console (report.py's console_link): exact
+    where the task's overrides name the day and the run, its run id where they name only that."""
+    _, message = mail_failed_run(inbox, with_overrides(stopped(137), environment))
+
+    assert message.endswith(f"Its report, if the runner stored one (its own mail then links it): {said}")
 
 
 def test_a_run_that_never_started_its_container_mails_the_reason(inbox: stepfunctions.Inbox) -> None:

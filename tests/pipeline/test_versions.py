@@ -26,11 +26,15 @@ from validation_stack import (
     REGION,
     Stack,
     daily_run,
+    execution_id,
     promote_env,
     promote_version,
     push_commit,
     register,
 )
+
+from runner.locations import Location
+from runner.report import console_link
 
 pytestmark = pytest.mark.docker
 MODEL = "hotel-profiling/usp-model"  # the GITHUB_REPOSITORY the harness's projects carry
@@ -178,6 +182,8 @@ def test_rollback_to_the_first_moves_the_daily_runs_to_its_digest_and_mails_who_
     assert mail["Subject"] == "Promoted version 1 of hotel-profiling/usp-model (rollback by alice)"
     assert "now start version 1 (rollback, by alice" in mail["Message"]
     assert "It replaces version 3" in mail["Message"]
+    report = stack.versions()[0]["report"]
+    assert f"  report    {report}/\n            {console_link(Location(report), REGION)}\n" in mail["Message"]
     assert f"Undo: make promote GITHUB_REPO={MODEL} TO=3" in mail["Message"]  # forward again: not a rollback
     assert versions_listed(stack, tmp_path)[2][:2] == ["*", "1"]
     # the next daily run, as the schedule starts it, runs the first digest and publishes its rows
@@ -268,7 +274,15 @@ def test_a_held_release_is_mailed_with_its_report_and_comparison_and_promoted_on
         f"Version {version} of {MODEL} (commit {held.commit[:12]}) passed its validation and waits" in message
     )
     record = stack.versions()[-1]
-    assert f"report    {record['report']}/" in message
+    assert (
+        f"report    {record['report']}/\n            {console_link(Location(record['report']), REGION)}\n"
+        in message
+    )
+    execution = execution_id(held.commit)
+    assert (
+        f"(or on the Approve stage of pipeline execution {execution}: https://{REGION}.console.aws.amazon.com/"
+        f"codesuite/codepipeline/pipelines/{stack.name}/executions/{execution}/timeline?region={REGION})."
+    ) in message  # PipelineMailer's link to an execution (test_alerts.py: one shape)
     assert "Compared with what this stack's daily runs published for 2019-08-01:" in message
     assert record["comparison"]["summary"][0] in message  # rows in production, in the candidate, ...
     assert f"Approve: make approve GITHUB_REPO={MODEL} RELEASE={version}" in message
@@ -311,6 +325,10 @@ def test_a_push_that_changes_productions_rows_past_the_limit_is_not_promoted_unt
     )
     assert f"changed_share {comparison['changed_share']} > limit 0.1" in refusal["Message"]
     assert f"make promote GITHUB_REPO={MODEL} TO={n} ACCEPT=changed_share" in refusal["Message"]
+    assert (
+        f"its report: {version['report']}/ ({console_link(Location(version['report']), REGION)})"
+        in (refusal["Message"])
+    )
 
     done = make(stack, tmp_path, "promote", TO=str(n))  # not without the acknowledgement
     assert done.returncode != 0 and "ACCEPT=changed_share" in done.stderr, done.stderr

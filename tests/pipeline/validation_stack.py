@@ -417,6 +417,7 @@ def validate(
     extra = {
         "COMMIT_ID": commit, "IMAGE_DIGEST": digest, "RUNNER_IMAGE": runner, "HARNESS_REGISTRY": registry,
         "POLL_SECONDS": "1", "CODEBUILD_INITIATOR": f"codepipeline/{stack.name}",
+        "PIPELINE_EXECUTION_ID": execution_id(commit),  # #{codepipeline.PipelineExecutionId}
         "AWS_ACCESS_KEY_ID": stack.validate_key, "AWS_SECRET_ACCESS_KEY": "validate-secret",
         "AWS_ENDPOINT_URL": stack.proxy, "HARNESS_TASK_CREDENTIALS": json.dumps(stack.task_credentials),
     }  # fmt: skip
@@ -425,6 +426,11 @@ def validate(
         return validated
     promoted = promote_version(stack, digest, validated.exported["PROMOTED_BY"], source=source)
     return Build(promoted.succeeded, promoted.failed_phase, validated.log + promoted.log, validated.exported)
+
+
+def execution_id(commit: str) -> str:
+    """The pipeline execution the harness's Validate stage of `commit` stands for (in CodePipeline's form)."""
+    return f"{commit[:8]}-0000-4000-8000-000000000000"
 
 
 def push_commit(source: Path, stack: Stack, promote: bool = True) -> Promoted:

@@ -190,6 +190,7 @@ homes = {here, os.path.dirname(here), "/home/runner", "/tmp", os.getcwd()}
 homes |= set(glob.glob("/tmp/notebook-run.*")) | set(glob.glob("/tmp/notebook-run.*/*"))
 files = {
     ".local/share/jupyter/nbconvert/templates/lab/index.html.j2": "PLANTED-" + "TEMPLATE",
+    ".local/share/jupyter/nbconvert/templates/lab/base.html.j2": "PLANTED-" + "TEMPLATE",
     ".local/share/jupyter/nbconvert/templates/lab/conf.json": '{"base_template": "base"}',
     ".aws/config": "[default]\\ncredential_process = /bin/echo PLANTED-CREDENTIALS\\n",
     ".pyiceberg.yaml": "catalog:\\n  local:\\n    uri: sqlite:////tmp/planted.db\\n",

@@ -69,11 +69,16 @@ class Aws:
             found = [json.loads(m["Body"]) for m in reply.get("Messages", [])]
         return found
 
-    def metric(self, name: str) -> float | None:
-        """The Sum of this test's job's metric over the last hour, as the missed-run alarm reads it."""
+    def metric(self, name: str, **dimensions: str) -> float | None:
+        """The Sum of this test's job's metric (with these other dimensions) over the last hour, as the
+        missed-run alarm and the dashboard read it."""
         now = time.time()
+        named = [
+            {"Name": "Job", "Value": self.job},
+            *({"Name": k, "Value": v} for k, v in dimensions.items()),
+        ]
         points = self.cloudwatch.get_metric_statistics(
-            Namespace="NotebookPipeline", MetricName=name, Dimensions=[{"Name": "Job", "Value": self.job}],
+            Namespace="NotebookPipeline", MetricName=name, Dimensions=named,
             StartTime=now - 3600, EndTime=now + 60, Period=3600, Statistics=["Sum"],
         )["Datapoints"]  # fmt: skip
         return sum(p["Sum"] for p in points) if points else None
@@ -216,7 +221,14 @@ def test_failure_is_announced_on_the_topic_and_nothing_is_published(
     assert note["Subject"] == f"[notebook-runner] FAILED: dupes for {SAMPLE_DATE} (exit 20)"
     assert "with exit code 20 (the check failed)" in note["Message"]
     assert "duplicated pairs" in note["Message"]
-    assert f"Report:   s3://{aws.output}/usp/output/_runs/date={SAMPLE_DATE}/" in note["Message"]
+    report = f"usp/output/_runs/date={SAMPLE_DATE}/"
+    assert (
+        f"Report:   https://s3.console.aws.amazon.com/s3/object/{aws.output}?region={REGION}&prefix={report}"
+    ) in note["Message"]  # the report's page in the console, then how to copy it
+    assert f"Copy:     aws s3 cp s3://{aws.output}/{report}" in note["Message"]
+    assert (
+        f"Browse:   https://s3.console.aws.amazon.com/s3/buckets/{aws.output}?region={REGION}&prefix={report}"
+    ) in note["Message"]
     assert "Output:   nothing published" in note["Message"]
 
 
@@ -226,19 +238,32 @@ def test_a_successful_run_puts_the_metric_the_missed_run_alarm_watches(runner_im
     )
 
     assert run.code == 0, run.stderr
-    assert f"put SuccessfulRuns for job {aws.job} in NotebookPipeline" in run.stderr
+    assert (
+        "put Runs, SuccessfulRuns, RunSeconds, RowsPublished (exit code 0) "
+        f"for job {aws.job} in NotebookPipeline"
+    ) in run.stderr
     assert aws.metric("SuccessfulRuns") == 1
+    assert aws.metric("Runs", ExitCode="0") == 1
     assert aws.metric("RowsPublished") == 3000
     assert aws.metric("RunSeconds") is not None
 
 
-def test_a_failed_run_puts_no_success_metric(runner_image: str, aws: Aws) -> None:
-    env = aws.env(METRICS_NAMESPACE="NotebookPipeline", METRICS_JOB=aws.job, RUN_DATE="2019-08-02")
+@pytest.mark.parametrize(
+    ("run_date", "code"),
+    [("2019-08-02", 10), ("2019-02-30", 2)],
+    ids=["the notebook fails (no such partition)", "a configuration refused before it is read"],
+)
+def test_a_failed_run_is_counted_by_its_exit_code_and_puts_no_success_metric(
+    runner_image: str, aws: Aws, run_date: str, code: int
+) -> None:
+    env = aws.env(METRICS_NAMESPACE="NotebookPipeline", METRICS_JOB=aws.job, RUN_DATE=run_date)
 
-    run = docker_run(runner_image, env, network_host=True)  # no such partition: the notebook fails
+    run = docker_run(runner_image, env, network_host=True)
 
-    assert run.code == 10
+    assert run.code == code, run.stderr
+    assert aws.metric("Runs", ExitCode=str(code)) == 1
     assert aws.metric("SuccessfulRuns") is None
+    assert aws.metric("RunSeconds") is None
 
 
 def test_success_is_announced_when_asked(runner_image: str, aws: Aws) -> None:
