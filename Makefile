@@ -117,7 +117,7 @@ venv: $(BIN)/.installed ## create .venv with the pinned test and lint tools
 .PHONY: test
 test: venv .venv-awscli/.installed ## run the test suite (builds the images, starts moto and a local registry, reads reports in chromium; needs Docker)
 	@scripts/ensure-docker.sh --registry
-	@[ -n "$$CHROMIUM" ] || scripts/ensure-chromium.sh
+	@[ -n "$${CHROMIUM:-}" ] || scripts/ensure-chromium.sh
 	@BASE_IMAGE=$$(scripts/base-image.sh) AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest
 
 .PHONY: lint
