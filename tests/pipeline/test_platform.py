@@ -315,7 +315,8 @@ elif args[0] == "push":
 """
 # What scripts/build.sh sends as the runner's build context, and the example model's files, as stubs.
 STUBS = ("Dockerfile", "run_notebook.sh", "runner/requirements.txt", "runner/model.Dockerfile",
-         "runner/run.py", "usp.ipynb", "requirements.txt")  # fmt: skip
+         "runner/run.py", "runner/templates/report/index.html.j2", "usp.ipynb",
+         "requirements.txt")  # fmt: skip
 BASE = "public.ecr.aws/docker/library/python:3.11-slim-bookworm"
 
 
