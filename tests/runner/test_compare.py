@@ -420,10 +420,10 @@ def test_the_run_compares_the_checked_rows_and_records_the_comparison_and_its_fi
         run.compare_with_production(usp(PRODUCTION[1:]))
 
     assert "comparison: crossed: changed_share 25.0% > limit 10.0%" in caplog.messages
-    stored = json.loads(run.report_files()[compare.FILE])
+    facts = run.manifest(Outcome("succeeded", exits.OK, "", "published"), "", None)
+    stored = json.loads(run.report_files(facts, run.config.run_reports)[compare.FILE])
     assert stored == {**run.comparison, "summary": compare.summary_lines(run.comparison)}
     assert (stored["comparison"], stored["removed"]) == (1, 1)
-    facts = run.manifest(Outcome("succeeded", exits.OK, "", "published"), "", None)
     assert facts["comparison"] == compare.figures(stored)
     assert facts["comparison"]["crossed"] == [{"figure": "changed_share", "value": 0.25, "limit": 0.1}]
 
@@ -434,8 +434,9 @@ def test_a_run_without_compare_uri_records_no_comparison(project: dict, tmp_path
 
     run.compare_with_production(usp(PRODUCTION))
 
-    assert run.comparison is None and compare.FILE not in run.report_files()
-    assert run.manifest(Outcome("succeeded", exits.OK, "", "published"), "", None)["comparison"] is None
+    facts = run.manifest(Outcome("succeeded", exits.OK, "", "published"), "", None)
+    assert run.comparison is None and compare.FILE not in run.report_files(facts, run.config.run_reports)
+    assert facts["comparison"] is None
 
 
 def test_a_column_named_to_forge_lines_in_a_mail_or_a_terminal_is_printed_escaped() -> None:
