@@ -49,14 +49,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runner import table
+from runner import catalog
 from runner.locations import aws_problem
+from runner.schema import DATE, comparable
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.table import Table
 
-    from runner.table import TableConfig
+    from runner.catalog import TableConfig
 
 VERSION = 1
 FILE = "comparison.json"  # among the run's report files
@@ -103,32 +104,32 @@ def read_production(config: TableConfig, date: str) -> tuple[pa.Table | None, in
     if found is None:
         return None, None
     snapshot = found.current_snapshot()
-    rows = found.scan(row_filter=EqualTo(table.DATE, date)).to_arrow()
+    rows = found.scan(row_filter=EqualTo(DATE, date)).to_arrow()
     return rows, snapshot.snapshot_id if snapshot is not None else None
 
 
 def production_table(config: TableConfig) -> Table | None:
-    """Production's table, opened so that nothing is created (table.open_catalog would make a local
+    """Production's table, opened so that nothing is created (catalog.open_catalog would make a local
     catalog's folder and namespace): a local catalog read-only, and only when its file exists; Glue's is
     only queried."""
     if config.catalog != "sqlite":
-        return table.load(table.open_catalog(config), config.name)
+        return catalog.load(catalog.open_catalog(config), config.name)
     from pyiceberg.catalog.sql import SqlCatalog
 
-    db = config.location.path / table.LOCAL_CATALOG
+    db = config.location.path / catalog.LOCAL_CATALOG
     if not db.is_file():
         return None
-    catalog = SqlCatalog(
-        table.SQL_CATALOG_NAME,
+    sql = SqlCatalog(
+        catalog.SQL_CATALOG_NAME,
         uri=f"sqlite:///file:{db}?mode=ro&uri=true",
         init_catalog_tables="false",
         warehouse=config.uri,
-        **table.file_properties(config.location),
+        **catalog.file_properties(config.location),
     )
     try:
-        return table.load(catalog, config.name)
+        return catalog.load(sql, config.name)
     finally:
-        catalog.engine.dispose()
+        sql.engine.dispose()
 
 
 def judged(comparison: dict[str, Any], max_changed_share: float | None) -> dict[str, Any]:
@@ -223,9 +224,9 @@ def compare(
 
 def without_date(production: pa.Table) -> pa.Table:
     """Production's rows without the date column the runner adds to every row it publishes."""
-    if table.DATE not in production.column_names:
+    if DATE not in production.column_names:
         return production
-    return production.drop_columns([table.DATE])
+    return production.drop_columns([DATE])
 
 
 def stored_type(kind: pa.DataType) -> pa.DataType:
@@ -250,7 +251,7 @@ def normalized(data: pa.Table) -> pa.Table:
 def type_names(schema: pa.Schema) -> dict[str, str]:
     """Each column's type by Iceberg's name for it (pyarrow's, for a type Iceberg has none for)."""
     try:
-        return {name: kind[1] for name, kind in table.comparable(schema).items()}
+        return {name: kind[1] for name, kind in comparable(schema).items()}
     except Exception:  # noqa: BLE001 -- a type Iceberg cannot store still has a name
         return {f.name: str(f.type) for f in schema}
 

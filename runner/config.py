@@ -7,22 +7,29 @@ and none of them reaches the notebook's kernel (credentials.py strips them from 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import keyword
+import logging
 import math
 import os
 import re
+import urllib.request
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner import exits
+from runner.catalog import FOLDERS, LOCAL_CATALOG, REPORTS, TableConfig
 from runner.compare import Settings as CompareSettings
 from runner.errors import RunFailed
 from runner.locations import Location
-from runner.table import CATALOGS, NAME_PATTERN, TableConfig
 
+log = logging.getLogger("runner")
+
+CATALOGS = ("sqlite", "glue", "none")  # TABLE_CATALOG: catalog.py opens each
+NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,254}$")  # a Glue (and Athena) database or table name
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 S3_URI_PATTERN = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f\x7f]*)?$")
 TOPIC_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$")
@@ -356,28 +363,58 @@ def readable(path: Path) -> bool:
         return False
 
 
-def load(environ: Mapping[str, str]) -> Config:
-    """The configuration from the environment; RunFailed(exit 2) names the first bad variable and the fix."""
+def load(environ: Mapping[str, str], scratch: Path | None = None) -> Config:
+    """The configuration from the environment; RunFailed(exit 2) names the first bad variable and the fix.
+    scratch: the runner's private folder, where TABLE_CATALOG=none keeps its catalog file."""
 
     def get(name: str) -> str:
         return environ.get(name) or DEFAULTS[name]
 
-    def seconds(name: str) -> int:
-        value = get(name)
-        if not re.fullmatch(r"[1-9][0-9]{0,8}", value):
-            raise fail(f"{name}={value} is not a whole number of seconds: use e.g. {name}=600")
-        return int(value)
-
     run_id = check_run_id(get("RUN_ID")) if get("RUN_ID") else new_run_id()
     project_dir = Path(get("PROJECT_DIR") or Path.cwd()).absolute()
-    notebook = project_dir / get("NOTEBOOK")  # an absolute NOTEBOOK stays as it is
-    check_script = project_dir / get("CHECK_SCRIPT")
+    notebook, check_script = project_files(project_dir, get("NOTEBOOK"), get("CHECK_SCRIPT"))
     run_date = get("RUN_DATE") or default_run_date(get("SCHEDULED_TIME"), get("SCHEDULE_TIMEZONE"))
-    run_date = check_date(run_date)
-    cell_timeout, check_timeout = seconds("CELL_TIMEOUT"), seconds("CHECK_TIMEOUT")
     notify = get("NOTIFY_ON_SUCCESS").lower()
     if notify not in ("true", "false"):
         raise fail(f"NOTIFY_ON_SUCCESS={get('NOTIFY_ON_SUCCESS')} must be true or false")
+    topic, role = arns(get("SNS_TOPIC_ARN"), get("NOTEBOOK_ROLE_ARN"))
+    params = load_params(get("NOTEBOOK_PARAMS"))
+    output, reports, staging_root = places(get)
+    table = table_config(environ, output, scratch)
+    return Config(
+        run_id=run_id,
+        run_date=check_date(run_date),
+        data=location("DATA_URI", get("DATA_URI")),
+        output=output,
+        reports=reports,
+        staging_root=staging_root,
+        project_dir=project_dir,
+        notebook=notebook,
+        check_script=check_script,
+        params=params,
+        cell_timeout=seconds("CELL_TIMEOUT", get("CELL_TIMEOUT")),
+        check_timeout=seconds("CHECK_TIMEOUT", get("CHECK_TIMEOUT")),
+        notebook_role_arn=role,
+        topic_arn=topic,
+        notify_on_success=notify == "true",
+        metrics_namespace=get("METRICS_NAMESPACE"),
+        metrics_job=get("METRICS_JOB") or notebook.stem,
+        image=image_of(environ),
+        commit=environ.get("RUNNER_COMMIT") or "unknown",
+        table=table,
+        compare=compare_settings(environ, table.name),
+    )
+
+
+def seconds(name: str, value: str) -> int:
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", value):
+        raise fail(f"{name}={value} is not a whole number of seconds: use e.g. {name}=600")
+    return int(value)
+
+
+def project_files(project_dir: Path, notebook_name: str, check_name: str) -> tuple[Path, Path]:
+    """NOTEBOOK and CHECK_SCRIPT under PROJECT_DIR (an absolute one stays as it is): readable files."""
+    notebook, check_script = project_dir / notebook_name, project_dir / check_name
     if notebook.suffix == ".ipynb" and not readable(notebook):
         raise fail(
             f"NOTEBOOK={notebook} cannot be read by the container user ({os.getuid()}): make it and its "
@@ -398,53 +435,54 @@ def load(environ: Mapping[str, str]) -> Config:
             f"CHECK_SCRIPT={check_script} does not exist: every notebook ships a check (see README), "
             "or set CHECK_SCRIPT"
         )
-    topic = get("SNS_TOPIC_ARN")
+    return notebook, check_script
+
+
+def arns(topic: str, role: str) -> tuple[str, str]:
+    """SNS_TOPIC_ARN and NOTEBOOK_ROLE_ARN: each empty or an ARN of its kind."""
     if topic and not TOPIC_ARN_PATTERN.match(topic):
         raise fail(
             f"SNS_TOPIC_ARN={topic} is not an SNS topic ARN: use arn:aws:sns:REGION:ACCOUNT:NAME or leave "
             "it empty"
         )
-    role = get("NOTEBOOK_ROLE_ARN")
     if role and not ROLE_ARN_PATTERN.match(role):
         raise fail(
             f"NOTEBOOK_ROLE_ARN={role} is not an IAM role ARN: use arn:aws:iam::ACCOUNT:role/NAME "
             "(the stack's NotebookRoleArn output) or leave it empty"
         )
-    params = load_params(get("NOTEBOOK_PARAMS"))
+    return topic, role
+
+
+def places(get: Callable[[str], str]) -> tuple[Location, Location, Location | None]:
+    """OUTPUT_URI, REPORT_URI (default: OUTPUT_URI's REPORTS folder) and STAGING_URI (None: the report's)."""
     if not get("DATA_URI"):
         raise fail("DATA_URI is not set: pass -e DATA_URI=s3://bucket/snapshots or a mounted folder")
     if not get("OUTPUT_URI"):
         raise fail("OUTPUT_URI is not set: pass -e OUTPUT_URI=s3://bucket/prefix or a mounted folder")
     output = location("OUTPUT_URI", get("OUTPUT_URI"))
-    table = table_config(environ, output)
-    reports = location("REPORT_URI", get("REPORT_URI") or output.child("_runs").uri)
+    reports = location("REPORT_URI", get("REPORT_URI") or output.child(REPORTS).uri)
     staging_root = location("STAGING_URI", get("STAGING_URI")) if get("STAGING_URI") else None
+    table_folders = (*FOLDERS, LOCAL_CATALOG.split("/")[0])
     for name, where in (("REPORT_URI", reports), ("STAGING_URI", staging_root)):
-        if where is not None and any(
-            output.child(f).contains(where) for f in ("data", "metadata", "_catalog")
-        ):
+        if where is not None and any(output.child(f).contains(where) for f in table_folders):
             raise fail(f"{name}={where} lies in the table's own folders under OUTPUT_URI: use the default "
-                       "(OUTPUT_URI/_runs) or a location of its own")  # fmt: skip
-    return Config(
-        run_id=run_id,
-        run_date=run_date,
-        data=location("DATA_URI", get("DATA_URI")),
-        output=output,
-        reports=reports,
-        staging_root=staging_root,
-        project_dir=project_dir,
-        notebook=notebook,
-        check_script=check_script,
-        params=params,
-        cell_timeout=cell_timeout,
-        check_timeout=check_timeout,
-        notebook_role_arn=role,
-        topic_arn=topic,
-        notify_on_success=notify == "true",
-        metrics_namespace=get("METRICS_NAMESPACE"),
-        metrics_job=get("METRICS_JOB") or notebook.stem,
-        image=environ.get("RUNNER_IMAGE", "unknown"),
-        commit=environ.get("RUNNER_COMMIT") or "unknown",
-        table=table,
-        compare=compare_settings(environ, table.name),
-    )
+                       f"(OUTPUT_URI/{REPORTS}) or a location of its own")  # fmt: skip
+    return output, reports, staging_root
+
+
+def image_of(environ: Mapping[str, str]) -> str:
+    """The image the run runs: its digest from ECS's task metadata where there is one, else RUNNER_IMAGE."""
+    fallback = environ.get("RUNNER_IMAGE", "unknown")
+    url = environ.get("ECS_CONTAINER_METADATA_URI_V4", "")
+    if not url.startswith("http://"):
+        return fallback
+    try:
+        with urllib.request.urlopen(url, timeout=3) as reply:  # noqa: S310 -- ECS's own http endpoint
+            meta = json.load(reply)
+    except (OSError, ValueError) as exc:
+        log.info("the image's digest was not read from ECS's metadata (%s)", exc)
+        return fallback
+    image, digest = str(meta.get("Image", "")), str(meta.get("ImageID", ""))
+    if "@sha256:" in image:
+        return image
+    return f"{image or fallback}@{digest}" if digest.startswith("sha256:") else fallback

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from runner.exits import Exit
 
-# What became of the day's output, which the run's last line and mail say: a failure published nothing
-# (NOTHING, the default), its message says itself what became of the table (SAID: the table's own failures,
-# which may be "unknown" or "another run's"), or the day was published before the run failed (PUBLISHED).
-NOTHING, SAID, PUBLISHED = "nothing", "said", "published"
+
+class Output(StrEnum):
+    """What the run did to the day's output in the table, as the step that failed knows it: the last line,
+    the manifest and the mail say it from this (outcome.py), never from a message's words."""
+
+    UNCHANGED = "unchanged"  # this run changed nothing (another run's commit may have landed meanwhile)
+    PUBLISHED = "published"  # this run's rows are the day's rows
+    UNKNOWN = "unknown"  # a commit failed and the table could not be read back: it may have landed
 
 
 class RunFailed(Exception):
     """A step failed: str(self) says what failed and what to do; exit says which code the run ends with;
-    output, what became of the day's output."""
+    output, what became of the day's output (set where it is raised: the raiser knows)."""
 
-    def __init__(self, exit: Exit, message: str, step: str = "", output: str = NOTHING) -> None:
+    def __init__(self, exit: Exit, message: str, step: str = "", output: Output = Output.UNCHANGED) -> None:
         super().__init__(message)
         self.exit = exit
         self.step = step

@@ -1,13 +1,16 @@
-"""Tell people and CloudWatch how the run went: the SNS mail (failures, and successes when asked) and the
-run's metrics (every run counted by its exit code; a success's duration and rows, and the SuccessfulRuns
-the missed-run alarm watches). Neither ever changes the run's exit code."""
+"""Tell people, CloudWatch and the table's consumers how the run went: the SNS mail (failures, and successes
+when asked), the run's metrics (every run counted by its exit code; a success's duration and rows, and the
+SuccessfulRuns the missed-run alarm watches) and the consumers' EventBridge event after a commit. None of them
+ever changes the run's exit code."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from runner import exits
+from runner import exits, outcome
+from runner.catalog import Committed, Lineage, TableConfig
 from runner.locations import Location, aws_client, aws_problem, default_region
 from runner.report import console_link, console_object_link
 
@@ -69,7 +72,8 @@ def mail(manifest: dict[str, Any]) -> tuple[str, str]:
         f"Step:     {manifest['failed_step'] or '-'}",
         f"Rows:     {manifest['rows'] if manifest['rows'] is not None else '-'}",
         f"Duration: {manifest['duration_seconds']} s",
-        f"Output:   {manifest['output_uri'] if status == 'succeeded' else 'nothing published'}",
+        f"Output:   {outcome.said(manifest)}",
+        f"Table:    {manifest.get('table') or '-'} at {manifest['output_uri'] or '-'}",
     ]
     if manifest.get("not_published"):
         lines.append(f"Left out: {len(manifest['not_published'])} hidden file(s) in staging, not published")
@@ -119,3 +123,34 @@ def put_run_metrics(namespace: str, job: str, manifest: dict[str, Any]) -> None:
             "could not put the run's metrics in %s (%s): %s; check the task role's cloudwatch:PutMetricData",
             namespace, aws_problem(exc), missed,
         )  # fmt: skip
+
+
+# --- the consumers' event -------------------------------------------------------------
+
+# What a consumer's EventBridge rule matches on, with the source (EVENT_SOURCE, per stack in AWS):
+# template/pipeline.yaml grants exactly these; a test holds the two equal.
+EVENT_DETAIL_TYPE = "Iceberg table partition published"
+
+
+def announce(config: TableConfig, committed: Committed, lineage: Lineage) -> str:
+    """One EventBridge event for the commit; returns '' or what went wrong (the data is published either
+    way: the caller says consumers were not told)."""
+    if not config.event_bus:
+        return ""
+    detail = {
+        "table": committed.table, "location": config.location.uri, "date": lineage.date,
+        "snapshot_id": committed.snapshot_id, "rows": committed.rows, "run_id": lineage.run_id,
+        "commit": lineage.commit, "image": lineage.image,
+    }  # fmt: skip
+    entry = {
+        "Source": config.event_source, "DetailType": EVENT_DETAIL_TYPE, "Detail": json.dumps(detail),
+        "EventBusName": config.event_bus,
+    }  # fmt: skip
+    try:
+        reply = aws_client("events").put_events(Entries=[entry])
+    except Exception as exc:  # noqa: BLE001 -- reported by the caller
+        return aws_problem(exc)
+    if reply.get("FailedEntryCount"):
+        first = (reply.get("Entries") or [{}])[0]
+        return f"{first.get('ErrorCode', '?')}: {first.get('ErrorMessage', '')}"
+    return ""

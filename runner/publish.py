@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner import exits, redaction, table
+from runner import exits, redaction, schema, table
+from runner.catalog import Committed, Lineage
 from runner.config import Config
 from runner.errors import RunFailed
 from runner.processes import HELPER_ENV, NotebookUser
@@ -42,10 +43,10 @@ def nothing_written(inventory: Inventory) -> RunFailed:
 def publish(
     inventory: Inventory,
     config: Config,
-    lineage: table.Lineage,
+    lineage: Lineage,
     user: NotebookUser,
     before_commit: Callable[[pa.Table], None] | None = None,
-) -> table.Committed:
+) -> Committed:
     """Commit exactly the checked copy's rows as the day's rows of the output table (RunFailed otherwise);
     before_commit gets those rows (without the date column) once the table could take them, before the
     commit."""
@@ -64,7 +65,7 @@ def publish(
             "(NOTEBOOK_SECRETS), in a value or in the column's name: publish no secret",
             "check",
         )
-    dated = table.with_date(data, config.run_date)
+    dated = schema.with_date(data, config.run_date)
     if before_commit is not None:
         before_commit(data)
     committed = table.commit(config.table, dated, lineage)
@@ -96,7 +97,8 @@ with pa.output_stream(sys.stdout.buffer) as sink, pa.ipc.new_stream(sink, table.
 
 
 def unchanged(message: str) -> RunFailed:
-    return RunFailed(exits.PUBLISH, f"{message}: the table is unchanged", "publish")
+    """Publishing failed before the commit began: nothing was written (the outcome says so)."""
+    return RunFailed(exits.PUBLISH, message, "publish")
 
 
 def read_checked(inventory: Inventory, user: NotebookUser) -> pa.Table:

@@ -10,7 +10,6 @@ each file is stored on its own, and one that cannot be stored is named, never th
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 import os
@@ -19,18 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from runner import page, redaction
-from runner.files import replace_file
-from runner.locations import Location, aws_client, aws_problem, list_objects
+from runner import page, redaction, storage
+from runner.locations import Location, aws_problem
 
 log = logging.getLogger("runner")
 
-CONTENT_TYPES = {
-    ".html": "text/html",
-    ".json": "application/json",
-    ".ipynb": "application/x-ipynb+json",
-    ".txt": "text/plain",
-}
 RENDER_SECONDS = 600  # the longest the run waits for its HTML report
 MANIFEST = "manifest.json"
 
@@ -85,22 +77,12 @@ def redacted(cells: page.Cells) -> page.Cells:
     return replace(cells, html=page.clean(redaction.ACTIVE.text(cells.html)))
 
 
-def store_file(dest: Location, name: str, data: bytes) -> None:
-    """One file of the report at its place in REPORT_URI, from memory (S3 or a folder)."""
-    if dest.is_s3:
-        extra = {"ContentType": CONTENT_TYPES.get("." + name.rsplit(".", 1)[-1], "application/octet-stream")}
-        aws_client().upload_fileobj(io.BytesIO(data), dest.bucket, dest.prefix() + name, ExtraArgs=extra)
-    else:
-        dest.path.mkdir(parents=True, exist_ok=True)
-        replace_file(dest.path / name, data)
-
-
 def store(dest: Location, files: dict[str, bytes]) -> dict[str, str]:
     """Each file stored on its own; returns {name: why it was not stored} for those that were not."""
     lost = {}
     for name, data in files.items():
         try:
-            store_file(dest, name, data)
+            storage.at(dest).put(name, data)
         except Exception as exc:  # noqa: BLE001 -- losing a report file must not change the run's exit code
             log.warning("could not store %s in %s (%s)", name, dest, aws_problem(exc))
             lost[name] = f"writing {dest}/{name} failed ({aws_problem(exc)})"
@@ -129,17 +111,12 @@ def latest_run(reports: Location, date: str, besides: str = "") -> tuple[Locatio
     `besides`): its folder and the names of its files; None when there is none."""
     day = reports.child(f"date={date}")
     runs: dict[str, tuple[float, list[str]]] = {}
-    if day.is_s3:
-        for obj in list_objects(aws_client(), day.bucket, day.prefix()):
-            run, _, name = obj["Key"][len(day.prefix()) :].partition("/")
-            _, names = runs.setdefault(run, (0.0, []))
-            names.append(name)
-            if name == MANIFEST:
-                runs[run] = (obj["LastModified"].timestamp(), names)
-    elif day.path.is_dir():
-        for manifest in day.path.glob(f"*/{MANIFEST}"):
-            folder = manifest.parent
-            runs[folder.name] = (manifest.stat().st_mtime, [p.name for p in folder.iterdir()])
+    for entry in storage.at(day).files():
+        run, _, name = entry.name.partition("/")
+        _, names = runs.setdefault(run, (0.0, []))
+        names.append(name)
+        if name == MANIFEST:
+            runs[run] = (entry.modified.timestamp(), names)
     stored = [(when, run, names) for run, (when, names) in runs.items() if when and run != besides]
     if not stored:
         return None

@@ -4,11 +4,12 @@
       -> notebook, as the notebook's user (execute.py) -> the checked copy of its output (staged.py)
       -> check, as the notebook's user, on that copy (checking.py)
       -> publish that copy (publish.py: one commit to the output table, table.py)
-      -> expiry and the consumers' event
-      -> finish: report (report.py), metrics and mail (notify.py), last line
+      -> the consumers' event (notify.py) and the table's upkeep (maintenance.py)
+      -> finish: the outcome and the run's facts made into the manifest and the last line (outcome.py), the
+         report stored (report.py, page.py), metrics and mail sent (notify.py), the last line printed
 
-Every step raises RunFailed (or Stopped) for a failure; finish() turns it into the manifest, the report,
-the mail, the run's last line and its exit code (exits.py).
+Every step raises RunFailed (or Stopped) for a failure, saying what became of the day's output; finish()
+only delivers what outcome.py makes of it, and returns the exit code (exits.py).
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import compare, exits, notify, page, processes, publish, redaction, table
+from runner import compare, exits, history, maintenance, notify, outcome, page, processes, publish, redaction
 from runner import config as configuration
+from runner.catalog import Committed, Lineage
 from runner.checking import run_check, verdict
 from runner.credentials import NotebookIdentity, RoleCredentials
-from runner.errors import NOTHING, PUBLISHED, SAID, RunFailed, Stopped
+from runner.errors import RunFailed, Stopped
 from runner.execute import execute, executed_bytes, failing_cell, notebook_python
 from runner.locations import Location
 from runner.processes import NotebookUser
@@ -43,15 +45,6 @@ log = logging.getLogger("runner")
 
 
 @dataclass
-class Outcome:
-    status: str  # succeeded, failed, stopped
-    exit: exits.Exit
-    step: str
-    message: str
-    output: str = NOTHING  # what became of the day's output (errors.py): the last line says it
-
-
-@dataclass
 class Run:
     environ: dict[str, str]  # as the container got it: the notebook's environment is made from it
     work: Workspace
@@ -63,7 +56,7 @@ class Run:
     html: HtmlReport | None = None
     check_output: bytearray | None = None  # check.txt, kept in memory as the check writes it
     inventory: Inventory | None = None
-    committed: table.Committed | None = None
+    committed: Committed | None = None
     comparison: dict[str, Any] | None = None  # the checked rows against production's (compare.py)
     told: str = ""  # what became of the consumers' event: '' (none configured), sent, or why not
     publishing: bool = False  # once publishing has begun, a stop waits for it to complete
@@ -93,12 +86,9 @@ class Run:
 
     # --- the steps ------------------------------------------------------------------------------------
 
-    def go(self) -> Outcome:
+    def go(self) -> outcome.Outcome:
         redaction.load(self.environ)  # first: every later line, file and mail is redacted
-        config = self.config = configuration.load(self.environ)
-        assert config.table is not None
-        # the scratch folder is where TABLE_CATALOG=none keeps its catalog file
-        config.table = replace(config.table, scratch=self.work.private)
+        config = self.config = configuration.load(self.environ, scratch=self.work.private)
         redaction.check_params(config.params)
         log.info(
             "run %s: %s for %s; data %s; output %s; report %s", config.run_id, config.notebook,
@@ -129,15 +119,13 @@ class Run:
                       self.check_output)  # fmt: skip
         return self.publish()
 
-    def publish(self) -> Outcome:
+    def publish(self) -> outcome.Outcome:
         config, inventory = self.config, self.inventory
         assert config is not None and inventory is not None
         self.stage = "publishing"
         self.publishing = True
         said = redaction.text(verdict(bytes(self.check_output or b"").decode(errors="replace")))
-        lineage = table.Lineage(
-            config.run_id, config.run_date, config.commit, table.image_of(self.environ), said
-        )
+        lineage = Lineage(config.run_id, config.run_date, config.commit, config.image, said)
         committed = self.committed = publish.publish(
             inventory, config, lineage, self.user, self.compare_with_production
         )
@@ -145,11 +133,10 @@ class Run:
         self.after_commit(committed, lineage)
         replaced = f", replacing {committed.replaced} rows" if committed.replaced else ""
         told = f"; consumers were NOT told ({self.told})" if self.told not in ("", "sent") else ""
-        return Outcome(
-            "succeeded", exits.OK, "",
+        return outcome.succeeded(
             f"published {committed.rows} rows of {config.run_date} to the table {committed.table} at "
-            f"{config.output} (snapshot {committed.snapshot_id}{replaced}){told}", PUBLISHED,
-        )  # fmt: skip
+            f"{config.output} (snapshot {committed.snapshot_id}{replaced}){told}"
+        )
 
     def compare_with_production(self, checked: pa.Table) -> None:
         """With COMPARE_URI: the checked rows against production's, before the commit (never a failure)."""
@@ -163,20 +150,20 @@ class Run:
         for line in compare.summary_lines(self.comparison):
             log.info("comparison: %s", line)
 
-    def after_commit(self, committed: table.Committed, lineage: table.Lineage) -> None:
+    def after_commit(self, committed: Committed, lineage: Lineage) -> None:
         """The day is published: tell the consumers, then expire the old history. Neither undoes the commit,
         so a failure here is a warning (the event's is on the last line)."""
         config = self.config
         assert config is not None and config.table is not None
         if config.table.event_bus:
-            problem = table.announce(config.table, committed, lineage)
+            problem = notify.announce(config.table, committed, lineage)
             self.told = problem or "sent"
             if problem:
                 log.warning("the consumers' event was not sent to %s (%s)", config.table.event_bus, problem)
             else:
                 log.info("told consumers on the event bus %s", config.table.event_bus)
         try:
-            log.info("%s", table.expire(config.table, dt.datetime.now(dt.UTC)))
+            log.info("%s", maintenance.expire(config.table, dt.datetime.now(dt.UTC)))
         except Exception as exc:  # noqa: BLE001 -- the next run expires what this one could not
             log.warning("the table's old snapshots were not expired (%s): the next run tries again", exc)
 
@@ -210,15 +197,12 @@ class Run:
 
     # --- the end ----------------------------------------------------------------------------------------
 
-    def stopped_outcome(self, signal_name: str) -> Outcome:
-        where = ""
+    def stopped_outcome(self, signal_name: str) -> outcome.Outcome:
+        what = self.stage
         if self.config is not None and self.stage == "running the notebook":
             cell = failing_cell(self.config.notebook.name)
-            where = f" in {cell}" if cell else ""
-            what = f"running {self.config.notebook.name}{where}"
-        else:
-            what = self.stage
-        return Outcome("stopped", exits.STOPPED, "stopped", f"stopped by {signal_name} while {what}")
+            what = f"running {self.config.notebook.name}{f' in {cell}' if cell else ''}"
+        return outcome.stopped(signal_name, what)
 
     def report_files(self, manifest: dict[str, Any], dest: Location) -> dict[str, bytes]:
         """The report's files, from memory, redacted: the executed notebook, check.txt, the comparison, and
@@ -248,46 +232,38 @@ class Run:
         header = page.Header(manifest, check, links(dest, place, files, notify.region()), failing)
         return page.document(header, cells, missing).encode()
 
-    def manifest(self, outcome: Outcome, report: str, dest: Location | None) -> dict[str, Any]:
-        config = self.config
-        return {
-            "run_id": config.run_id if config else self.environ.get("RUN_ID", ""),
-            "date": config.run_date if config else self.environ.get("RUN_DATE", ""),
-            "image": config.image if config else self.environ.get("RUNNER_IMAGE", "unknown"),
-            "notebook": self.name,
-            "status": outcome.status,
-            "exit_code": outcome.exit.code,
-            "meaning": outcome.exit.meaning,
-            "failed_step": outcome.step or None,
-            "message": outcome.message,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "duration_seconds": round(time.time() - self.started, 2),
-            "rows": self.committed.rows if self.committed else None,
-            "output_uri": config.output.uri if config else "",
-            "table": config.table.name if config and config.table else "",
-            "snapshot_id": self.committed.snapshot_id if self.committed else None,
-            "event": self.told or None,
-            "report_uri": dest.uri if dest else "",
-            "report": report,
-            "published_files": [f.name for f in self.inventory.files]
-            if self.inventory and self.committed
-            else [],
-            "not_published": self.inventory.left_out if self.inventory else [],
-            "check_verdict": verdict(bytes(self.check_output).decode(errors="replace"))
-            if self.check_output is not None
-            else None,
-            "commit": config.commit if config else self.environ.get("RUNNER_COMMIT", "unknown"),
-            "runner_version": self.environ.get("NOTEBOOK_RUNNER_VERSION", "unknown"),
-            "comparison": compare.figures(self.comparison) if self.comparison is not None else None,
-        }
+    def facts(self) -> outcome.Facts:
+        """What the run knows of itself now: from its configuration, or from the variables as given when
+        the configuration was refused."""
+        config, env, committed, inventory = self.config, self.environ, self.committed, self.inventory
+        said = None if self.check_output is None else bytes(self.check_output).decode(errors="replace")
+        return outcome.Facts(
+            run_id=config.run_id if config else env.get("RUN_ID", ""),
+            date=config.run_date if config else env.get("RUN_DATE", ""),
+            image=config.image if config else configuration.image_of(env),
+            notebook=self.name,
+            commit=config.commit if config else env.get("RUNNER_COMMIT", "unknown"),
+            runner_version=env.get("NOTEBOOK_RUNNER_VERSION", "unknown"),
+            started=self.started,
+            ended=time.time(),
+            output_uri=config.output.uri if config else "",
+            table=config.table.name if config and config.table else "",
+            rows=committed.rows if committed else None,
+            snapshot_id=committed.snapshot_id if committed else None,
+            event=self.told,
+            published_files=[f.name for f in inventory.files] if inventory and committed else [],
+            not_published=inventory.left_out if inventory else [],
+            check_verdict=None if said is None else verdict(said),
+            comparison=compare.figures(self.comparison) if self.comparison is not None else None,
+        )
 
-    def record(self, outcome: Outcome) -> dict[str, Any]:
+    def record(self, ended: outcome.Outcome) -> dict[str, Any]:
         """The report and the manifest stored, from memory; returns the manifest (its report field says
         where the report is, or why it was not stored)."""
         dest = self.config.run_reports if self.config is not None and self.reports_ready else None
         page_name = f"{self.name}.html"
         report = f"{dest}/{page_name}" if dest is not None else "none (the run stopped before it started)"
-        manifest = redaction.data(self.manifest(outcome, report, dest))
+        manifest = redaction.data(outcome.manifest(self.facts(), ended, report, dest.uri if dest else ""))
         if dest is None:
             return manifest
         files = self.report_files(manifest, dest)
@@ -301,66 +277,33 @@ class Run:
             manifest["report"] = f"not stored: {missing[MANIFEST]}"
         return manifest
 
-    def finish(self, outcome: Outcome) -> int:
-        """The report and the manifest stored, the metrics and the mail sent, the last line printed: each
-        step on its own, so that whatever fails among them, the last line and the exit code tell the truth."""
+    def finish(self, ended: outcome.Outcome) -> int:
+        """Deliver what the outcome makes: the report and the manifest stored, the metrics and the mail
+        sent, the last line printed; each on its own, so that whatever fails among them, the last line and
+        the exit code tell the truth."""
         self.finishing = True
-        config = self.config
         try:
-            manifest = self.record(outcome)
+            manifest = self.record(ended)
         except Exception as exc:
             log.exception("the run's record could not be made")
-            manifest = redaction.data(
-                self.manifest(outcome, f"not stored: {type(exc).__name__}: {exc}", None)
-            )
-        # Every run that finishes is counted, by exit code (a configuration refused before it was read too,
-        # from the variables as given); only a success puts SuccessfulRuns (notify.py).
-        namespace = config.metrics_namespace if config else self.environ.get("METRICS_NAMESPACE", "")
-        if namespace:
-            job = config.metrics_job if config else self.environ.get("METRICS_JOB") or self.name
-            notify.put_run_metrics(namespace, job, manifest)
-        if (
-            config is not None
-            and config.topic_arn
-            and (outcome.exit is not exits.OK or config.notify_on_success)
-        ):
-            notify.notify(config.topic_arn, manifest)
+            why = f"not stored: {type(exc).__name__}: {exc}"
+            manifest = redaction.data(outcome.manifest(self.facts(), ended, why, ""))
+        self.tell(manifest)
         gc.collect()  # what the collector logs about the finished kernel client comes before the last line
-        print(redaction.text(last_line(outcome, manifest)), file=sys.stderr, flush=True)
-        return outcome.exit.code
+        print(redaction.text(outcome.last_line(manifest)), file=sys.stderr, flush=True)
+        return ended.exit.code
 
-
-def last_line(outcome: Outcome, manifest: dict[str, Any]) -> str:
-    """The run in one sentence: what happened, what became of the day's output, where the report is."""
-    run_id, date = manifest["run_id"] or "?", manifest["date"] or "?"
-    run = f"notebook-runner: run {run_id} of {manifest['notebook']} for {date}"
-    if outcome.exit is exits.OK:
-        return f"{run} succeeded: {outcome.message}; report: {manifest['report']}"
-    output = {
-        NOTHING: "nothing was published; ",
-        SAID: "",
-        PUBLISHED: f"the day WAS published (snapshot {manifest['snapshot_id']}); ",
-    }[outcome.output]
-    return (
-        f"{run} {outcome.status.upper()} (exit {outcome.exit.code}, {outcome.step}): {outcome.message}; "
-        f"{output}report: {manifest['report']}"
-    )
-
-
-def table_command(argv: list[str]) -> int:
-    """`history` and `restore` on the table OUTPUT_URI holds (make history, make restore)."""
-    try:
-        if not os.environ.get("OUTPUT_URI"):
-            raise configuration.fail(f"{argv[0]} needs OUTPUT_URI, the table's location (and TABLE_CATALOG, "
-                                     "OUTPUT_TABLE as the runs have them)")  # fmt: skip
-        output = configuration.location("OUTPUT_URI", os.environ["OUTPUT_URI"])
-        config = configuration.table_config(os.environ, output)
-        if config.catalog == "none":
-            raise configuration.fail("TABLE_CATALOG=none keeps no history: use sqlite or glue")
-    except RunFailed as exc:
-        print(f"{argv[0]}: {exc}", file=sys.stderr)
-        return exc.exit.code
-    return table.main(argv, config)
+    def tell(self, manifest: dict[str, Any]) -> None:
+        """Every finished run counted by exit code (a configuration refused before it was read too, from the
+        variables as given); the mail for a failure, or a success when asked (notify.py)."""
+        config, env = self.config, self.environ
+        namespace = config.metrics_namespace if config else env.get("METRICS_NAMESPACE", "")
+        if namespace:
+            job = config.metrics_job if config else env.get("METRICS_JOB") or self.name
+            notify.put_run_metrics(namespace, job, manifest)
+        wanted = manifest["status"] != "succeeded" or (config is not None and config.notify_on_success)
+        if config is not None and config.topic_arn and wanted:
+            notify.notify(config.topic_arn, manifest)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         confine_runner(work)
         if argv[:1] in (["history"], ["restore"]):
-            return table_command(argv)
+            return history.command(argv)
         return run_once(Run(environ, work, user), argv)
     finally:
         work.remove(user)
@@ -403,19 +346,14 @@ def run_once(run: Run, argv: list[str]) -> int:
                 f"run_notebook.sh takes no arguments (got: {' '.join(argv)}): configure it with environment "
                 "variables"
             )
-        outcome = run.go()
+        ended = run.go()
     except RunFailed as exc:
-        outcome = Outcome("failed", exc.exit, exc.step, str(exc), exc.output)
+        ended = outcome.failed(exc, published=run.committed is not None)
     except Stopped as exc:
         with processes.signals_held():
             run.user.stop_all("after the stop")
-        outcome = run.stopped_outcome(str(exc))
+        ended = run.stopped_outcome(str(exc))
     except Exception as exc:  # an unforeseen failure still ends the run in finish, with its reason
         log.exception("the runner itself failed")
-        after = " after publishing the day" if run.committed else ""
-        outcome = Outcome(
-            "failed", exits.INTERNAL, "runner",
-            f"the runner itself failed{after} ({type(exc).__name__}: {exc}): this is a bug, please report it "
-            "with the log above", PUBLISHED if run.committed else NOTHING,
-        )  # fmt: skip
-    return run.finish(outcome)
+        ended = outcome.crashed(exc, published=run.committed is not None)
+    return run.finish(ended)

@@ -20,16 +20,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import exits
+from runner import exits, storage
 from runner.errors import RunFailed
-from runner.files import create_new, inside, open_regular
+from runner.files import create_new, inside
 from runner.locations import Location, aws_client, aws_problem, delete_keys, list_objects
 from runner.processes import NotebookUser
 
 log = logging.getLogger("runner")
 
 HIDDEN = ("_", ".")
-BLOCK = 1 << 20  # bytes read and written at a time while copying
 
 
 def is_data(relative: str) -> bool:
@@ -75,11 +74,17 @@ def copy_staged(staged: Location, staging: Location, dest: Path) -> Inventory:
     from botocore.exceptions import BotoCoreError, ClientError
 
     inventory = Inventory(staged, dest)
+    if not staged.is_s3 and not inside(staged.path, staging.path):
+        raise RunFailed(
+            exits.CHECK,
+            f"{staged} is a link out of the run's staging location: write the output itself under "
+            "output_uri/date=YYYY-MM-DD/, not a link to it",
+            "check",
+        )
     try:
-        if staged.is_s3:
-            copy_from_s3(inventory)
-        elif staged.path.is_dir() or staged.path.is_symlink():
-            copy_from_folder(inventory, staging)
+        if not staged.is_s3 and staged.path.is_dir():
+            dest.mkdir(parents=True)  # the partition exists: so does its copy, even empty
+        copy_files(inventory, storage.at(staged))
     except (BotoCoreError, ClientError, OSError) as exc:
         raise could_not_copy(staged, exc) from exc
     finally:
@@ -92,55 +97,28 @@ def copy_staged(staged: Location, staging: Location, dest: Path) -> Inventory:
     return inventory
 
 
-def copy_from_s3(inventory: Inventory) -> None:
-    s3 = aws_client()
-    staged = inventory.staged
-    for obj in list_objects(s3, staged.bucket, staged.prefix()):
+def copy_files(inventory: Inventory, files: storage.Storage) -> None:
+    """Each data file of the partition copied and hashed; the rest named in left_out."""
+    for entry in files.files():
         inventory.copy.mkdir(parents=True, exist_ok=True)  # the partition exists: so does its copy
-        name = obj["Key"][len(staged.prefix()) :]
-        if not name or name.endswith("/"):
-            continue  # the empty "folder" objects some writers leave
-        if not is_data(name):
-            inventory.left_out.append(name)
+        if not entry.name or entry.name.endswith("/"):
+            continue  # the empty "folder" objects some S3 writers leave
+        if not (is_data(entry.name) and entry.regular):
+            inventory.left_out.append(entry.name)
             continue
-        target = inventory.copy / name
+        target = inventory.copy / entry.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        reply = s3.get_object(Bucket=staged.bucket, Key=obj["Key"])
-        digest = copy_hashed(reply["Body"].iter_chunks(BLOCK), target)
-        inventory.files.append(Pinned(name, target.stat().st_size, digest, reply.get("VersionId")))
-
-
-def copy_from_folder(inventory: Inventory, staging: Location) -> None:
-    staged = inventory.staged
-    if not inside(staged.path, staging.path):
-        raise RunFailed(
-            exits.CHECK,
-            f"{staged} is a link out of the run's staging location: write the output itself under "
-            "output_uri/date=YYYY-MM-DD/, not a link to it",
-            "check",
-        )
-    inventory.copy.mkdir(parents=True)
-    for root, dirs, names in os.walk(staged.path):  # never into a linked folder
-        here = Path(root)
-        for name in sorted(names + [d for d in dirs if (here / d).is_symlink()]):
-            path = here / name
-            relative = path.relative_to(staged.path).as_posix()
-            if not (is_data(relative) and not path.is_symlink() and path.is_file()):
-                inventory.left_out.append(relative)
-                continue
-            target = inventory.copy / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with os.fdopen(open_regular(path), "rb") as source:  # a regular file, never through a link
-                    digest = copy_hashed(iter(lambda: source.read(BLOCK), b""), target)
-            except PermissionError as exc:
-                raise RunFailed(
-                    exits.CHECK,
-                    f"{relative} in staging cannot be read by the runner ({exc.strerror}): leave the output "
-                    "readable (write it with the default permissions)",
-                    "check",
-                ) from exc
-            inventory.files.append(Pinned(relative, target.stat().st_size, digest))
+        try:
+            with files.open(entry) as (blocks, version):
+                digest = copy_hashed(blocks, target)
+        except PermissionError as exc:
+            raise RunFailed(
+                exits.CHECK,
+                f"{entry.name} in staging cannot be read by the runner ({exc.strerror}): leave the output "
+                "readable (write it with the default permissions)",
+                "check",
+            ) from exc
+        inventory.files.append(Pinned(entry.name, target.stat().st_size, digest, version))
 
 
 def copy_hashed(blocks: Iterable[bytes], target: Path) -> str:

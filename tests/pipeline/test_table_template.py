@@ -11,7 +11,7 @@ from cfn import defaults, granted, resolve, statements
 from test_runs import RESOURCES, VALUES
 
 from runner.config import SETTINGS
-from runner.table import EVENT_DETAIL_TYPE
+from runner.notify import EVENT_DETAIL_TYPE
 
 STACK_VALUES = {**defaults(), **VALUES}
 GLUE = "arn:aws:glue:us-east-1:123456789012"

@@ -13,11 +13,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from runner import compare, config, exits, table
+from runner import catalog, compare, config, exits, history, outcome, schema, table
 from runner.errors import RunFailed
 from runner.locations import Location
 from runner.processes import NotebookUser
-from runner.run import Outcome, Run
+from runner.run import Run
 from runner.sandbox import Workspace
 
 DAY = "2019-08-01"
@@ -168,7 +168,7 @@ def test_nulls_and_distinct_values_per_column_and_the_lines_of_those_that_moved(
 
 
 def test_production_with_the_runners_date_column_is_compared_without_it() -> None:
-    production = table.with_date(usp(PRODUCTION), DAY)
+    production = schema.with_date(usp(PRODUCTION), DAY)
 
     result = compared(usp(PRODUCTION), production=production)
 
@@ -271,14 +271,15 @@ def tree(root: Path) -> dict[str, tuple[bytes, int]]:
             for p in sorted(root.rglob("*")) if p.is_file()}  # fmt: skip
 
 
-def published(root: Path, rows: list[tuple], date: str = DAY) -> table.TableConfig:
-    cfg = table.TableConfig("sqlite", "notebooks.usp", Location(str(root)), 30)
-    table.commit(cfg, table.with_date(usp(rows), date), table.Lineage("prod", date))
+def published(root: Path, rows: list[tuple], date: str = DAY) -> catalog.TableConfig:
+    cfg = catalog.TableConfig("sqlite", "notebooks.usp", Location(str(root)), 30)
+    table.commit(cfg, schema.with_date(usp(rows), date), catalog.Lineage("prod", date))
     return cfg
 
 
 def settings(root: Path, limit: float | None = 0.1) -> compare.Settings:
-    return compare.Settings(table.TableConfig("sqlite", "notebooks.usp", Location(str(root)), 1), KEYS, limit)
+    where = catalog.TableConfig("sqlite", "notebooks.usp", Location(str(root)), 1)
+    return compare.Settings(where, KEYS, limit)
 
 
 def test_production_is_read_from_its_table_and_left_byte_for_byte_as_it_was(tmp_path: Path) -> None:
@@ -288,7 +289,7 @@ def test_production_is_read_from_its_table_and_left_byte_for_byte_as_it_was(tmp_
 
     result = compare.against_production(settings(tmp_path / "prod"), DAY, usp(PRODUCTION[:3]))
 
-    snapshot = table.existing(cfg).current_snapshot()
+    snapshot = history.existing(cfg).current_snapshot()
     assert result["production"] == {
         "table": "notebooks.usp", "uri": str(tmp_path / "prod"), "snapshot_id": snapshot.snapshot_id,
     }  # fmt: skip
@@ -309,7 +310,7 @@ def test_production_without_a_catalog_or_a_table_published_nothing_and_nothing_i
     root = tmp_path / "prod"
     if made:  # a catalog that holds another table only
         cfg = published(root, PRODUCTION)
-        settings_ = compare.Settings(table.TableConfig("sqlite", "other.usp", cfg.location, 1), KEYS, 0.1)
+        settings_ = compare.Settings(catalog.TableConfig("sqlite", "other.usp", cfg.location, 1), KEYS, 0.1)
     else:
         root.mkdir()
         settings_ = settings(root)
@@ -324,9 +325,9 @@ def test_production_without_a_catalog_or_a_table_published_nothing_and_nothing_i
 
 
 def test_production_that_cannot_be_read_is_the_comparisons_error_never_the_runs(tmp_path: Path) -> None:
-    catalog = tmp_path / "prod" / table.LOCAL_CATALOG
-    catalog.parent.mkdir(parents=True)
-    catalog.write_bytes(b"not a database")
+    db = tmp_path / "prod" / catalog.LOCAL_CATALOG
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"not a database")
 
     result = compare.against_production(settings(tmp_path / "prod"), DAY, usp(PRODUCTION))
 
@@ -334,7 +335,7 @@ def test_production_that_cannot_be_read_is_the_comparisons_error_never_the_runs(
     assert result["crossed"] == [{"figure": "comparison_error", "value": None, "limit": None}]
     assert result["rows"] == {"production": None, "candidate": 4}
     assert compare.summary_lines(result)[0].startswith("comparison with production failed: production's")
-    assert catalog.read_bytes() == b"not a database"
+    assert db.read_bytes() == b"not a database"
 
 
 # --- the settings ----------------------------------------------------------------------------------------
@@ -420,7 +421,7 @@ def test_the_run_compares_the_checked_rows_and_records_the_comparison_and_its_fi
         run.compare_with_production(usp(PRODUCTION[1:]))
 
     assert "comparison: crossed: changed_share 25.0% > limit 10.0%" in caplog.messages
-    facts = run.manifest(Outcome("succeeded", exits.OK, "", "published"), "", None)
+    facts = outcome.manifest(run.facts(), outcome.succeeded("published"), "", "")
     stored = json.loads(run.report_files(facts, run.config.run_reports)[compare.FILE])
     assert stored == {**run.comparison, "summary": compare.summary_lines(run.comparison)}
     assert (stored["comparison"], stored["removed"]) == (1, 1)
@@ -434,7 +435,7 @@ def test_a_run_without_compare_uri_records_no_comparison(project: dict, tmp_path
 
     run.compare_with_production(usp(PRODUCTION))
 
-    facts = run.manifest(Outcome("succeeded", exits.OK, "", "published"), "", None)
+    facts = outcome.manifest(run.facts(), outcome.succeeded("published"), "", "")
     assert run.comparison is None and compare.FILE not in run.report_files(facts, run.config.run_reports)
     assert facts["comparison"] is None
 
