@@ -10,20 +10,9 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from runner import catalog, exits, notify
 from runner import config as configuration
-from runner import exits, notify
-from runner.catalog import (
-    LOCAL_CATALOG,
-    PROPERTY,
-    Committed,
-    Lineage,
-    TableConfig,
-    day_holder,
-    load,
-    open_catalog,
-    snapshot_ancestry,
-    summary,
-)
+from runner.catalog import LOCAL_CATALOG, PROPERTY, Committed, Lineage, TableConfig, summary
 from runner.errors import RunFailed
 from runner.locations import aws_problem
 from runner.schema import DATE
@@ -56,7 +45,7 @@ def existing(config: TableConfig) -> Table:
             f"there is no table at {config.location} (no {LOCAL_CATALOG}): give the OUTPUT_DIR (or "
             "OUTPUT_URI) make run published to",
         )
-    table = load(open_catalog(config), config.name)
+    table = catalog.load(catalog.open_catalog(config), config.name)
     if table is None:
         raise configuration.fail(
             f"the {config.catalog} catalog has no table {config.name}: set OUTPUT_TABLE (or NOTEBOOK, which "
@@ -68,7 +57,7 @@ def existing(config: TableConfig) -> Table:
 def history(config: TableConfig, date: str) -> list[Version]:
     """The day's versions, oldest first: one per run (its last snapshot), the current one marked."""
     table = existing(config)
-    holder = day_holder(table, date)
+    holder = catalog.day_holder(table, date)
     last: dict[str, Any] = {}
     for snapshot in sorted(table.snapshots(), key=lambda s: s.timestamp_ms):
         props = summary(snapshot)
@@ -115,7 +104,12 @@ def restore(config: TableConfig, date: str, snapshot_id: int, run_id: str) -> Co
     data = read_day(config, date, snapshot_id)
     # The lineage of the version restored: the run that held the day at that snapshot.
     old = next(
-        (s for s in snapshot_ancestry(table, snapshot_id) if summary(s).get(PROPERTY + "date") == date), None
+        (
+            s
+            for s in catalog.snapshot_ancestry(table, snapshot_id)
+            if summary(s).get(PROPERTY + "date") == date
+        ),
+        None,
     )
     if data.num_rows == 0:
         raise configuration.fail(

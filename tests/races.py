@@ -3,13 +3,15 @@ the Glue one (tests/table/test_glue_table.py): the same races, each catalog's ow
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 from pyiceberg.expressions import EqualTo
 
-from runner import catalog, exits, history
+from runner import catalog, exits, history, table
 from runner.errors import Output, RunFailed
 
 DAY = "2019-08-01"
@@ -78,12 +80,38 @@ def runs_seen_by_a_reader_while(cfg: catalog.TableConfig, publishing: Callable[[
 
 
 def two_runs_of_one_day_race(
-    cfg: catalog.TableConfig, publish: Callable[..., object], rounds: int = 20
+    cfg: catalog.TableConfig, publish: Callable[..., object], rounds: int = 5
 ) -> None:
-    """rounds times, two runs of DAY started together on the table as the last round left it: each time
-    exactly one run's rows, and a clear loser or a replaced one."""
+    """rounds times, two runs of DAY on the table as the last round left it, each reading the table before
+    either writes (both commits stand on the same snapshot): each time exactly one run's rows, and the
+    other failed naming it (exit 30): the conflict happened, every round."""
     publish(cfg, "earlier")  # the table exists: the runs race on its next commit
     for i in range(rounds):
         names = {f"left-{i}": 5, f"right-{i}": 6}  # each run's row count
-        outcomes = started_together({name: partial(publish, cfg, name, n) for name, n in names.items()})
+        with both_read_before_either_writes(len(names)):
+            outcomes = started_together({name: partial(publish, cfg, name, n) for name, n in names.items()})
         assert_one_run_holds_the_day(cfg, outcomes, names)
+        lost = [o for o in outcomes.values() if isinstance(o, RunFailed)]
+        assert len(lost) == 1, f"round {i}: no conflict, the commits ran one after the other: {outcomes}"
+
+
+@contextlib.contextmanager
+def both_read_before_either_writes(runs: int) -> Iterator[None]:
+    """The commit's first read of the table (table.py's load) held until every run has made it: what the
+    races assert is then a real conflict, not two commits that happened to run one after the other."""
+    read = threading.Barrier(runs, timeout=60)
+    first = threading.local()
+    real = table.load
+
+    def load(opened: Any, name: str) -> Any:
+        found = real(opened, name)
+        if not getattr(first, "done", False):
+            first.done = True
+            read.wait()
+        return found
+
+    table.load = load  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        table.load = real  # type: ignore[assignment]

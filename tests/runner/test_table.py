@@ -224,7 +224,9 @@ def test_a_young_unreferenced_file_is_kept_it_may_be_a_commit_under_way(tmp_path
     assert not stray.exists() and runs_in_day(cfg) == ["a"]
 
 
-def test_two_runs_of_one_day_started_together_leave_exactly_one_runs_rows_20_times(tmp_path: Path) -> None:
+def test_two_runs_of_one_day_that_read_the_same_table_leave_one_runs_rows_and_the_loser_named(
+    tmp_path: Path,
+) -> None:
     two_runs_of_one_day_race(config(tmp_path), publish)
 
 

@@ -91,7 +91,9 @@ def test_the_shim_refuses_a_stale_version_id_as_glue_does_and_moto_alone_would_n
     shimmed.update_table(**update, VersionId=str(int(current["VersionId"]) + 1))  # the current one
 
 
-def test_two_runs_of_one_day_on_glue_leave_exactly_one_runs_rows_20_times(cfg: catalog.TableConfig) -> None:
+def test_two_runs_of_one_day_on_glue_that_read_the_same_table_leave_one_runs_rows_and_a_loser(
+    cfg: catalog.TableConfig,
+) -> None:
     two_runs_of_one_day_race(cfg, publish)
 
 
