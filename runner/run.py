@@ -20,12 +20,25 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import compare, exits, history, maintenance, notify, outcome, page, processes, publish, redaction
+from runner import (
+    compare,
+    exits,
+    history,
+    maintenance,
+    notify,
+    outcome,
+    page,
+    processes,
+    publish,
+    redaction,
+    table,
+)
 from runner import config as configuration
 from runner.catalog import Committed, Lineage
 from runner.checking import run_check, verdict
@@ -62,6 +75,7 @@ class Run:
     publishing: bool = False  # once publishing has begun, a stop waits for it to complete
     stop_signal: str = ""
     finishing: bool = False
+    preparing: threading.Thread | None = None  # the commit's imports, while the notebook runs (table.py)
 
     @property
     def name(self) -> str:
@@ -89,6 +103,9 @@ class Run:
     def go(self) -> outcome.Outcome:
         redaction.load(self.environ)  # first: every later line, file and mail is redacted
         config = self.config = configuration.load(self.environ, scratch=self.work.private)
+        catalog = config.table.catalog if config.table else ""
+        self.preparing = threading.Thread(target=table.prepare, args=(catalog,), daemon=True)
+        self.preparing.start()
         redaction.check_params(config.params)
         log.info(
             "run %s: %s for %s; data %s; output %s; report %s", config.run_id, config.notebook,
@@ -124,6 +141,8 @@ class Run:
         assert config is not None and inventory is not None
         self.stage = "publishing"
         self.publishing = True
+        if self.preparing is not None:
+            self.preparing.join()
         said = redaction.text(verdict(bytes(self.check_output or b"").decode(errors="replace")))
         lineage = Lineage(config.run_id, config.run_date, config.commit, config.image, said)
         committed = self.committed = publish.publish(

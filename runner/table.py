@@ -60,6 +60,22 @@ TABLE_PROPERTIES = {
 }
 
 
+def prepare(catalog: str) -> None:
+    """Import what the commit needs (PyIceberg's catalog, table and pyarrow I/O: a second or more, cold)
+    while the notebook runs, so that publishing does not wait for it (run.py joins it before the commit)."""
+    try:
+        import pyiceberg.expressions
+        import pyiceberg.io.pyarrow
+        import pyiceberg.table
+
+        if catalog == "glue":
+            import pyiceberg.catalog.glue
+        else:
+            import pyiceberg.catalog.sql  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 -- the commit imports them again and says what failed
+        log.warning("the table's libraries were not imported ahead (%s)", exc)
+
+
 def failed(message: str, output: Output = Output.UNCHANGED) -> RunFailed:
     """A failed commit (exit 30): the message says what failed and what to do, output what became of the
     day's output (this run's rows are not the day's rows unless it says otherwise)."""
