@@ -264,7 +264,7 @@ def _fix(bound: Bound, entries: tuple[str, ...], where: str) -> str:
 
 def check(platform: Platform, given: Callable[[str], Given | None]) -> None:
     """Each value the deploy passes within its bound, else OutOfBounds. given(key) is None for a value its
-    template parameter refuses: that check (settings.py's or pipeline.sh's) names it."""
+    template parameter refuses: settings.py's check names it."""
     for name, bound in BOUNDS.items():
         entries, where = platform.lists[name], f"{platform.shown} bounds.{name}"
         for keys in bound.keys:
@@ -273,7 +273,7 @@ def check(platform: Platform, given: Callable[[str], Given | None]) -> None:
                 continue
             if bound.kind == "location":
                 bucket, prefix = parts
-                if not bucket.text:  # the source is off, or the bucket missing (pipeline.sh says so)
+                if not bucket.text:  # the source is off, or the bucket missing (settings.py says so)
                     continue
                 label = f"{bucket.name}/{prefix.name} ({bucket.variable}/{prefix.variable})"
                 located = [(label, "/".join(text for text in (bucket.text, prefix.text) if text))]

@@ -54,7 +54,7 @@ start() {
 		return 1
 	fi
 	log "${day}: started ${task##*/} (task ${task})"
-	log "  output: ${OUT[RunOutputUri]}/date=${day}/ (published only if the check passes)"
+	log "  table:  ${OUT[OutputTable]:-the table} at ${OUT[RunOutputUri]}/ (its day ${day} changes only if the check passes)"
 	log "  report: ${OUT[RunOutputUri]}/_runs/date=${day}/${run_id}/"
 	log "  logs:   log group ${OUT[RunLogGroupName]}, stream run/runner/${task##*/}"
 	printf '%s\n' "$task"

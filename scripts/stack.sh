@@ -13,8 +13,8 @@ check() {
 	[[ "$2" =~ $3 ]] || die "$1=$2 is not valid: $4"
 }
 
-# check_number NAME VALUE MIN MAX HINT: VALUE must be a whole number from MIN to MAX (a template Number's
-# MinValue and MaxValue), else stop with HINT. At most 18 digits: bash's arithmetic is 64-bit.
+# check_number NAME VALUE MIN MAX HINT: VALUE must be a whole number from MIN to MAX, else stop with HINT.
+# At most 18 digits: bash's arithmetic is 64-bit.
 check_number() {
 	if [[ ! "$2" =~ ^(0|[1-9][0-9]{0,17})$ ]] || (($2 < $3 || $2 > $4)); then
 		die "$1=$2 is not valid: a whole number from $3 to $4 ($5)"

@@ -17,6 +17,7 @@ OUTPUTS = {
     "RunSecurityGroups": "sg-0a1b2c3d",
     "RunAssignPublicIp": "DISABLED",
     "RunOutputUri": "s3://hotel-out/daily",
+    "OutputTable": "notebook_pipeline_usp_model.usp",
     "RunLogGroupName": "/ecs/notebook-pipeline-usp-model-run",
     "PipelineConsoleUrl": "https://example.invalid/",
 }
@@ -58,8 +59,12 @@ def test_run_remote_starts_one_run_for_the_day_and_says_where_it_writes(tmp_path
     assert overrides["containerOverrides"][0]["name"] == "runner"
     assert overrides["containerOverrides"][0]["environment"][0] == {"name": "RUN_DATE", "value": "2019-08-01"}
     assert run_id.startswith("run-remote-2019-08-01-")
-    assert "output: s3://hotel-out/daily/date=2019-08-01/" in done.stderr
-    assert f"report: s3://hotel-out/daily/_runs/date=2019-08-01/{run_id}/" in done.stderr
+    # Where it writes: the stack's table, named and at its location (its day a partition of it, no folder),
+    # and the run's own report folder.
+    (table,) = [line for line in done.stderr.splitlines() if OUTPUTS["OutputTable"] in line]
+    assert f"{OUTPUTS['RunOutputUri']}/" in table.split()
+    assert f"{OUTPUTS['RunOutputUri']}/date=" not in done.stderr
+    assert f"{OUTPUTS['RunOutputUri']}/_runs/date=2019-08-01/{run_id}/" in done.stderr
     assert "stream run/runner/task20190801" in done.stderr
     assert len(calls) == 2  # it starts the run and leaves it to AWS
 

@@ -6,8 +6,8 @@ The template says so once: its rule ValidationNeverWhereConsumersRead (the equal
 a rule cannot split a value) and its condition ValidationPrefixOverlapsOutputPrefix (folder by folder), which
 takes the validation's grants under ValidationPrefix away; its Deny keeps the validation's roles out of
 OutputPrefix whatever the prefixes. Both are evaluated here over a table of prefix pairs twice: by the
-tests' reading of CloudFormation (cfn.py) and by scripts/settings.py, which `make deploy` runs before any
-AWS call."""
+tests' reading of CloudFormation (cfn.py) and by scripts/constraints.py, which `make deploy` evaluates
+(scripts/settings.py, in process here) before any AWS call."""
 
 from __future__ import annotations
 
@@ -18,12 +18,9 @@ from typing import Any
 import cfn
 import iam
 import pytest
-from support import settings_script
-from test_make_deploy import GOOD, deploy_call, make, without_settings
+from deploying import GOOD, constraints, merged, refused
 from test_runs import PARAMETERS, RESOURCES, VALUES
-from test_settings import said, write
 
-settings = settings_script()
 STACK_VALUES = {**cfn.defaults(), **VALUES, "ValidationTaskRole.Arn": "arn:aws:iam::123456789012:role/v"}
 OUTPUT = "arn:aws:s3:::hotel-out"
 COMMIT = "4c0ffee0d15e" * 3 + "abcd"
@@ -74,7 +71,7 @@ def test_the_template_refuses_exactly_the_pairs_where_one_prefix_holds_the_other
     assert cfn.condition("ValidationPrefixApartFromOutputPrefix", given) is not overlaps
     # the rule, before any resource: the equal pair (it cannot split a value to see a containment)
     assert cfn.failed_rules(given) == (["ValidationNeverWhereConsumersRead"] if validation == output else [])
-    assert settings.prefixes_refused(validation, output) is overlaps  # make deploy's reading of the same
+    assert constraints.prefixes_refused(validation, output) is overlaps  # make deploy's reading of the same
 
 
 def test_the_prefixes_have_at_most_six_folders_so_the_condition_compares_them_all() -> None:
@@ -159,7 +156,7 @@ def test_a_stack_deployed_with_an_overlapping_pair_says_why_its_validations_fail
     )
 
 
-# --- make deploy refuses each such pair before any AWS call -----------------------------------------------
+# --- make deploy refuses each such pair before any AWS call (settings.py, in process) ----------------------
 
 
 def message(validation: str, relation: str, output: str, beside: str) -> str:
@@ -179,46 +176,32 @@ def beside(output: str) -> str:
 
 
 @pytest.mark.parametrize("pair", REFUSED, ids=[f"{v}|{o}" for v, o in REFUSED])
-def test_make_deploy_refuses_each_pair_given_as_variables_before_any_aws_call(
-    tmp_path: Path, pair: tuple[str, str]
-) -> None:
+def test_make_deploy_refuses_each_pair_given_as_variables(tmp_path: Path, pair: tuple[str, str]) -> None:
     validation, output = pair
-    done, calls = make(
-        tmp_path, "deploy", **GOOD, **without_settings(tmp_path), VALIDATION_PREFIX=validation,
-        OUTPUT_PREFIX=output,
-    )  # fmt: skip
+    said = refused(tmp_path, **GOOD, VALIDATION_PREFIX=validation, OUTPUT_PREFIX=output)
 
-    assert (done.returncode, calls) == (2, [])
     ours, theirs = f"VALIDATION_PREFIX={validation!r}", f"OUTPUT_PREFIX={output!r}"
-    assert said(done) == ["pipeline: " + message(ours, PAIRS[pair], theirs, beside(output))]
+    assert said == message(ours, PAIRS[pair], theirs, beside(output))
 
 
 def test_make_deploy_refuses_such_a_pair_in_the_settings_file_naming_its_keys(tmp_path: Path) -> None:
-    path = write(tmp_path, "output: {prefix: usp/daily}\nvalidation: {prefix: usp/daily/ci}\n")
-    done, calls = make(tmp_path, "deploy", **GOOD, SETTINGS_FILE=path)
+    said = refused(tmp_path, "output: {prefix: usp/daily}\nvalidation: {prefix: usp/daily/ci}\n", **GOOD)
 
-    assert (done.returncode, calls) == (2, [])
     ours, theirs = "validation.prefix='usp/daily/ci'", "output.prefix='usp/daily'"
-    assert said(done) == [f"pipeline: {path}: " + message(ours, "lies inside", theirs, "usp/validation")]
+    path = tmp_path / "model-settings.yml"
+    assert said == f"{path}: " + message(ours, "lies inside", theirs, "usp/validation")
 
 
 def test_make_deploy_checks_a_prefix_left_out_at_the_templates_default(tmp_path: Path) -> None:
     """A new stack takes the default; an update keeps the stack's own, which CloudFormation checks."""
-    done, calls = make(tmp_path, "deploy", **GOOD, **without_settings(tmp_path), VALIDATION_PREFIX="daily/ci")
-
-    assert (done.returncode, calls) == (2, [])
-    assert said(done) == [
-        "pipeline: "
-        + message(
-            "VALIDATION_PREFIX='daily/ci'", "lies inside",
-            "output.prefix's default 'daily' (the template's OutputPrefix)", "validation",
-        )
-    ]  # fmt: skip
+    assert refused(tmp_path, **GOOD, VALIDATION_PREFIX="daily/ci") == message(
+        "VALIDATION_PREFIX='daily/ci'", "lies inside",
+        "output.prefix's default 'daily' (the template's OutputPrefix)", "validation",
+    )  # fmt: skip
 
 
 def test_a_variable_moving_the_output_away_from_the_files_validation_prefix_deploys(tmp_path: Path) -> None:
-    path = write(tmp_path, "output: {prefix: usp/daily}\nvalidation: {prefix: usp/daily/ci}\n")
-    done, calls = make(tmp_path, "deploy", **GOOD, SETTINGS_FILE=path, OUTPUT_PREFIX="usp/published")
+    text = "output: {prefix: usp/daily}\nvalidation: {prefix: usp/daily/ci}\n"
+    passed = merged(tmp_path, text, **GOOD, OUTPUT_PREFIX="usp/published")
 
-    assert done.returncode == 0, done.stderr
-    assert {"OutputPrefix=usp/published", "ValidationPrefix=usp/daily/ci"} <= set(deploy_call(calls))
+    assert (passed["OutputPrefix"], passed["ValidationPrefix"]) == ("usp/published", "usp/daily/ci")
