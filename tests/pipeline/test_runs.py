@@ -280,7 +280,8 @@ def runner_calls() -> set[str]:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 target = node.func.value
                 made = isinstance(target, ast.Call) and getattr(target.func, "id", "") == "aws_client"
-                if made or (isinstance(target, ast.Name) and target.id in clients):
+                named = getattr(target, "id", None) or getattr(target, "attr", None)  # s3, or self.s3
+                if made or (isinstance(target, (ast.Name, ast.Attribute)) and named in clients):
                     calls.add(node.func.attr)
     return calls
 
