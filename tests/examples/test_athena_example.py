@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -57,13 +56,10 @@ DESTINATION_COLUMNS = [("accommodation_id", "bigint"), ("destination_id", "bigin
 
 
 def example_parameters() -> dict[str, str]:
-    """The template parameters the example's settings.yml sets, as `make deploy` would pass them."""
-    settings = settings_script()
-    keys = {k.variable: k.parameter for k in [*settings.KEYS.values(), settings.SECRET_NAMES]}
-    assigned = dict(
-        shlex.split(line)[0].split("=", 1) for line in settings.assignments(EXAMPLE / "settings.yml", {})
-    )
-    return {keys[variable]: value for variable, value in assigned.items()}
+    """The template parameters `make deploy GITHUB_REPO=... MODEL_DIR=examples/athena-usp` passes: the
+    example's settings.yml merged and checked by scripts/settings.py."""
+    deploy = settings_script().merged({"GITHUB_REPO": "hotel/usp-athena", "MODEL_DIR": str(EXAMPLE)}, REPO)
+    return deploy.parameters
 
 
 PARAMETERS = example_parameters()
