@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -96,14 +97,16 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
 def console_link(loc: Location, region: str) -> str:
     if not loc.is_s3:
         return loc.uri
-    return f"https://s3.console.aws.amazon.com/s3/buckets/{loc.bucket}?region={region}&prefix={loc.prefix()}"
+    prefix = urllib.parse.quote(loc.prefix(), safe="/=")  # a key's '&', '#', '+' or space stays the key's
+    return f"https://s3.console.aws.amazon.com/s3/buckets/{loc.bucket}?region={region}&prefix={prefix}"
 
 
 def console_object_link(loc: Location, region: str) -> str:
     """An S3 object's page in the AWS console (its Open button shows it); a local file as it is."""
     if not loc.is_s3:
         return loc.uri
-    return f"https://s3.console.aws.amazon.com/s3/object/{loc.bucket}?region={region}&prefix={loc.key}"
+    key = urllib.parse.quote(loc.key, safe="/=")
+    return f"https://s3.console.aws.amazon.com/s3/object/{loc.bucket}?region={region}&prefix={key}"
 
 
 def latest_run(reports: Location, date: str, besides: str = "") -> tuple[Location, list[str]] | None:

@@ -132,3 +132,19 @@ def test_metrics_that_cannot_be_put_are_logged_never_raised(
 
     assert "could not put the run's metrics in NotebookPipeline/usp" in caplog.text
     assert said in caplog.text
+
+
+@pytest.mark.parametrize("name", ["a&b.html", "a#b.html", "a+b c.html", "å%20.html"])
+def test_a_console_link_keeps_a_key_with_url_characters_whole(name: str) -> None:
+    """The notebook's name makes the page's key: a character a URL gives a meaning of its own is escaped,
+    so the console opens that object, not another prefix."""
+    import urllib.parse
+
+    key = f"{Location(REPORTS).key}/{name}"
+    page = Location(f"{REPORTS}/{name}")
+    for link, prefix in (
+        (console_object_link(page, "eu-west-1"), key),
+        (console_link(page, "eu-west-1"), key + "/"),
+    ):
+        query = urllib.parse.urlsplit(link)
+        assert not query.fragment and urllib.parse.parse_qs(query.query)["prefix"] == [prefix], link
