@@ -48,7 +48,7 @@ help: ## list the targets
 	@echo "             OUTPUT_DIR=$(OUTPUT_DIR) DATE= SNAPSHOT= OUTPUT_TABLE= (default notebooks.<notebook>) DIR= (new-model)"
 	@echo "             in AWS: GITHUB_REPO= or STACK_NAME=, TO= ACCEPT= (rollback, promote), RELEASE= COMMENT= (approve, reject)"
 	@echo "             ENV=staging|production: the environment's stack, settings.yml environments.<ENV> (deploy, deploy-plan,"
-	@echo "             status, versions, rollback, promote, approve, reject, run-remote, backfill, pause, resume, delete)"
+	@echo "             status, runs, versions, rollback, promote, approve, reject, run-remote, backfill, pause, resume, delete)"
 
 .PHONY: docker
 docker: ## make sure a Docker engine answers (installs and starts one as root on Debian)
@@ -120,6 +120,11 @@ test: venv .venv-awscli/.installed ## run the test suite (builds the images, sta
 	@[ -n "$${CHROMIUM:-}" ] || scripts/ensure-chromium.sh
 	@BASE_IMAGE=$$(scripts/base-image.sh) AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest
 
+# The inner loop: the tests tests/conftest.py marks with none of docker, aws (a moto server), browser, lint.
+.PHONY: test-fast
+test-fast: venv .venv-awscli/.installed ## the fast lane: every test that needs no Docker, moto server, browser or linter (pytest --fast; no Docker needed)
+	@AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest --fast
+
 .PHONY: lint
 lint: lint-hadolint lint-shellcheck lint-ruff lint-cfn lint-checkov lint-taskcat ## run every linter
 
@@ -160,8 +165,8 @@ lint-ruff: venv ## lint the Python code
 	$(BIN)/ruff format --check .
 
 .PHONY: bench
-bench: venv build ## measure image size, build times, the runner's overhead and the pipeline stages (figures for README)
-	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/python bench/bench.py
+bench: venv docker ## image size and the runner's overhead, before (BENCH_BEFORE, default 8ebfa47) and after, with a run's timeline; ALL=1 adds build times, cost, publish and the pipeline stages (figures for README)
+	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/python bench/bench.py $(if $(ALL),--all)
 
 .PHONY: lock
 lock: docker ## re-pin runner/requirements.txt from runner/requirements.in, in the base image's Python
@@ -185,7 +190,7 @@ deploy: ## deploy or update a model's pipeline and daily run: GITHUB_REPO=owner/
 	@$(DEPLOY) deploy
 
 .PHONY: deploy-plan
-deploy-plan: ## the change set `make deploy` would execute, created but not executed (same settings and variables)
+deploy-plan: ## the change set `make deploy` would execute, created but not executed (same settings and variables; PARAMETER_FILE=path keeps the parameters it passes)
 	@$(DEPLOY_VENV)
 	@$(DEPLOY) plan
 

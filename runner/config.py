@@ -438,6 +438,13 @@ def project_files(project_dir: Path, notebook_name: str, check_name: str) -> tup
     return notebook, check_script
 
 
+def topic_of(environ: Mapping[str, str]) -> str:
+    """SNS_TOPIC_ARN as given, when it is a topic's ARN ('' otherwise): where a run whose configuration was
+    refused is mailed."""
+    topic = environ.get("SNS_TOPIC_ARN", "")
+    return topic if TOPIC_ARN_PATTERN.match(topic) else ""
+
+
 def arns(topic: str, role: str) -> tuple[str, str]:
     """SNS_TOPIC_ARN and NOTEBOOK_ROLE_ARN: each empty or an ARN of its kind."""
     if topic and not TOPIC_ARN_PATTERN.match(topic):

@@ -313,16 +313,19 @@ class Run:
         return ended.exit.code
 
     def tell(self, manifest: dict[str, Any]) -> None:
-        """Every finished run counted by exit code (a configuration refused before it was read too, from the
-        variables as given); the mail for a failure, or a success when asked (notify.py)."""
+        """Every finished run counted by exit code, and every failure mailed (a configuration refused too,
+        from the variables as given); a success mailed when asked (notify.py)."""
         config, env = self.config, self.environ
         namespace = config.metrics_namespace if config else env.get("METRICS_NAMESPACE", "")
         if namespace:
             job = config.metrics_job if config else env.get("METRICS_JOB") or self.name
             notify.put_run_metrics(namespace, job, manifest)
+        # A configuration refused is mailed too, to SNS_TOPIC_ARN as given when it is a topic's ARN: in AWS
+        # nothing else mails a runner's own exit code (RunMailer leaves them to the runner).
+        topic = config.topic_arn if config else configuration.topic_of(env)
         wanted = manifest["status"] != "succeeded" or (config is not None and config.notify_on_success)
-        if config is not None and config.topic_arn and wanted:
-            notify.notify(config.topic_arn, manifest)
+        if topic and wanted:
+            notify.notify(topic, manifest)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,8 @@
 """The alerts in template/pipeline.yaml: each EventBridge rule's pattern, loaded from the template, run
 through a real EventBridge pattern matcher (moto's) against AWS's documented sample events; each input
-transformer rendered from those events; and the wiring of key, topic, subscriptions and alarms."""
+transformer rendered from those events; the mailers run on moto's Step Functions interpreter; and the wiring
+of key, topic, subscriptions and alarms. A daily run's failure is mailed once: the runner mails its own exit
+codes (runner/exits.py), RunMailer only what no runner lived to say."""
 
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ from typing import Any
 
 import boto3
 import cfn
+import eventbridge
 import pytest
 import stepfunctions
 from cfn import load, resolve, statements
 from moto.codepipeline.models import PipelineExecution
 from moto.events.models import EventPattern
 from support import REPO
+
+from runner.exits import EXITS, KILLED
 
 TEMPLATE = load()
 RESOURCES = TEMPLATE["Resources"]
@@ -268,6 +273,138 @@ def test_build_rule_targets_the_alert_topic_which_eventbridge_may_publish_to() -
     (target,) = RESOURCES["BuildFailedRule"]["Properties"]["Targets"]
     assert target["Arn"] == {"Ref": "AlertTopic"}
     assert "events.amazonaws.com" in topic_policy["Principal"]["Service"]
+
+
+# --- a daily run that failed without its runner saying so: RunStoppedRule, then RunMailer ------------------
+
+STACK = REFS["Pipeline"]
+CLUSTER_ARN = f"arn:aws:ecs:us-east-1:123456789012:cluster/{STACK}-runs"
+# What CloudFormation resolves RunMailer's substitutions to, for this stack (AlertTopic: the inbox's).
+RUN_VALUES = {"RunCluster.Arn": CLUSTER_ARN, "RunLogGroup": f"/ecs/{STACK}-run", "OutputBucket": "hotel-out",
+              "OutputPrefix": "daily", "AWS::Region": "us-east-1"}  # fmt: skip
+# The documented event's task
+TASK = "arn:aws:ecs:us-west-2:111122223333:task/FargateCluster/c13b4cb40f1f4fe4a2971f76ae5a47ad"
+PULL_DENIED = "CannotPullContainerError: pull access denied"
+NO_SECRETS = "ResourceInitializationError: unable to pull secrets or registry auth"
+
+
+def stopped(exit_code: int | None, reason: str = PULL_DENIED, **detail: Any) -> dict[str, Any]:
+    """AWS's documented Fargate task event as ECS sends it when a run's task stops: its container exited
+    with exit_code, or (None) the task failed to start it, for `reason`."""
+    event = sample("ecs-task-state-change", clusterArn=CLUSTER_ARN, lastStatus="STOPPED",
+                   desiredStatus="STOPPED", group=f"family:{STACK}-run")  # fmt: skip
+    event["detail"]["containers"][0].update(name="runner", lastStatus="STOPPED")
+    if exit_code is None:
+        event["detail"].update(stopCode="TaskFailedToStart", stoppedReason=reason)
+        del event["detail"]["containers"][0]["runtimeId"]
+    else:
+        event["detail"]["containers"][0]["exitCode"] = exit_code
+        event["detail"].update(
+            stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited"
+        )
+    event["detail"].update(detail)
+    return event
+
+
+def run_mails(inbox: stepfunctions.Inbox, event: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the engineers get from RunStoppedRule and RunMailer for one ECS event: the rule's pattern
+    (resolved for this stack) decides whether RunMailer runs; RunMailer, its substitutions resolved, mails."""
+    document = resolve(RESOURCES["RunStoppedRule"]["Properties"]["EventPattern"], RUN_VALUES)
+    if not eventbridge.pattern(document).matches_event(event):
+        return inbox.mails()
+    mailer = RESOURCES["RunMailer"]["Properties"]
+    values = {**RUN_VALUES, "AlertTopic": inbox.topic}
+    substitutions = {name: str(resolve(v, values)) for name, v in mailer["DefinitionSubstitutions"].items()}
+    execution = stepfunctions.run(mailer["Definition"], substitutions, event)
+    assert execution["status"] == "SUCCEEDED", execution
+    return inbox.mails()
+
+
+def test_the_exit_codes_the_rule_leaves_to_the_runner_are_the_runners_own() -> None:
+    """The one list in the template of what the runner mails itself, held to runner/exits.py."""
+    detail = RESOURCES["RunStoppedRule"]["Properties"]["EventPattern"]["detail"]
+    exited, never_started = detail["$or"]
+    ((kind, codes),) = exited["containers"]["exitCode"][0].items()
+
+    assert (kind, sorted(codes)) == ("anything-but", sorted(EXITS))
+    assert never_started == {"stopCode": ["TaskFailedToStart"]}
+    assert KILLED.code not in EXITS
+
+
+@pytest.mark.parametrize("exit_code", sorted(EXITS))
+def test_a_runner_exit_code_is_the_runners_to_mail_and_never_run_mailers(
+    inbox: stepfunctions.Inbox, exit_code: int
+) -> None:
+    assert run_mails(inbox, stopped(exit_code)) == []
+
+
+def test_a_killed_container_is_mailed_once_in_the_words_of_runner_exits(inbox: stepfunctions.Inbox) -> None:
+    ((subject, message),) = run_mails(inbox, stopped(KILLED.code))
+
+    assert subject == f"Run FAILED: family:{STACK}-run (exit 137)"
+    assert message.startswith(
+        f"Run {TASK} of family:{STACK}-run stopped at 2020-01-23T17:57:58Z (UTC) with exit code 137: "
+        f"{KILLED.mail}. ECS says: Essential container in task exited. Its logs, the stream "
+        f"run/runner/{TASK.rsplit('/', 1)[1]} of the log group /ecs/{STACK}-run: https://us-west-2.console."
+    )
+
+
+@pytest.mark.parametrize("containers", ["listed without an exit code", "none listed"])
+@pytest.mark.parametrize("reason", [PULL_DENIED, NO_SECRETS])
+def test_a_task_that_never_started_is_mailed_once_with_ecss_reason(
+    inbox: stepfunctions.Inbox, containers: str, reason: str
+) -> None:
+    event = stopped(None, reason)
+    if containers == "none listed":
+        event["detail"]["containers"] = []
+
+    ((subject, message),) = run_mails(inbox, event)
+
+    assert subject == f"Run FAILED: family:{STACK}-run (exit none)"
+    assert "with exit code none: the container never ran (image pull, network, role or capacity" in message
+    assert f"ECS says: {reason}." in message
+
+
+@pytest.mark.parametrize("exit_code", [3, 99, 139, 255])
+def test_an_exit_code_the_runner_does_not_use_is_mailed_once(
+    inbox: stepfunctions.Inbox, exit_code: int
+) -> None:
+    """The runner died without a word (a crash below Python, a signal it could not handle)."""
+    ((subject, message),) = run_mails(inbox, stopped(exit_code))
+
+    assert subject == f"Run FAILED: family:{STACK}-run (exit {exit_code})"
+    assert f"with exit code {exit_code}: an exit code the runner does not use: see the logs." in message
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        stopped(KILLED.code, lastStatus="RUNNING"),
+        stopped(KILLED.code, clusterArn="arn:aws:ecs:us-east-1:123456789012:cluster/someone-elses"),
+        stopped(None, clusterArn="arn:aws:ecs:us-east-1:123456789012:cluster/someone-elses"),
+        stopped(None, stopCode="UserInitiated"),
+    ],
+    ids=["still running", "another cluster's kill", "another cluster's task", "stopped before it started"],
+)
+def test_running_tasks_other_clusters_and_a_stop_before_the_start_are_not_mailed(
+    inbox: stepfunctions.Inbox, event: dict[str, Any]
+) -> None:
+    assert run_mails(inbox, event) == []
+
+
+def test_run_mailer_restates_none_of_the_runners_exit_meanings() -> None:
+    """RunMailer tells 137 apart, and nothing else: what each runner exit code means is the runner's mail."""
+    definition = RESOURCES["RunMailer"]["Properties"]["Definition"]
+    compared = {
+        choice["NumericEquals"]
+        for state in definition["States"].values()
+        for choice in state.get("Choices", [])
+        if "NumericEquals" in choice
+    }
+    text = json.dumps(definition)
+
+    assert compared == {KILLED.code}
+    assert [e.meaning for e in EXITS.values() if e.meaning in text] == []
 
 
 ALARMS = {

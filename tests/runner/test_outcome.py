@@ -3,10 +3,16 @@ said became of the day's output, never from a message's words. In process, milli
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from runner import exits, notify, outcome
 from runner.errors import Output, RunFailed
+from runner.processes import NotebookUser
+from runner.run import Run, run_once
+from runner.sandbox import Workspace
 
 FACTS = outcome.Facts(
     run_id="r1", date="2019-08-01", image="img@sha256:" + "a" * 64, notebook="usp", commit="abc1234",
@@ -108,3 +114,29 @@ def test_a_manifest_without_an_output_field_is_read_as_unchanged() -> None:
     manifest = made(outcome.failed(RunFailed(exits.CHECK, "no", "check"), published=False))
     del manifest["output"]
     assert outcome.said(manifest) == "nothing was published"
+
+
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:alerts"
+
+
+@pytest.mark.parametrize(("topic", "mailed"), [(TOPIC, [TOPIC]), ("not-an-arn", []), ("", [])])
+def test_a_run_whose_configuration_is_refused_is_mailed_to_the_topic_given(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    topic: str,
+    mailed: list[str],
+) -> None:
+    """In AWS no one else mails a runner's own exit code (RunMailer leaves them to the runner): a bad
+    variable, refused before the configuration exists, is mailed to SNS_TOPIC_ARN as given, once."""
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(notify, "notify", lambda arn, manifest: sent.append((arn, manifest)))
+    environ = {"RUN_DATE": "2019-13-45", "SNS_TOPIC_ARN": topic, "NOTEBOOK": "x.ipynb", "RUN_ID": "r9"}
+    run = Run(environ, Workspace(tmp_path / "work"), NotebookUser(os.getuid(), os.getgid()))
+
+    code = run_once(run, [])
+
+    assert code == exits.CONFIG.code
+    assert [arn for arn, _ in sent] == mailed
+    assert all(m["exit_code"] == 2 and m["output"] == "unchanged" for _, m in sent)
+    assert "FAILED (exit 2, config)" in capsys.readouterr().err
