@@ -166,7 +166,7 @@ lint-ruff: venv ## lint the Python code
 
 .PHONY: bench
 bench: venv docker ## image size and the runner's overhead, before (BENCH_BEFORE, default 8ebfa47) and after, with a run's timeline; ALL=1 adds build times, cost, publish and the pipeline stages (figures for README)
-	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/python bench/bench.py $(if $(ALL),--all)
+	@BASE_IMAGE=$$(scripts/base-image.sh) $(BIN)/python bench/bench.py $(if $(value ALL),--all)
 
 .PHONY: lock
 lock: docker ## re-pin runner/requirements.txt from runner/requirements.in, in the base image's Python

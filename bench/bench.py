@@ -1,11 +1,15 @@
-"""`make bench`: the runner image's size, build times and overhead, measured side by side on this machine.
+"""`make bench`: the runner image's size and overhead, before and after, side by side on this machine.
 
-- image size: the model image (usp), its base, and what the runner and the notebook's requirements add; the
-  runner image alone, and the model image over it (goal: the model's own requirements and files only);
+`make bench` (bench/before_after.py): the runner and usp model images of the commit before issue 20
+(BENCH_BEFORE, default 8ebfa47) and of this working tree, built on the same base; their sizes; the runner's
+overhead on the full snapshot (the whole contract: papermill, check, publish, report) against the same
+notebook code run as a plain Python script in the same image (goal: at most 1.5 s more), the two versions
+alternating; the timeline of one run of each (bench/timeline.py: when each step starts, and the runner's
+slow imports).
+
+`make bench ALL=1` (bench.py --all) adds:
 - cold build: the runner and the model image with `--no-cache` (downloads every wheel from PyPI);
 - rebuild of the model image after a notebook-only change, on the cached runner (goal: under 10 s);
-- the runner's overhead on the full snapshot: the whole contract (papermill, check, publish, report) against
-  the same notebook code run as a plain Python script, both in the same image (goal: at most 1.5 s more);
 - a daily run on Fargate: the full snapshot's wall time and peak memory in the container, the image's
   compressed size (what a task pulls) and the time to unpack it here, and from them the start latency and
   the cost per run and per month;
@@ -21,7 +25,7 @@
   buildspec, the candidate run in the Fargate stand-in behind the IAM proxy; from them and the Fargate start
   latency, the time from a push to a promoted image in AWS (goal: at most 6 minutes) and its CodeBuild cost.
 
-Prints a Markdown table and writes it to bench/results/latest.md.
+Prints Markdown and writes it to bench/results/latest.md.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # The repository first: its runner package, not the tests' runner/ folder, is `runner` (as in conftest.py).
 sys.path[:0] = [str(REPO), *(str(REPO / "tests" / d) for d in ("", "pipeline", "examples"))]
+import before_after  # noqa: E402 -- make bench's comparison, before and after
 import test_athena_example as athena  # noqa: E402 -- the Athena example's stack and run, as its tests make them
 import validation_stack  # noqa: E402 -- the tests' stack, build and validation stages
 from cfn import docker_capability_options  # noqa: E402 -- the template's capabilities of the daily run
@@ -118,38 +123,8 @@ def full_lake(dest: Path) -> Path:
     return dest
 
 
-def overhead(work: Path) -> tuple[float, float, list[float], list[float]]:
-    lake = full_lake(work / "lake")
-    out = runner_folder(work / "out")
-    plain = work / "plain"
-    plain.mkdir()
-    plain.chmod(0o777)
-    # The same notebook and parameters as a plain script: papermill only injects them, nbconvert converts.
-    sh(
-        "docker", "run", "--rm", "-v", f"{plain}:/plain", "--entrypoint", "/bin/sh", TAG, "-c",
-        # papermill and nbconvert are the runner's, in its own environment
-        "R=/opt/notebook-runner/venv/bin; $R/papermill --prepare-only -p date 2019-08-01 "
-        "-p data_uri /data/lake -p output_uri /tmp/out /app/usp.ipynb /plain/usp.ipynb "
-        "&& $R/jupyter nbconvert --log-level ERROR --to python /plain/usp.ipynb",
-    )  # fmt: skip
-    mounts = ["-v", f"{lake}:/data/lake:ro"]
-
-    def runner() -> None:
-        sh("docker", "run", "--rm", *FARGATE, *mounts, "-v", f"{out}:/output", "-e", "DATA_URI=/data/lake",
-           "-e", "OUTPUT_URI=/output", "-e", "RUN_DATE=2019-08-01", TAG)  # fmt: skip
-
-    def script() -> None:
-        sh("docker", "run", "--rm", *mounts, "-v", f"{plain}:/plain:ro", "-w", "/app",
-           "--entrypoint", "/opt/venv/bin/python", TAG, "/plain/usp.py")  # fmt: skip
-
-    runner()  # warm the page cache for both
-    with_runner, runner_runs = timed(runner)
-    as_script, script_runs = timed(script)
-    return with_runner, as_script, runner_runs, script_runs
-
-
 def publish_speed(work: Path, output: Path) -> list[tuple[str, str, str]]:
-    """The full snapshot's published day (read back from the table the overhead's runs wrote), staged as
+    """The full snapshot's published day (read back from the table the comparison's runs wrote), staged as
     the notebook writes it, then published the old way (copy, BEFORE_TABLE) and the new (one commit)."""
     import importlib.util
 
@@ -460,58 +435,56 @@ def athena_example(work: Path, base: str, platform_size: int) -> list[tuple[str,
     ]  # fmt: skip
 
 
+def everything(tmp: Path, base: str, output: Path) -> list[tuple[str, str, str]]:
+    """bench.py --all's measures beyond the comparison (output: the table the comparison's runs wrote)."""
+    rows: list[tuple[str, str, str]] = []
+    context = copy_repository(tmp / "context")
+    start = time.perf_counter()
+    build(context, base, "--no-cache")
+    cold = time.perf_counter() - start
+    total, base_size = image_size(TAG), image_size(base)
+    rows += [
+        ("image size (uncompressed)", f"{total / 1e6:.0f} MB", f"on {base}"),
+        ("  of which the base image", f"{base_size / 1e6:.0f} MB", "a stand-in when no registry answers"),
+        ("  added by runner + notebook requirements", f"{(total - base_size) / 1e6:.0f} MB", ""),
+        ("cold build (--no-cache)", f"{cold:.1f} s", "wheels downloaded from PyPI"),
+    ]
+    counter = iter(range(1000))
+    rebuild, runs = timed(lambda: (touch_notebook(context, next(counter)), build(context, base)))
+    rows.append(
+        ("rebuild after a notebook-only change", f"{rebuild:.2f} s",
+         f"the model image on the cached runner; goal < 10 s; runs {runs_s(runs)}")
+    )  # fmt: skip
+    runner_size = image_size(RUNNER_TAG)
+    rows += [
+        ("runner image (the platform's, no model)", f"{runner_size / 1e6:.0f} MB", f"version {VERSION}"),
+        ("model image over the runner", f"{(total - runner_size) / 1e6:.2f} MB",
+         "usp's own requirements (pyarrow is the platform's: nothing more) and files; goal: those only"),
+    ]  # fmt: skip
+    compressed, unpack = pull_size(tmp)  # the image as a Fargate task pulls it
+    rows += publish_speed(tmp, output)
+    rows += daily_run(tmp, compressed, unpack)
+    rows += two_users(tmp, base, total)
+    rows += table_growth(tmp, base, total)
+    rows += athena_example(tmp, base, total)
+    rows += pipeline_stages(tmp, base, compressed, unpack)
+    return rows
+
+
 def main() -> int:
     base = os.environ.get("BASE_IMAGE") or sh(str(REPO / "scripts" / "base-image.sh")).stdout.strip()
-    rows: list[tuple[str, str, str]] = []
+    if not SNAPSHOT.is_dir():
+        sys.exit(f"bench: no full snapshot at {SNAPSHOT}: the overhead is measured on it")
     with tempfile.TemporaryDirectory() as tmp:
-        context = copy_repository(Path(tmp) / "context")
-        start = time.perf_counter()
-        build(context, base, "--no-cache")
-        cold = time.perf_counter() - start
-        total, base_size = image_size(TAG), image_size(base)
-        rows += [
-            ("image size (uncompressed)", f"{total / 1e6:.0f} MB", f"on {base}"),
-            ("  of which the base image", f"{base_size / 1e6:.0f} MB", "a stand-in when no registry answers"),
-            ("  added by runner + notebook requirements", f"{(total - base_size) / 1e6:.0f} MB", ""),
-            ("cold build (--no-cache)", f"{cold:.1f} s", "wheels downloaded from PyPI"),
-        ]
-        counter = iter(range(1000))
-        rebuild, runs = timed(lambda: (touch_notebook(context, next(counter)), build(context, base)))
-        rows.append(
-            ("rebuild after a notebook-only change", f"{rebuild:.2f} s",
-             f"the model image on the cached runner; goal < 10 s; runs {runs_s(runs)}")
-        )  # fmt: skip
-        runner_size = image_size(RUNNER_TAG)
-        rows += [
-            ("runner image (the platform's, no model)", f"{runner_size / 1e6:.0f} MB", f"version {VERSION}"),
-            ("model image over the runner", f"{(total - runner_size) / 1e6:.2f} MB",
-             "usp's own requirements (pyarrow is the platform's: nothing more) and files; goal: those only"),
-        ]  # fmt: skip
-        compressed, unpack = pull_size(Path(tmp))  # the image as a Fargate task pulls it
-        if SNAPSHOT.is_dir():
-            with_runner, as_script, r_runs, s_runs = overhead(Path(tmp))
-            rows += [
-                ("full snapshot, runner (whole contract)", f"{with_runner:.2f} s", f"runs {runs_s(r_runs)}"),
-                (
-                    "full snapshot, same code as a plain script",
-                    f"{as_script:.2f} s",
-                    f"runs {runs_s(s_runs)}",
-                ),
-                ("runner overhead", f"{with_runner - as_script:+.2f} s", "goal <= +1.5 s"),
-            ]
-            rows += publish_speed(Path(tmp), Path(tmp) / "out")
-            rows += daily_run(Path(tmp), compressed, unpack)
-        else:
-            rows.append(("runner overhead", "not measured", f"no snapshot at {SNAPSHOT}"))
-        rows += two_users(Path(tmp), base, total)
-        rows += table_growth(Path(tmp), base, total)
-        rows += athena_example(Path(tmp), base, total)
-        rows += pipeline_stages(Path(tmp), base, compressed, unpack)
-    table = "\n".join(
-        ["| measure | value | note |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
-    )
+        work = Path(tmp) / "compare"
+        work.mkdir()
+        lines = before_after.compare(work, base)
+        if "--all" in sys.argv[1:]:
+            rows = everything(Path(tmp), base, work / "out-after")
+            lines += ["", "| measure | value | note |", "|---|---|---|"]
+            lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     machine = f"{os.cpu_count()} cores, Docker legacy builder, {time.strftime('%Y-%m-%d')}"
-    report = f"Measured by `make bench` on this machine ({machine}):\n\n{table}\n"
+    report = f"Measured by `make bench` on this machine ({machine}):\n\n" + "\n".join(lines) + "\n"
     print(report)
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)

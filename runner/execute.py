@@ -4,9 +4,15 @@ notebook's own AWS identity."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets
+import socket
+import subprocess
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,10 @@ from runner.sandbox import NOTEBOOK_ENV, Workspace
 log = logging.getLogger("runner")
 
 KERNEL_NAME = "python3"  # the image's own ipykernel, whatever kernel the notebook was saved with
+# The kernel's history in memory, as papermill's client asks when it starts a kernel itself (nbclient's
+# ipython_hist_file): no database in the notebook's home.
+KERNEL_OPTIONS = ("--HistoryManager.hist_file=:memory:",)
+PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")  # a kernel's five channels
 
 
 def check_notebook(notebook: Path) -> None:
@@ -151,33 +161,43 @@ def executed_bytes(name: str) -> bytes | None:
     return text.encode() if text is not None else None
 
 
+def write_connection_file(path: Path, user: NotebookUser) -> None:
+    """The kernel's connection file, as jupyter_client writes one (five free loopback ports, a new signing
+    key), without importing it; readable by the notebook's group (the kernel must read it; the runner's
+    other files stay closed)."""
+    sockets = [socket.socket() for _ in PORTS]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        ports = {name: sock.getsockname()[1] for name, sock in zip(PORTS, sockets, strict=True)}
+    finally:
+        for sock in sockets:
+            sock.close()
+    info = {**ports, "ip": "127.0.0.1", "transport": "tcp", "key": secrets.token_hex(32),
+            "signature_scheme": "hmac-sha256", "kernel_name": KERNEL_NAME}  # fmt: skip
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchown(fd, -1, user.gid)
+    os.fchmod(fd, 0o640)
+    with os.fdopen(fd, "w") as out:
+        json.dump(info, out)
+
+
 def start_kernel(cwd: Path, env: dict[str, str], user: NotebookUser, work: Workspace) -> Any:
-    """Start the notebook's kernel now, as the notebook's user, so it boots while papermill loads. Its kernel
-    spec is the runner's own (never looked up in a folder): the notebook environment's ipykernel, through
-    setpriv. Its connection file is written in kernel/ and made readable by the notebook's group (the kernel
-    must read it; the runner's other files stay closed). What it, or a process it starts, writes to its own
-    stdout and stderr reaches the container's output through the runner, redacted, never directly."""
-    from jupyter_client.kernelspec import KernelSpec
-    from jupyter_client.manager import AsyncKernelManager
-    from jupyter_core.utils import run_sync
-
-    class NotebookKernelManager(AsyncKernelManager):
-        def write_connection_file(self, **kwargs: Any) -> None:
-            super().write_connection_file(**kwargs)  # 0600, the runner's: made readable by the kernel's group
-            os.chown(self.connection_file, -1, user.gid)
-            Path(self.connection_file).chmod(0o640)
-
-    km = NotebookKernelManager(kernel_name=KERNEL_NAME, connection_file=str(work.kernel / "kernel.json"))
-    km._kernel_spec = KernelSpec(
-        argv=user.command(
-            [notebook_python(), "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        ),
-        display_name="Python 3 (notebook)", language="python", resource_dir=str(work.kernel),
-        metadata={"debugger": True, "supported_encryption": ["curve"]}, kernel_protocol_version="5.5",
-    )  # fmt: skip
+    """Start the notebook's kernel now, as the notebook's user, so it boots while papermill loads: the
+    notebook environment's ipykernel, through setpriv, started as jupyter_client's launcher starts one (a
+    session of its own, JPY_PARENT_PID), before jupyter_client is even imported; its manager (manager())
+    is made while it boots. What it, or a process it starts, writes to its own stdout and stderr reaches
+    the container's output through the runner, redacted, never directly."""
+    path = work.kernel / "kernel.json"
+    write_connection_file(path, user)
+    command = user.command([notebook_python(), "-m", "ipykernel_launcher", "-f", str(path), *KERNEL_OPTIONS])
+    env = {name: value for name, value in env.items() if name != "PYTHONEXECUTABLE"}  # as jupyter_client
     read, write = os.pipe()
     try:
-        run_sync(km.start_kernel)(cwd=str(cwd), env=env, stdout=write, stderr=write)
+        process = subprocess.Popen(
+            command, cwd=str(cwd), env=env | {"JPY_PARENT_PID": str(os.getpid())},
+            stdin=subprocess.DEVNULL, stdout=write, stderr=write, start_new_session=True,
+        )  # fmt: skip
     except BaseException:
         os.close(read)
         raise
@@ -185,16 +205,62 @@ def start_kernel(cwd: Path, env: dict[str, str], user: NotebookUser, work: Works
         os.close(write)  # the kernel and its children hold it now: the pipe ends when the last of them does
     # A daemon: a process the notebook left behind may hold the pipe open; stop_all ends it.
     threading.Thread(target=redaction.to_stderr, args=(os.fdopen(read, "rb"),), daemon=True).start()
+    return manager(process, path, command)
+
+
+def manager(process: subprocess.Popen[bytes], path: Path, command: list[str]) -> Any:
+    """jupyter_client's manager of the kernel already started: its process and connection file, its spec
+    the runner's own (never looked up in a folder), its clients ReadyClients."""
+    from queue import Empty
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.provisioning import LocalProvisioner
+
+    class ReadyClient(AsyncKernelClient):
+        async def wait_for_ready(self, timeout: float | None = None) -> None:
+            """jupyter_client 8's wait, without its last step: the kernel has answered kernel_info and IOPub
+            has delivered (so the cells' output will arrive), then jupyter_client waits 0.2 s more for
+            IOPub to fall silent. What comes meanwhile answers kernel_info requests, which papermill's
+            client ignores (it reads only the replies to its own requests)."""
+            deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+            while True:
+                self.kernel_info()
+                try:
+                    reply = await self.shell_channel.get_msg(timeout=1)
+                    if reply["msg_type"] == "kernel_info_reply":
+                        await self.iopub_channel.get_msg(timeout=0.2)  # else IOPub is not connected yet
+                        self._handle_kernel_info_reply(reply)
+                        return
+                except Empty:
+                    pass
+                if not await self.is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+
+    spec = KernelSpec(
+        argv=command, display_name="Python 3 (notebook)", language="python", resource_dir=str(path.parent),
+        metadata={"debugger": False}, kernel_protocol_version="5.5",
+    )  # fmt: skip
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME, connection_file=str(path), client_factory=ReadyClient)
+    km.load_connection_file()
+    km._kernel_spec = spec
+    km.kernel_id = str(uuid.uuid4())
+    km.provisioner = LocalProvisioner(kernel_id=km.kernel_id, kernel_spec=spec, parent=km)
+    km.provisioner.process, km.provisioner.pid = process, process.pid
+    km.provisioner.pgid = process.pid  # a session of its own: its process group is its pid
     return km
 
 
 def stop_kernel(km: Any) -> None:
-    """Kill the kernel at once and remove its connection file (shutdown_kernel(now=True), without polling)."""
+    """Kill the kernel at once and remove its connection file."""
     process = getattr(km.provisioner, "process", None)
     if process is not None and process.poll() is None:
         process.kill()
         process.wait(timeout=10)
-    km.cleanup_connection_file()
+    Path(km.connection_file).unlink(missing_ok=True)
 
 
 def execute(
@@ -205,10 +271,19 @@ def execute(
     meanwhile: Callable[[], Any],
 ) -> None:
     """Run the notebook into memory (executed_bytes); RunFailed says how it failed. meanwhile starts once the
-    kernel is booting and papermill is imported (the report's own imports then never race them). No process
-    of the notebook's user is left when this returns, whatever happened."""
+    kernel has answered, as the first cell is sent (or as the notebook ends, if it never was): its imports
+    (the report's) then overlap the cells instead of competing for the runner's Python with papermill's
+    import and the preflight, which the first cell waits for. No process of the notebook's user is left
+    when this returns, whatever happened."""
     name = config.notebook.name
     km = None
+    started: list[bool] = []
+
+    def notebook_started(**_: Any) -> None:  # nbclient's on_notebook_start hook, and the end's
+        if not started:
+            started.append(True)
+            meanwhile()
+
     try:
         # The kernel starts in the notebook's folder; the runner stays in its own (no cwd for papermill,
         # which would chdir the runner there: the model's files are no configuration of the runner's).
@@ -217,7 +292,6 @@ def execute(
         from papermill.iorw import papermill_io
 
         papermill_io.register(MEMORY, EXECUTED)
-        meanwhile()
         params = preflight(config, identity)
         log.info(
             "running %s (cell timeout %d s) into %s", config.notebook, config.cell_timeout, config.staging
@@ -225,12 +299,14 @@ def execute(
         pm.execute_notebook(
             str(config.notebook), MEMORY + name, parameters=params, kernel_name=KERNEL_NAME, km=km,
             execution_timeout=config.cell_timeout, log_output=True, progress_bar=False,
+            on_notebook_start=notebook_started,
         )  # fmt: skip
     except (RunFailed, Stopped):
         raise
     except Exception as exc:
         raise notebook_failure(name, config.cell_timeout, exc) from exc
     finally:
+        notebook_started()
         with signals_held():
             if km is not None:
                 stop_kernel(km)

@@ -17,8 +17,10 @@ FROM ${RUNNER} AS runner
 # --- the model's requirements: an untrusted build, which stays in this stage ---------------------------------
 # Whatever a requirement runs while it installs (as root, here) reaches the image only as what it left in
 # /opt/venv. pip runs from a throwaway environment of this stage's, into /opt/venv's interpreter; the
-# kernel's packages and pyarrow, on that interpreter's path, count as installed. Test suites that wheels
-# ship are never imported by a run.
+# kernel's packages and pyarrow, on that interpreter's path, count as installed (a requirement that needs
+# what the runner leaves out of them, IPython's completion or ipykernel's debugger, gets it here). pip
+# compiles what it installs: the notebook's user could not write that bytecode at run time. Test suites
+# that wheels ship are never imported by a run.
 FROM runner AS model-env
 COPY requirements.txt /tmp/requirements.txt
 RUN python3 -m venv /tmp/pip \

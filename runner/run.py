@@ -105,7 +105,6 @@ class Run:
         config = self.config = configuration.load(self.environ, scratch=self.work.private)
         catalog = config.table.catalog if config.table else ""
         self.preparing = threading.Thread(target=table.prepare, args=(catalog,), daemon=True)
-        self.preparing.start()
         redaction.check_params(config.params)
         log.info(
             "run %s: %s for %s; data %s; output %s; report %s", config.run_id, config.notebook,
@@ -122,7 +121,7 @@ class Run:
             self.stage = "running the notebook"
             name = config.notebook.name
             self.html = HtmlReport(lambda: executed_bytes(name), name)
-            execute(config, identity, self.user, self.work, self.html.start)
+            execute(config, identity, self.user, self.work, self.meanwhile)
             self.html.render()
             # No process of the notebook's user is left: the copy is what the check reads and what is
             # published, whatever is written to staging from now on.
@@ -136,12 +135,20 @@ class Run:
                       self.check_output)  # fmt: skip
         return self.publish()
 
+    def meanwhile(self) -> None:
+        """Once the notebook's first cell is sent (execute.py): the report's imports and the commit's, off the
+        critical path and not in the way of the kernel's start."""
+        if self.html is not None:
+            self.html.start()
+        if self.preparing is not None:
+            self.preparing.start()
+
     def publish(self) -> outcome.Outcome:
         config, inventory = self.config, self.inventory
         assert config is not None and inventory is not None
         self.stage = "publishing"
         self.publishing = True
-        if self.preparing is not None:
+        if self.preparing is not None and self.preparing.ident is not None:
             self.preparing.join()
         said = redaction.text(verdict(bytes(self.check_output or b"").decode(errors="replace")))
         lineage = Lineage(config.run_id, config.run_date, config.commit, config.image, said)
