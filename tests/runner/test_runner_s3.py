@@ -167,7 +167,7 @@ def test_a_rerun_on_s3_replaces_the_days_rows_in_one_commit(runner_image: str, a
 
 
 def test_a_published_day_is_announced_on_the_event_bus(runner_image: str, aws: Aws) -> None:
-    from runner.table import EVENT_DETAIL_TYPE
+    from runner.notify import EVENT_DETAIL_TYPE
 
     source = f"notebook-pipeline.{aws.database}"  # a stack's own source (EVENT_SOURCE)
     bus = f"consumers-{aws.database}"
@@ -229,7 +229,7 @@ def test_failure_is_announced_on_the_topic_and_nothing_is_published(
     assert (
         f"Browse:   https://s3.console.aws.amazon.com/s3/buckets/{aws.output}?region={REGION}&prefix={report}"
     ) in note["Message"]
-    assert "Output:   nothing published" in note["Message"]
+    assert "Output:   nothing was published" in note["Message"]
 
 
 def test_a_successful_run_puts_the_metric_the_missed_run_alarm_watches(runner_image: str, aws: Aws) -> None:
