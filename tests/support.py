@@ -31,6 +31,8 @@ SAMPLE_LAKE = REPO / "sample" / "lake"
 # The real AWS CLI the make targets call in the tests: make test's venv of it (AWS_CLI), else that venv.
 AWS_CLI = os.environ.get("AWS_CLI") or str(REPO / ".venv-awscli" / "bin" / "aws")
 SAMPLE_DATE = "2019-08-01"
+# Set in the fast lane (pytest --fast, tests/conftest.py): no server of serving() starts in it.
+FAST_LANE = "TESTS_FAST_LANE"
 CONTAINER_UID = 10001  # the image's runner user
 NOTEBOOK_UID = 10002  # the image's notebook user
 sys.path.insert(0, str(REPO / "tests" / "pipeline"))
@@ -348,6 +350,11 @@ def proxy(upstream: str, handle: Callable[[Any, bytes, Callable[[bytes], Reply]]
 @contextmanager
 def serving(cmd: list[str], ready_url: str, name: str, log: Path | None = None) -> Iterator[None]:
     """Run a loopback server for the duration of the block, once ready_url answers; its output goes to log."""
+    if os.environ.get(FAST_LANE):
+        raise RuntimeError(
+            f"{name} is not started in the fast lane (pytest --fast): the test starting it needs the aws or "
+            "docker marker, which tests/conftest.py gives from the fixtures and functions a test uses"
+        )
     sink = log.open("w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
     try:

@@ -13,6 +13,7 @@ those grants from AWS's Athena documentation (its comment on NotebookDataSources
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -38,12 +39,9 @@ import cfn
 import iam
 import test_run_identity as run_identity
 
-pytestmark = pytest.mark.docker
-
 EXAMPLE = REPO / "examples" / "athena-usp"
 IMAGE = "notebook-runner-athena:test"
 REGION = run_identity.REGION
-RESOURCES = cfn.load()["Resources"]
 ROLES = ("TaskRole", "NotebookRole")
 ARNS = {
     "TaskRole.Arn": f"arn:aws:iam::{iam.ACCOUNT}:role/run",
@@ -55,23 +53,31 @@ USP_COLUMNS = [("accommodation_id", "bigint"), ("usp", "varchar"), ("accommodati
 DESTINATION_COLUMNS = [("accommodation_id", "bigint"), ("destination_id", "bigint")]
 
 
-def example_parameters() -> dict[str, str]:
+# The template and the example's settings are read when a test first needs them, not when the module is
+# collected (the fast lane collects it and runs none of its tests).
+@functools.cache
+def parameters() -> dict[str, str]:
     """The template parameters `make deploy GITHUB_REPO=... MODEL_DIR=examples/athena-usp` passes: the
     example's settings.yml merged and checked by scripts/settings.py."""
     deploy = settings_script().merged({"GITHUB_REPO": "hotel/usp-athena", "MODEL_DIR": str(EXAMPLE)}, REPO)
     return deploy.parameters
 
 
-PARAMETERS = example_parameters()
-VALUES = {
-    **cfn.defaults(), **PARAMETERS, **ARNS,
-    "AWS::StackName": "usp-athena", "AWS::Region": REGION, "AWS::AccountId": iam.ACCOUNT,
-    "AWS::Partition": "aws",
-    "StagingBucket": "usp-athena-staging", "StagingBucket.Arn": "arn:aws:s3:::usp-athena-staging",
-    "AlertTopic": f"arn:aws:sns:{REGION}:{iam.ACCOUNT}:alerts", "TableDatabase": "usp_athena",
-}  # fmt: skip
-WORKGROUP = f"arn:aws:athena:{REGION}:{iam.ACCOUNT}:workgroup/{PARAMETERS['AthenaWorkGroup']}"
-RESULTS = f"arn:aws:s3:::{PARAMETERS['AthenaResultsBucket']}/{PARAMETERS['AthenaResultsPrefix']}/"
+@functools.cache
+def values() -> dict[str, Any]:
+    """What the stack's references resolve to: the parameters, the roles' ARNs, the stack's own names."""
+    return {
+        **cfn.defaults(), **parameters(), **ARNS,
+        "AWS::StackName": "usp-athena", "AWS::Region": REGION, "AWS::AccountId": iam.ACCOUNT,
+        "AWS::Partition": "aws",
+        "StagingBucket": "usp-athena-staging", "StagingBucket.Arn": "arn:aws:s3:::usp-athena-staging",
+        "AlertTopic": f"arn:aws:sns:{REGION}:{iam.ACCOUNT}:alerts", "TableDatabase": "usp_athena",
+    }  # fmt: skip
+
+
+@functools.cache
+def resources() -> dict[str, Any]:
+    return cfn.load()["Resources"]
 
 
 def lake_rows(table: str) -> list[dict[str, Any]]:
@@ -133,12 +139,12 @@ class Stack(run_identity.Stack):
             assert reply.status == 201
 
     def run(self, image: str) -> Run:
-        return docker_run(image, run_identity.task_environment(self, VALUES), network_host=True)
+        return docker_run(image, run_identity.task_environment(self, values()), network_host=True)
 
 
 def glue_table(name: str, columns: list[tuple[str, str]]) -> dict[str, Any]:
     """A lake table as the team registers it: JSON Lines under DataLakePrefix/TABLE/, partitioned by date."""
-    location = f"s3://{PARAMETERS['DataLakeBucket']}/{PARAMETERS['DataLakePrefix']}/{name}/"
+    location = f"s3://{parameters()['DataLakeBucket']}/{parameters()['DataLakePrefix']}/{name}/"
     return {
         "Name": name, "TableType": "EXTERNAL_TABLE", "PartitionKeys": [{"Name": "date", "Type": "string"}],
         "StorageDescriptor": {
@@ -153,7 +159,7 @@ def deployed(values: dict[str, Any]) -> Iterator[Stack]:
     """moto with the example's buckets, lake, Glue tables and workgroup, behind the IAM proxy enforcing the
     template's TaskRole and NotebookRole resolved for values; the task's credential endpoint."""
     roles = {
-        r: [cfn.resolve(s, values) for s in cfn.statements(RESOURCES, r, values).values()] for r in ROLES
+        r: [cfn.resolve(s, values) for s in cfn.statements(resources(), r, values).values()] for r in ROLES
     }
     enforcer = iam.Iam(roles, {ARNS[f"{r}.Arn"]: r for r in ROLES})
     task_key = enforcer.give("AKIATASKROLE0000000", "TaskRole")
@@ -167,7 +173,7 @@ def deployed(values: dict[str, Any]) -> Iterator[Stack]:
         # The lake's catalog, the workgroup and its result bucket exist whether the stack grants them or not.
         for bucket in (values["DataLakeBucket"], values["OutputBucket"], values["StagingBucket"]):
             s3.create_bucket(Bucket=bucket)
-        s3.create_bucket(Bucket=PARAMETERS["AthenaResultsBucket"])
+        s3.create_bucket(Bucket=parameters()["AthenaResultsBucket"])
         s3.put_bucket_versioning(
             Bucket=values["StagingBucket"], VersioningConfiguration={"Status": "Enabled"}
         )
@@ -177,7 +183,7 @@ def deployed(values: dict[str, Any]) -> Iterator[Stack]:
         stack.client("sns").create_topic(Name="alerts")
         glue = stack.client("glue")
         glue.create_database(DatabaseInput={"Name": values["TableDatabase"]})  # the stack's, for the output
-        (database,) = PARAMETERS["GlueDatabases"].split(",")
+        (database,) = parameters()["GlueDatabases"].split(",")
         glue.create_database(DatabaseInput={"Name": database})
         accommodation = [
             ("accommodation_id", "bigint"),
@@ -186,9 +192,9 @@ def deployed(values: dict[str, Any]) -> Iterator[Stack]:
         ]
         for name, columns in (("unique_selling_points", USP_COLUMNS), ("accommodation", accommodation)):
             glue.create_table(DatabaseName=database, TableInput=glue_table(name, columns))
-        results = f"s3://{PARAMETERS['AthenaResultsBucket']}/{PARAMETERS['AthenaResultsPrefix']}/"
+        results = f"s3://{parameters()['AthenaResultsBucket']}/{parameters()['AthenaResultsPrefix']}/"
         stack.client("athena").create_work_group(
-            Name=PARAMETERS["AthenaWorkGroup"],
+            Name=parameters()["AthenaWorkGroup"],
             Configuration={"ResultConfiguration": {"OutputLocation": results}},
         )
         yield stack
@@ -198,13 +204,13 @@ def deployed(values: dict[str, Any]) -> Iterator[Stack]:
 def athena_image(build, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The example's repository: its notebook, query, check, requirements, settings, and the platform's."""
     context = model_repository(EXAMPLE, tmp_path_factory.mktemp("athena-repo"))
-    return build(context, IMAGE, f"NOTEBOOK={PARAMETERS['NotebookPath']}")
+    return build(context, IMAGE, f"NOTEBOOK={parameters()['NotebookPath']}")
 
 
 @pytest.fixture(scope="module")
 def granted(athena_image: str) -> Iterator[tuple[Stack, Run]]:
     """The daily run with the grants the example's settings ask for."""
-    with deployed(VALUES) as stack:
+    with deployed(values()) as stack:
         stack.queue_results(
             athena_result(USP_COLUMNS, USPS), athena_result(DESTINATION_COLUMNS, DESTINATIONS)
         )
@@ -216,7 +222,7 @@ def test_the_athena_example_publishes_what_its_queries_returned(granted: tuple[S
 
     assert run.code == 0, run.stderr[-3000:]
     assert "ATHENA USP CHECK PASSED" in run.stderr
-    day = stack.table_day(f"{VALUES['TableDatabase']}.{VALUES['OutputTable']}", SAMPLE_DATE)
+    day = stack.table_day(f"{values()['TableDatabase']}.{values()['OutputTable']}", SAMPLE_DATE)
     assert day.drop_columns(["date"]).to_pylist() == expected_output()
 
 
@@ -237,32 +243,35 @@ def test_the_notebook_queries_its_workgroup_and_reads_only_its_result_location(
     granted: tuple[Stack, Run],
 ) -> None:
     stack, run = granted
+    given = parameters()
+    workgroup = f"arn:aws:athena:{REGION}:{iam.ACCOUNT}:workgroup/{given['AthenaWorkGroup']}"
+    location = f"arn:aws:s3:::{given['AthenaResultsBucket']}/{given['AthenaResultsPrefix']}/"
     notebook = stack.iam.by_role("NotebookRole")
     athena = {(c.action, c.resource) for d in notebook for c in d.checks if c.action.startswith("athena:")}
     results = [
         c
         for d in notebook
         for c in d.checks
-        if c.resource.startswith(f"arn:aws:s3:::{PARAMETERS['AthenaResultsBucket']}")
+        if c.resource.startswith(f"arn:aws:s3:::{given['AthenaResultsBucket']}")
     ]
     runner = {(c.action, c.resource) for d in stack.iam.by_role("TaskRole") for c in d.checks}
-    database = VALUES["TableDatabase"]
-    own = rf":(catalog|database/{database}|table/{database}/{VALUES['OutputTable']})$"
+    database = values()["TableDatabase"]
+    own = rf":(catalog|database/{database}|table/{database}/{values()['OutputTable']})$"
 
     assert run.code == 0, run.stderr[-3000:]
     # The client's side of read_sql_query(ctas_approach=False); StopQueryExecution is granted for a
     # cancelled query, which this run has none of.
     assert athena == {
-        (action, WORKGROUP)
+        (action, workgroup)
         for action in ("athena:GetWorkGroup", "athena:StartQueryExecution", "athena:GetQueryExecution",
                        "athena:GetQueryResults")
     }  # fmt: skip
-    assert results and all(c.action == "s3:GetObject" and c.resource.startswith(RESULTS) for c in results)
+    assert results and all(c.action == "s3:GetObject" and c.resource.startswith(location) for c in results)
     # the runner never queries; in Glue it reads and commits its own output table only
     assert not {
         a for a, r in runner if a.startswith("athena:") or (a.startswith("glue:") and not re.search(own, r))
     }
-    granted_actions = cfn.granted(RESOURCES, "NotebookRole", VALUES)
+    granted_actions = cfn.granted(resources(), "NotebookRole", values())
     assert {a for a, _ in athena} | {"athena:StopQueryExecution"} == {
         a for a in granted_actions if a.startswith("athena:")
     }
@@ -270,7 +279,7 @@ def test_the_notebook_queries_its_workgroup_and_reads_only_its_result_location(
 
 def test_the_same_run_without_the_athena_grants_is_refused_and_publishes_nothing(athena_image: str) -> None:
     off = {
-        **VALUES,
+        **values(),
         "AthenaWorkGroup": "",
         "AthenaResultsBucket": "",
         "AthenaResultsPrefix": "",

@@ -1,9 +1,13 @@
-"""check.py, the team's sanity check, run as a program on Parquet partitions it must pass or fail."""
+"""check.py, the team's sanity check, run as a program on Parquet partitions it must pass or fail (in this
+process, as its __main__; once in a process of its own)."""
 
 from __future__ import annotations
 
+import runpy
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,13 +37,47 @@ def write_partition(out: Path, rows: list[tuple], schema: pa.Schema = SCHEMA, fi
     return out
 
 
-def check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO / "check.py"), *args], capture_output=True, text=True, check=False
-    )
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_good_partition_passes_and_reports_the_null_destination_share(tmp_path: Path) -> None:
+@pytest.fixture
+def check(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Done]:
+    """check.py run as its own program (`python check.py ARGS`: its __main__, its exit code), in this process
+    (a process of its own, with pyarrow to import, takes a second; the runner runs it so:
+    test_good_partition_passes_as_a_program)."""
+
+    def run(*args: str) -> Done:
+        monkeypatch.setattr(sys, "argv", [str(REPO / "check.py"), *args])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as ended:
+            runpy.run_path(str(REPO / "check.py"), run_name="__main__")
+        said = capsys.readouterr()
+        code = ended.value.code
+        return Done(code if isinstance(code, int) else 1, said.out, said.err)
+
+    return run
+
+
+def test_good_partition_passes_as_a_program(tmp_path: Path) -> None:
+    out = write_partition(tmp_path, GOOD)
+
+    done = subprocess.run(
+        [sys.executable, str(REPO / "check.py"), "--date", DATE, "--output", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last == f"VALIDATION PASSED for {DATE}: 4 rows, all 5 checks passed"
+
+
+def test_good_partition_passes_and_reports_the_null_destination_share(
+    tmp_path: Path, check: Callable[..., Done]
+) -> None:
     out = write_partition(tmp_path, GOOD, files=2)
 
     done = check("--date", DATE, "--output", str(out))
@@ -72,7 +110,7 @@ FAILURES = {
 
 @pytest.mark.parametrize("rows, schema, reason", FAILURES.values(), ids=FAILURES.keys())
 def test_bad_partition_fails_with_its_reason(
-    tmp_path: Path, rows: list, schema: pa.Schema, reason: str
+    tmp_path: Path, check: Callable[..., Done], rows: list, schema: pa.Schema, reason: str
 ) -> None:
     out = write_partition(tmp_path, rows, schema)
 
@@ -84,7 +122,7 @@ def test_bad_partition_fails_with_its_reason(
     assert reason in last
 
 
-def test_missing_partition_fails_readably(tmp_path: Path) -> None:
+def test_missing_partition_fails_readably(tmp_path: Path, check: Callable[..., Done]) -> None:
     done = check("--date", DATE, "--output", str(tmp_path))
 
     assert done.returncode == 1
@@ -100,7 +138,7 @@ def test_missing_partition_fails_readably(tmp_path: Path) -> None:
         (["--date", DATE, "-b", "b", "-o", "x"], "not allowed with argument"),
     ],
 )
-def test_usage_errors_exit_2(args: list[str], message: str) -> None:
+def test_usage_errors_exit_2(check: Callable[..., Done], args: list[str], message: str) -> None:
     done = check(*args)
 
     assert done.returncode == 2

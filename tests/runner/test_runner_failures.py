@@ -1,5 +1,7 @@
 """The runner contract, end to end in the container: each failure class, its exit code, its last line,
-and nothing published (a partition published before stays as it was)."""
+and nothing published (a partition published before stays as it was). Each configuration error and each of
+check.py's verdicts are in process (tests/runner/test_config.py, tests/notebook/test_check.py): one run
+here shows each exit code end to end."""
 
 from __future__ import annotations
 
@@ -12,16 +14,15 @@ import pytest
 from support import (
     SAMPLE_DATE,
     SAMPLE_LAKE,
-    day_rows,
+    Run,
     docker_run,
     make_notebook,
     manifest,
     published,
     run_dirs,
+    writable_dir,
     write_rows_cell,
 )
-
-pytestmark = pytest.mark.docker
 
 GOOD_ROWS = write_rows_cell()
 
@@ -37,10 +38,22 @@ def run_notebook(image: str, out: Path, nb_dir: Path, notebook: str, extra: tupl
     return docker_run(image, {**base, **env}, volumes, extra=extra)
 
 
-def seed_partition(image: str, out: Path, nb_dir: Path) -> bytes:
-    """Publish a good partition first, so a failing run can be seen to leave it untouched."""
-    make_notebook(nb_dir / "good.ipynb", GOOD_ROWS)
-    assert run_notebook(image, out, nb_dir, "good.ipynb").code == 0
+@pytest.fixture(scope="module")
+def seeded(runner_image: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
+    """One good run, made once for the module: its output (a published partition, the run's report) and
+    the run itself."""
+    root = tmp_path_factory.mktemp("seeded")
+    out = writable_dir(root / "out")
+    make_notebook(root / "nb" / "good.ipynb", GOOD_ROWS)
+    run = run_notebook(runner_image, out, root / "nb", "good.ipynb")
+    assert run.code == 0, run.stderr
+    return out, run
+
+
+def seed_partition(seeded: tuple[Path, Run], out: Path) -> bytes:
+    """The good run's output copied into out, owners and modes kept (the table's files name the container's
+    /output, where out is mounted too), so a failing run can be seen to leave its partition untouched."""
+    subprocess.run(["cp", "-a", f"{seeded[0]}/.", str(out)], check=True)
     (part,) = published(out)
     return part.read_bytes()
 
@@ -59,64 +72,18 @@ def assert_failed(out: Path, run, code: int, step: str, *words: str) -> dict:
     return facts
 
 
-CONFIG_ERRORS = {
-    "impossible date": ({"RUN_DATE": "2019-02-30"}, "RUN_DATE=2019-02-30 is not a calendar date"),
-    "date in another format": ({"RUN_DATE": "01/08/2019"}, "use YYYY-MM-DD"),
-    "timeout not a number": ({"CELL_TIMEOUT": "10m"}, "CELL_TIMEOUT=10m is not a whole number"),
-    "no data uri": ({"DATA_URI": ""}, "DATA_URI is not set"),
-    "data folder missing": ({"DATA_URI": "/nowhere"}, "DATA_URI /nowhere is not a folder"),
-    "unsupported scheme": ({"DATA_URI": "hdfs://cluster/lake"}, "unsupported scheme"),
-    "malformed bucket": ({"OUTPUT_URI": "s3://Bad_Bucket/x"}, "not a valid S3 URI"),
-    "notebook missing": ({"NOTEBOOK": "/nb/missing.ipynb"}, "NOTEBOOK=/nb/missing.ipynb is not a notebook"),
-    "params not a mapping": ({"NOTEBOOK_PARAMS": "[1, 2]"}, "NOTEBOOK_PARAMS must be a mapping"),
-    "params not yaml": ({"NOTEBOOK_PARAMS": "{a: [}"}, "NOTEBOOK_PARAMS is not valid JSON or YAML"),
-    "params set the date": ({"NOTEBOOK_PARAMS": '{"date": "2020-01-01"}'}, "NOTEBOOK_PARAMS sets date"),
-    "bad topic arn": ({"SNS_TOPIC_ARN": "my-topic"}, "SNS_TOPIC_ARN=my-topic is not an SNS topic ARN"),
-    "check missing": ({"CHECK_SCRIPT": "nope.py"}, "CHECK_SCRIPT=/app/nope.py does not exist"),
-    "run id escapes its folder": ({"RUN_ID": "../../escaped"}, "RUN_ID=../../escaped may hold only letters"),
-    "run id with a space": ({"RUN_ID": "my run"}, "RUN_ID=my run may hold only letters"),
-    "params name is code": (
-        {"NOTEBOOK_PARAMS": "{\"x = __import__('os').system('id') #\": 1}"},
-        "which are not Python variable names",
-    ),
-    "params name is a keyword": ({"NOTEBOOK_PARAMS": "{class: 1}"}, "'class', which are not Python variable"),
-    "notebook role not a role": (
-        {"NOTEBOOK_ROLE_ARN": "arn:aws:iam::123456789012:user/me"},
-        "NOTEBOOK_ROLE_ARN=arn:aws:iam::123456789012:user/me is not an IAM role ARN",
-    ),
-    "scheduled time not utc": (
-        {"RUN_DATE": "", "SCHEDULED_TIME": "2019-08-02 06:00"},
-        "SCHEDULED_TIME=2019-08-02 06:00 is not a UTC time",
-    ),
-    "unknown time zone": (
-        {"RUN_DATE": "", "SCHEDULED_TIME": "2019-08-02T06:00:00Z", "SCHEDULE_TIMEZONE": "Mars/Olympus"},
-        "SCHEDULE_TIMEZONE=Mars/Olympus is not a time zone",
-    ),
-}
-
-
-@pytest.mark.parametrize("env, message", CONFIG_ERRORS.values(), ids=CONFIG_ERRORS.keys())
-def test_bad_configuration_exits_2_before_anything_runs(
-    runner_image: str, out: Path, tmp_path: Path, env: dict[str, str], message: str
+# Each configuration error is test_config.py's, in process; this is the one run that shows exit 2 end to end.
+def test_a_configuration_error_exits_2_before_any_cell_runs(
+    runner_image: str, out: Path, tmp_path: Path
 ) -> None:
-    nb_dir = tmp_path / "nb"
-    make_notebook(nb_dir / "good.ipynb", GOOD_ROWS)
-
-    run = run_notebook(runner_image, out, nb_dir, "good.ipynb", **env)
-
-    assert_failed(out, run, 2, "config", message)
-    assert "Executing Cell" not in run.stderr
-    assert not list(out.glob("date=*"))
-
-
-def test_notebook_without_a_parameters_cell_is_refused(runner_image: str, out: Path, tmp_path: Path) -> None:
     make_notebook(tmp_path / "nb" / "untagged.ipynb", GOOD_ROWS, tagged=False)
 
     run = run_notebook(runner_image, out, tmp_path / "nb", "untagged.ipynb")
 
-    facts = assert_failed(out, run, 2, "config", "has no cell tagged 'parameters'")
+    facts = assert_failed(out, run, 2, "config", "untagged.ipynb")
     assert facts["status"] == "failed"
     assert "Executing Cell" not in run.stderr
+    assert not published(out)
 
 
 NOTEBOOK_FAILURES = {
@@ -134,10 +101,16 @@ NOTEBOOK_FAILURES = {
 
 @pytest.mark.parametrize("source, code, message", NOTEBOOK_FAILURES.values(), ids=NOTEBOOK_FAILURES.keys())
 def test_failing_notebook_publishes_nothing_and_keeps_its_report(
-    runner_image: str, out: Path, tmp_path: Path, source: str, code: int, message: str
+    runner_image: str,
+    seeded: tuple[Path, Run],
+    out: Path,
+    tmp_path: Path,
+    source: str,
+    code: int,
+    message: str,
 ) -> None:
     nb_dir = tmp_path / "nb"
-    before = seed_partition(runner_image, out, nb_dir)
+    before = seed_partition(seeded, out)
     make_notebook(nb_dir / "broken.ipynb", source, GOOD_ROWS)
 
     run = run_notebook(runner_image, out, nb_dir, "broken.ipynb", CELL_TIMEOUT="3", RUN_DATE=SAMPLE_DATE)
@@ -152,42 +125,31 @@ def test_failing_notebook_publishes_nothing_and_keeps_its_report(
     assert run.last_line.endswith(f"{failed_run[0].name}/broken.html")
 
 
-CHECK_FAILURES = {
-    "duplicate pairs": (write_rows_cell("[(1, 100, 'spa', 7), (1, 100, 'spa', 7)]"), "1 duplicated pairs"),
-    "foreign namespace": (write_rows_cell("[(1, 101, 'spa', 7)]"), "accommodation_ns: 1 rows not in {100}"),
-    "float destination": (
-        write_rows_cell("[(1, 100, 'spa', 7.0)]", "pa.float64()"),
-        "destination_id is double",
-    ),
-    "empty output": (write_rows_cell("[]"), "not empty: 0 rows"),
-    "nothing written": ("print('forgot to write')", "no partition"),
-}
-
-
-@pytest.mark.parametrize("cell, verdict", CHECK_FAILURES.values(), ids=CHECK_FAILURES.keys())
+# Each of check.py's verdicts is tests/notebook/test_check.py's, in process: this is the one run that shows
+# a rejected output end to end (exit 20, its verdict on the last line and in check.txt, nothing published).
 def test_output_failing_its_check_is_never_published(
-    runner_image: str, out: Path, tmp_path: Path, cell: str, verdict: str
+    runner_image: str, seeded: tuple[Path, Run], out: Path, tmp_path: Path
 ) -> None:
     nb_dir = tmp_path / "nb"
-    before = seed_partition(runner_image, out, nb_dir)
-    make_notebook(nb_dir / "bad_output.ipynb", cell)
+    before = seed_partition(seeded, out)
+    make_notebook(nb_dir / "bad_output.ipynb", write_rows_cell("[(1, 100, 'spa', 7), (1, 100, 'spa', 7)]"))
 
     run = run_notebook(runner_image, out, nb_dir, "bad_output.ipynb")
 
     assert run.code == 20, run.stderr
     assert "(exit 20, check)" in run.last_line
     assert "check.py rejected the output" in run.last_line
-    assert verdict in run.last_line
+    assert "1 duplicated pairs" in run.last_line
     assert published(out)[0].read_bytes() == before
     (failed_run,) = [d for d in run_dirs(out) if (d / "bad_output.ipynb").exists()]
     assert "VALIDATION FAILED" in (failed_run / "check.txt").read_text()
 
 
 def test_publish_failure_exits_30_and_keeps_the_previous_partition(
-    runner_image: str, out: Path, tmp_path: Path
+    runner_image: str, seeded: tuple[Path, Run], out: Path, tmp_path: Path
 ) -> None:
     nb_dir = tmp_path / "nb"
-    before = seed_partition(runner_image, out, nb_dir)
+    before = seed_partition(seeded, out)
     make_notebook(nb_dir / "other.ipynb", write_rows_cell("[(3, 100, 'pool', 9)]"))
     (out / "metadata").chmod(0o555)  # the table's next metadata file cannot be written
 
@@ -241,16 +203,12 @@ def test_sigterm_shuts_the_kernel_down_and_exits_143(runner_image: str, out: Pat
     assert (run_dirs(out)[0] / "slow.ipynb").exists()
 
 
-def test_check_output_shares_null_destinations_without_failing(runner_image: str, out: Path) -> None:
-    run = docker_run(
-        runner_image,
-        {"DATA_URI": "/data/lake", "OUTPUT_URI": "/output", "RUN_DATE": SAMPLE_DATE},
-        {SAMPLE_LAKE: "/data/lake:ro", out: "/output"},
-    )
+def test_a_passing_checks_own_output_is_in_the_runs_log(seeded: tuple[Path, Run]) -> None:
+    """usp's check shares the null destinations it let pass (its figures are test_check.py's)."""
+    _, run = seeded
 
-    assert run.code == 0
-    nulls = day_rows(out).column("destination_id").null_count
-    assert f"destination_id null in {nulls:,} of 3,000 rows" in run.stderr
+    assert "destination_id null in 1 of 2 rows" in run.stderr
+    assert "VALIDATION PASSED" in run.stderr
 
 
 def test_a_300_kb_check_verdict_is_cut_on_the_last_line_and_the_report_still_happens(

@@ -18,8 +18,6 @@ from support import (
     writable_dir,
 )
 
-pytestmark = pytest.mark.docker
-
 OTHER_PROJECT = REPO / "tests" / "fixtures" / "other_project"
 
 

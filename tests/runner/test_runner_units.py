@@ -1,6 +1,6 @@
 """The runner's modules on their own, on this machine's Python (no container): the exit table against the
-README, the configuration's rules, the credential boundary, pinning and the local guard, the verdict's cut,
-and the process reaper."""
+README, the credential boundary, pinning and the local guard, the verdict's cut, and the process reaper (the
+configuration's rules are test_config.py's)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from support import REPO
 
-from runner import config, exits, processes, publish, sandbox, staged
+from runner import exits, processes, publish, sandbox, staged
 from runner.checking import VERDICT_LIMIT, verdict
 from runner.credentials import CredentialServer, NotebookIdentity
 from runner.errors import RunFailed
@@ -45,62 +45,6 @@ def test_the_readme_exit_table_says_what_the_runners_table_says() -> None:
     for code, meaning in table.items():
         expected = exits.EXITS[code].meaning if code in exits.EXITS else exits.KILLED.meaning
         assert meaning.lower().startswith(expected.lower()), (code, meaning, expected)
-
-
-# --- config.py -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> dict[str, str]:
-    (tmp_path / "nb.ipynb").write_text("{}")
-    (tmp_path / "check.py").write_text("")
-    return {"PROJECT_DIR": str(tmp_path), "NOTEBOOK": "nb.ipynb", "DATA_URI": "/lake", "OUTPUT_URI": "/out"}
-
-
-@pytest.mark.parametrize(
-    ("setting", "value", "said"),
-    [
-        ("REPORT_URI", "/out/metadata/reports", "lies in the table's own folders"),
-        ("STAGING_URI", "/out/data", "lies in the table's own folders"),
-        ("OUTPUT_URI", "/out#1", "has '#', '?' or '%'"),
-    ],
-)
-def test_a_location_the_table_would_misread_is_a_configuration_error(
-    project: dict, setting: str, value: str, said: str
-) -> None:
-    with pytest.raises(RunFailed, match=re.escape(said)) as failed:
-        config.load({**project, setting: value})
-
-    assert failed.value.exit is exits.CONFIG
-
-
-@pytest.mark.parametrize("run_id", ["../../escaped", "a/b", "..", ".", "x" * 129, "tab\there", "é"])
-def test_a_run_id_that_is_not_a_plain_name_is_a_configuration_error(project: dict, run_id: str) -> None:
-    with pytest.raises(RunFailed, match="may hold only letters") as failed:
-        config.load({**project, "RUN_ID": run_id})
-
-    assert failed.value.exit is exits.CONFIG
-
-
-@pytest.mark.parametrize("name", ["x = __import__('os') #", "1st", "class", "a-b", ""])
-def test_a_parameter_name_that_is_not_a_python_name_is_refused(name: str) -> None:
-    with pytest.raises(RunFailed, match="not Python variable names"):
-        config.load_params(json.dumps({name: 1}))
-
-
-def test_a_scheduled_run_is_for_the_day_before_its_date_in_the_schedules_zone() -> None:
-    assert config.default_run_date("2026-03-29T00:30:00Z", "Europe/Amsterdam") == "2026-03-28"
-    assert config.default_run_date("2026-03-29T00:30:00Z", "America/Los_Angeles") == "2026-03-27"
-
-
-def test_staging_is_the_run_folder_of_staging_uri_or_of_the_report(project: dict) -> None:
-    own = config.load({**project, "RUN_ID": "r1", "RUN_DATE": "2019-08-01"})
-    apart = config.load(
-        {**project, "RUN_ID": "r1", "RUN_DATE": "2019-08-01", "STAGING_URI": "s3://stage/daily"}
-    )
-
-    assert own.staging.uri == "/out/_runs/date=2019-08-01/r1/staging"
-    assert apart.staging.uri == "s3://stage/daily/date=2019-08-01/r1"
 
 
 # --- credentials.py ------------------------------------------------------------------------------------
