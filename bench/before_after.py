@@ -77,8 +77,8 @@ def build(work: Path, name: str, base: str) -> Version:
     return Version(name, source, runner, model, [], [])
 
 
-def lake(work: Path) -> Path:
-    dest = work / "lake"
+def full_lake(dest: Path) -> Path:
+    """The full snapshot as the runs read it: one day of each table, readable by the notebook's user."""
     for table in ("accommodation", "unique_selling_points"):
         part = dest / table / "date=2019-08-01"
         part.mkdir(parents=True)
@@ -119,7 +119,7 @@ def timed(command: list[str]) -> float:
 def overhead(work: Path, versions: list[Version]) -> None:
     """Each version's runner and plain script, alternating, REPEAT times after a warming round; each
     version's output folder is its own (its first run creates the table, the others replace the day)."""
-    data = lake(work)
+    data = full_lake(work / "lake")
     plain = plain_script(work, versions[-1].model)
     mounts = ["-v", f"{data}:/data/lake:ro"]
     outs = {v.name: runner_folder(work / f"out-{v.name}") for v in versions}

@@ -113,16 +113,6 @@ def touch_notebook(context: Path, n: int) -> None:
     notebook.write_text(json.dumps(nb, indent=1))
 
 
-def full_lake(dest: Path) -> Path:
-    for table in ("accommodation", "unique_selling_points"):
-        part = dest / table / "date=2019-08-01"
-        part.mkdir(parents=True)
-        shutil.copyfile(SNAPSHOT / f"{table}.json", part / f"{table}.json")
-    for path in [dest, *dest.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return dest
-
-
 def publish_speed(work: Path, output: Path) -> list[tuple[str, str, str]]:
     """The full snapshot's published day (read back from the table the comparison's runs wrote), staged as
     the notebook writes it, then published the old way (copy, BEFORE_TABLE) and the new (one commit)."""
@@ -229,7 +219,7 @@ def two_users(work: Path, base: str, total: int) -> list[tuple[str, str, str]]:
     ]  # fmt: skip
     if not SNAPSHOT.is_dir():
         return rows
-    lake = full_lake(work / "users-lake")
+    lake = before_after.full_lake(work / "users-lake")
     times: dict[str, list[float]] = {old: [], TAG: []}
     for n in range(REPEAT + 1):
         for image in (old, TAG):
@@ -252,7 +242,7 @@ def two_users(work: Path, base: str, total: int) -> list[tuple[str, str, str]]:
 def footprint(work: Path) -> tuple[float, int]:
     """One run on the full snapshot, detached: its wall time and the container's peak memory (cgroup v1's
     high-water mark, read until the container exits)."""
-    lake, out = full_lake(work / "footprint-lake"), runner_folder(work / "footprint-out")
+    lake, out = before_after.full_lake(work / "footprint-lake"), runner_folder(work / "footprint-out")
     start = time.perf_counter()
     container = sh("docker", "run", "-d", *FARGATE, "-v", f"{lake}:/data/lake:ro", "-v", f"{out}:/output",
                    "-e", "DATA_URI=/data/lake", "-e", "OUTPUT_URI=/output", "-e", "RUN_DATE=2019-08-01",

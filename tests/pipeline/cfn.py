@@ -202,3 +202,20 @@ def docker_capability_options(definition: str = "TaskDefinition") -> list[str]:
     listed = capabilities(definition)
     drops = [option for name in listed.get("Drop", []) for option in ("--cap-drop", name)]
     return drops + [option for name in listed.get("Add", []) for option in ("--cap-add", name)]
+
+
+def references(value: Any) -> set[str]:
+    """The logical names a piece of the template refers to: Ref, Fn::GetAtt, and ${Name} in Fn::Sub."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            return {value["Ref"]}
+        if set(value) == {"Fn::GetAtt"}:
+            return {value["Fn::GetAtt"][0]}
+        if set(value) == {"Fn::Sub"}:
+            text, local = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+            named = {m.split(".")[0] for m in re.findall(r"\$\{([A-Za-z0-9.:]+)\}", text)} - set(local)
+            return named | references(local)
+        return set().union(*(references(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(references(v) for v in value))
+    return set()

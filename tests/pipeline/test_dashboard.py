@@ -85,23 +85,6 @@ def shown(values: dict[str, Any]) -> set[tuple[str, str, frozenset[tuple[str, st
     return drawn
 
 
-def referenced(value: Any) -> set[str]:
-    """The resources and parameters a template value names (Ref, Fn::GetAtt, ${Name} in Fn::Sub)."""
-    if isinstance(value, list):
-        return set().union(*(referenced(v) for v in value)) if value else set()
-    if not isinstance(value, dict):
-        return set()
-    if set(value) == {"Ref"}:
-        return {value["Ref"]}
-    if set(value) == {"Fn::GetAtt"}:
-        return {value["Fn::GetAtt"][0]}
-    if set(value) == {"Fn::Sub"}:
-        text, local = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
-        names = {m.split(".")[0] for m in re.findall(r"\$\{([A-Za-z0-9:.]+)\}", text)} - set(local)
-        return names | referenced(list(local.values()))
-    return referenced(list(value.values()))
-
-
 @pytest.mark.parametrize("parameters", STACKS.values(), ids=STACKS.keys())
 def test_each_widget_shows_a_metric_the_runner_puts_in_its_stacks_namespace_by_its_names(
     parameters: dict[str, str],
@@ -166,7 +149,7 @@ def test_the_dashboard_names_only_what_the_stack_has_and_shows_every_alarm_it_ha
     is chosen by BuildsReleases); a stack without a schedule has no missed-run alarm."""
     values = stack_values(parameters)
     chosen = cfn.choose(RESOURCES["Dashboard"]["Properties"], values)
-    names = {n for n in referenced(chosen) if not n.startswith("AWS::")}
+    names = {n for n in cfn.references(chosen) if not n.startswith("AWS::")}
     present = {name for name, r in RESOURCES.items() if cfn.exists(r, values)}
     alarms = [w for w in body(values)["widgets"] if w["type"] == "alarm"]
 

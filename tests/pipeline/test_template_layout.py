@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from cfn import TEMPLATE, load
+from cfn import TEMPLATE, load, references
 
 DOCUMENT = load()
 TEXT = TEMPLATE.read_text()
@@ -44,23 +44,6 @@ def regions(text: str, section: str) -> list[Region]:
             found[-1].keys.append(key.group(1))
         found[-1].lines += 1
     return found if found[0].keys else found[1:]
-
-
-def references(value: Any) -> set[str]:
-    """The logical names a piece of the template refers to: Ref, Fn::GetAtt, and ${Name} in Fn::Sub."""
-    if isinstance(value, dict):
-        if set(value) == {"Ref"}:
-            return {value["Ref"]}
-        if set(value) == {"Fn::GetAtt"}:
-            return {value["Fn::GetAtt"][0]}
-        if set(value) == {"Fn::Sub"}:
-            text, local = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
-            named = {m.split(".")[0] for m in re.findall(r"\$\{([A-Za-z0-9.:]+)\}", text)} - set(local)
-            return named | references(local)
-        return set().union(*(references(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(references(v) for v in value))
-    return set()
 
 
 def users(resources: dict[str, Any], name: str) -> set[str]:
