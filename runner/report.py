@@ -81,9 +81,10 @@ def redacted(cells: page.Cells) -> page.Cells:
 def store(dest: Location, files: dict[str, bytes]) -> dict[str, str]:
     """Each file stored on its own; returns {name: why it was not stored} for those that were not."""
     lost = {}
+    target = storage.at(dest)
     for name, data in files.items():
         try:
-            storage.at(dest).put(name, data)
+            target.put(name, data)
         except Exception as exc:  # noqa: BLE001 -- losing a report file must not change the run's exit code
             log.warning("could not store %s in %s (%s)", name, dest, aws_problem(exc))
             lost[name] = f"writing {dest}/{name} failed ({aws_problem(exc)})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import io
 import logging
 import os
@@ -16,7 +17,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from runner.files import open_regular, replace_file
 from runner.locations import Location, aws_client, delete_keys, list_objects
@@ -106,7 +107,11 @@ class Folder:
 class Bucket:
     def __init__(self, location: Location) -> None:
         self.location = location
-        self.s3 = aws_client()
+
+    @functools.cached_property
+    def s3(self) -> Any:
+        """The S3 client, made at the first call (one per storage): making one never fails at()."""
+        return aws_client()
 
     def files(self, *folders: str) -> Iterator[Entry]:
         base = self.location.prefix()
