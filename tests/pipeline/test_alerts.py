@@ -1,8 +1,10 @@
 """The alerts in template/pipeline.yaml: each EventBridge rule's pattern, loaded from the template, run
 through a real EventBridge pattern matcher (moto's) against AWS's documented sample events; each input
-transformer rendered from those events; the mailers run on moto's Step Functions interpreter; and the wiring
-of key, topic, subscriptions and alarms. A daily run's failure is mailed once: the runner mails its own exit
-codes (runner/exits.py), RunMailer only what no runner lived to say."""
+transformer rendered from those events; RunMailer run on moto's Step Functions interpreter; and the wiring
+of key, topic, subscriptions and alarms. Each failure is mailed once: a daily run's by its runner (its own
+exit codes, runner/exits.py) or RunMailer (what no runner lived to say); the pipeline's by PipelineMailer
+(tests/pipeline/test_pipeline_mail.py); a build the pipeline did not start by BuildFailedRule; the alarms on
+failed builds and validations mail nobody (tests/pipeline/test_failure_mails.py counts the mails)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import cfn
 import eventbridge
 import pytest
 import stepfunctions
-from cfn import load, resolve, statements
-from moto.codepipeline.models import PipelineExecution
+from cfn import load, resolve
 from moto.events.models import EventPattern
 from support import REPO
 
@@ -29,7 +29,8 @@ RESOURCES = TEMPLATE["Resources"]
 EVENTS = REPO / "tests" / "fixtures" / "events"
 # What CloudFormation resolves the rules' references to, for a stack named notebook-pipeline-usp.
 REFS = {"Pipeline": "notebook-pipeline-usp", "BuildProject": "notebook-pipeline-usp-build",
-        "ValidateProject": "notebook-pipeline-usp-validate"}  # fmt: skip
+        "ValidateProject": "notebook-pipeline-usp-validate",
+        "PromoteProject": "notebook-pipeline-usp-promote"}  # fmt: skip
 
 
 def pattern(rule: str) -> EventPattern:
@@ -44,14 +45,14 @@ def sample(name: str, **detail: Any) -> dict[str, Any]:
     return event
 
 
-def pipeline_event(state: str, pipeline: str = REFS["Pipeline"]) -> dict[str, Any]:
-    return sample("codepipeline-pipeline-execution-state-change", state=state, pipeline=pipeline)
-
-
-def phase_event(project: str, phase: str, status: str) -> dict[str, Any]:
-    return sample("codebuild-build-phase-change", **{
+def phase_event(project: str, phase: str, status: str, initiator: str = "") -> dict[str, Any]:
+    """The documented phase event, of `project`; started by `initiator` (the sample's person otherwise)."""
+    event = sample("codebuild-build-phase-change", **{
         "project-name": project, "completed-phase": phase, "completed-phase-status": status,
     })  # fmt: skip
+    if initiator:
+        event["detail"]["additional-information"]["initiator"] = initiator
+    return event
 
 
 def path_value(event: dict[str, Any], path: str) -> Any:
@@ -73,164 +74,42 @@ def render(rule: str, event: dict[str, Any]) -> str:
     return re.sub(r"<([A-Za-z0-9_-]+)>", lambda m: str(values[m.group(1)]), transformer["InputTemplate"])
 
 
-@pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED", "STOPPED", "SUPERSEDED"])
-def test_every_ended_execution_of_this_pipeline_mails(state: str) -> None:
-    assert pattern("PipelineEndedRule").matches_event(pipeline_event(state))
+# --- a build the pipeline did not start: BuildFailedRule ---------------------------------------------------
+# The pipeline's own builds are its executions' to mail (PipelineMailer: test_pipeline_mail.py).
+
+PIPELINES_INITIATOR = f"codepipeline/{REFS['Pipeline']}"  # CodeBuild's initiator of the builds it starts
 
 
-@pytest.mark.parametrize(
-    "event",
-    [
-        pipeline_event("STARTED"),  # the documented sample as it is
-        pipeline_event("RESUMED"),
-        pipeline_event("FAILED", pipeline="someone-elses-pipeline"),
-        sample("codebuild-build-state-change"),
-    ],
-    ids=["started", "resumed", "other pipeline", "a build event"],
-)
-def test_started_executions_and_other_pipelines_do_not_mail(event: dict[str, Any]) -> None:
-    assert not pattern("PipelineEndedRule").matches_event(event)
-
-
-def mailer_input(state: str) -> dict[str, Any]:
-    """What PipelineEndedRule hands the mailer for a sample event: its input transformer, rendered."""
-    return json.loads(render("PipelineEndedRule", pipeline_event(state)))
-
-
-def test_pipeline_rule_hands_the_mailer_the_pipeline_state_execution_time_and_region() -> None:
-    assert mailer_input("FAILED") == {
-        "pipeline": "notebook-pipeline-usp", "state": "FAILED",
-        "execution": "01234567-0123-0123-0123-012345678901",
-        "time": "2017-04-22T03:31:47Z", "region": "us-east-1",
-    }  # fmt: skip
-
-
-COMMIT = "4c0ffee0d15ea5e0000000000000000000000b0b"
-
-
-@pytest.fixture
-def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[stepfunctions.Inbox]:
-    """moto executing state machines, with this stack's pipeline and its alert topic read through a queue;
-    its executions have COMMIT as their source revision (the shape GetPipelineExecution documents)."""
-    original = PipelineExecution.to_dict
-
-    def with_revision(execution: PipelineExecution) -> dict[str, Any]:
-        answer = original(execution)
-        if execution.variables != [{"name": "no-source", "value": "yes"}]:
-            answer["artifactRevisions"] = [{
-                "name": "SourceArtifact", "revisionId": COMMIT,
-                "revisionSummary": '{"ProviderType":"GitHub","CommitMessage":"Rename the USP column"}',
-            }]  # fmt: skip
-        return answer
-
-    monkeypatch.setattr(PipelineExecution, "to_dict", with_revision)
-    with stepfunctions.executing_aws():
-        stepfunctions.create_pipeline(REFS["Pipeline"])
-        yield stepfunctions.Inbox.create()
-
-
-def mail_pipeline_outcome(inbox: stepfunctions.Inbox, state: str, execution: str) -> dict[str, Any]:
-    mailer = RESOURCES["PipelineMailer"]["Properties"]
-    assert set(mailer["DefinitionSubstitutions"]) == {"TopicArn", "Repository"}
-    payload = mailer_input(state) | {"execution": execution}
-    return stepfunctions.run(
-        mailer["Definition"], {"TopicArn": inbox.topic, "Repository": "acme/usp-model"}, payload
-    )
-
-
-def start_execution(variables: list[dict[str, str]] | None = None) -> str:
-    codepipeline = boto3.client("codepipeline")
-    extra = {"variables": variables} if variables else {}
-    return codepipeline.start_pipeline_execution(name=REFS["Pipeline"], **extra)["pipelineExecutionId"]
-
-
-@pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED"])
-def test_pipeline_mail_names_the_pipeline_result_commit_and_execution_with_links(
-    inbox: stepfunctions.Inbox, state: str
-) -> None:
-    execution = start_execution()
-
-    assert mail_pipeline_outcome(inbox, state, execution)["status"] == "SUCCEEDED"
-
-    assert inbox.mails() == [(
-        f"Pipeline notebook-pipeline-usp {state}",
-        (f"Pipeline notebook-pipeline-usp ended {state} at 2017-04-22T03:31:47Z (UTC), on commit {COMMIT} "
-         f"(https://github.com/acme/usp-model/commit/{COMMIT}). Execution {execution}, its stages and logs: "
-         "https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/notebook-pipeline-usp/"
-         f"executions/{execution}/timeline?region=us-east-1"),
-    )]  # fmt: skip
-
-
-def test_an_execution_without_a_source_revision_still_mails_with_its_link(
-    inbox: stepfunctions.Inbox,
-) -> None:
-    execution = start_execution([{"name": "no-source", "value": "yes"}])
-
-    assert mail_pipeline_outcome(inbox, "STOPPED", execution)["status"] == "SUCCEEDED"
-
-    assert inbox.mails() == [(
-        "Pipeline notebook-pipeline-usp STOPPED",
-        (f"Pipeline notebook-pipeline-usp ended STOPPED at 2017-04-22T03:31:47Z (UTC). "
-         f"Execution {execution}; its commit, stages and logs: https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/"
-         f"notebook-pipeline-usp/executions/{execution}/timeline?region=us-east-1"),
-    )]  # fmt: skip
-
-
-def test_every_mail_links_a_pipeline_execution_in_one_shape() -> None:
-    """PipelineMailer's two mails, the approval's answer (ReleaseApprovedRule, ReleaseNotApprovedRule) and the
-    validation's approval request link an execution alike, whatever each writes its values with ({}, <name>,
-    {name})."""
-    text = cfn.TEMPLATE.read_text()
-    links = re.findall(
-        r"https://\S+?\.console\.aws\.amazon\.com/codesuite/codepipeline/pipelines/\S+/executions/\S+", text
-    )
-    shapes = {re.sub(r"\{\w*\}|<\w+>", "V", link.rstrip("'\",.")) for link in links}
-
-    assert len(links) == 5, links
-    assert shapes == {
-        "https://V.console.aws.amazon.com/codesuite/codepipeline/pipelines/V/executions/V/timeline?region=V"
-    }
-
-
-def test_a_failed_commit_lookup_never_costs_the_mail(inbox: stepfunctions.Inbox) -> None:
-    """An execution the API does not know (or a lookup denied): retried, then mailed without the commit."""
-    unknown = "99999999-0000-0000-0000-000000000000"
-
-    assert mail_pipeline_outcome(inbox, "SUPERSEDED", unknown)["status"] == "SUCCEEDED"
-
-    ((subject, message),) = inbox.mails()
-    assert subject == "Pipeline notebook-pipeline-usp SUPERSEDED"
-    assert message.startswith(
-        f"Pipeline notebook-pipeline-usp ended SUPERSEDED at 2017-04-22T03:31:47Z (UTC). "
-        f"Execution {unknown}; its commit, stages and logs: https://"
-    )
-
-
-def test_the_mailer_may_look_up_this_pipeline_and_publish_to_the_encrypted_topic_only() -> None:
-    granted = statements(RESOURCES, "MailerRole")
-    definition = json.dumps(RESOURCES["PipelineMailer"]["Properties"]["Definition"])
-    (invoke,) = statements(RESOURCES, "MailerInvokeRole").values()
-    (target,) = RESOURCES["PipelineEndedRule"]["Properties"]["Targets"]
-
-    assert granted["FindCommit"]["Action"] == "codepipeline:GetPipelineExecution"
-    assert "${Pipeline}" in granted["FindCommit"]["Resource"]["Fn::Sub"]
-    assert "aws-sdk:codepipeline:getPipelineExecution" in definition
-    assert (granted["Mail"]["Action"], granted["Mail"]["Resource"]) == (
-        "sns:Publish",
-        {"Ref": "AlertTopic"},
-    )
-    assert granted["EncryptMail"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
-    assert (target["Arn"], target["RoleArn"]) == (
-        {"Ref": "PipelineMailer"},
-        {"Fn::GetAtt": ["MailerInvokeRole", "Arn"]},
-    )
-    assert (invoke["Action"], invoke["Resource"]) == ("states:StartExecution", {"Ref": "PipelineMailer"})
-
-
-@pytest.mark.parametrize("project", ["BuildProject", "ValidateProject"])
+@pytest.mark.parametrize("project", ["BuildProject", "ValidateProject", "PromoteProject"])
 @pytest.mark.parametrize("status", ["FAILED", "FAULT", "TIMED_OUT", "STOPPED", "CLIENT_ERROR"])
-def test_a_failed_or_stopped_phase_of_either_project_mails(project: str, status: str) -> None:
-    assert pattern("BuildFailedRule").matches_event(phase_event(REFS[project], "BUILD", status))
+def test_a_failed_or_stopped_phase_of_a_build_someone_started_mails(project: str, status: str) -> None:
+    """make promote, make rollback (PromoteProject), or a build started by hand: the documented sample's
+    initiator is a person (MyCodeBuildDemoUser)."""
+    event = phase_event(REFS[project], "BUILD", status)
+
+    assert event["detail"]["additional-information"]["initiator"] == "MyCodeBuildDemoUser"
+    assert pattern("BuildFailedRule").matches_event(event)
+
+
+@pytest.mark.parametrize("project", ["BuildProject", "ValidateProject", "PromoteProject"])
+def test_a_failed_phase_of_a_build_this_pipeline_started_is_left_to_its_execution(project: str) -> None:
+    event = phase_event(REFS[project], "BUILD", "FAILED", initiator=PIPELINES_INITIATOR)
+    elsewhere = phase_event(REFS[project], "BUILD", "FAILED", initiator="codepipeline/someone-elses-pipeline")
+
+    assert not pattern("BuildFailedRule").matches_event(event)
+    assert pattern("BuildFailedRule").matches_event(elsewhere)  # not this pipeline's: mailed
+
+
+def test_the_pipelines_initiator_is_the_one_the_validation_reads_its_pipeline_from() -> None:
+    """CodeBuild gives a build the pipeline started the initiator codepipeline/<pipeline name>: the
+    validation's approval mail reads the pipeline's name from it (CODEBUILD_INITIATOR); the rule leaves it
+    out."""
+    (initiator,) = RESOURCES["BuildFailedRule"]["Properties"]["EventPattern"]["detail"][
+        "additional-information"
+    ]["initiator"]
+
+    assert resolve(initiator, REFS) == {"anything-but": [PIPELINES_INITIATOR]}
+    assert 'initiator.removeprefix("codepipeline/")' in cfn.buildspec_text("ValidateProject")
 
 
 @pytest.mark.parametrize(
@@ -256,10 +135,10 @@ def test_succeeding_phases_in_progress_builds_and_other_projects_do_not_mail(eve
 
 
 def test_build_mail_names_the_project_the_phase_and_links_the_logs() -> None:
-    message = render("BuildFailedRule", phase_event(REFS["ValidateProject"], "BUILD", "FAILED"))
+    message = render("BuildFailedRule", phase_event(REFS["PromoteProject"], "PRE_BUILD", "FAILED"))
 
     assert message == (
-        "CodeBuild project notebook-pipeline-usp-validate: its BUILD phase ended FAILED "
+        "CodeBuild project notebook-pipeline-usp-promote: its PRE_BUILD phase ended FAILED "
         "at 2017-09-01T16:14:21Z (UTC). Logs: https://console.aws.amazon.com/cloudwatch/home?region=us-west-2#logEvent:"
         "group=/aws/codebuild/my-sample-project;stream=8745a7a9-c340-456a-9166-edf953571bEX "
         "(build arn:aws:codebuild:us-west-2:"
@@ -304,6 +183,13 @@ def stopped(exit_code: int | None, reason: str = PULL_DENIED, **detail: Any) -> 
         )
     event["detail"].update(detail)
     return event
+
+
+@pytest.fixture
+def inbox() -> Iterator[stepfunctions.Inbox]:
+    """moto executing state machines, with an alert topic read through a queue."""
+    with stepfunctions.executing_aws():
+        yield stepfunctions.Inbox.create()
 
 
 def run_mails(inbox: stepfunctions.Inbox, event: dict[str, Any]) -> list[tuple[str, str]]:
@@ -407,9 +293,12 @@ def test_run_mailer_restates_none_of_the_runners_exit_meanings() -> None:
     assert [e.meaning for e in EXITS.values() if e.meaning in text] == []
 
 
-ALARMS = {
+# Alarms on a failure that is mailed already (by PipelineMailer): on the dashboard, mailing nobody.
+QUIET_ALARMS = {
     "BuildFailuresAlarm": ("AWS/CodeBuild", "FailedBuilds", "ProjectName", {"Ref": "BuildProject"}),
     "ValidateFailuresAlarm": ("AWS/CodeBuild", "FailedBuilds", "ProjectName", {"Ref": "ValidateProject"}),
+}
+ALARMS = {
     "PipelineRuleFailuresAlarm": (
         "AWS/Events", "FailedInvocations", "RuleName", {"Ref": "PipelineEndedRule"},
     ),
@@ -427,21 +316,28 @@ ALARMS = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("alarm", sorted(ALARMS))
-def test_each_alarm_watches_this_stacks_resource_and_notifies_the_topic(alarm: str) -> None:
+@pytest.mark.parametrize("alarm", sorted(ALARMS | QUIET_ALARMS))
+def test_each_alarm_watches_this_stacks_resource_and_notifies_the_topic_unless_mailed_already(
+    alarm: str,
+) -> None:
     properties = RESOURCES[alarm]["Properties"]
-    namespace, metric, dimension, value = ALARMS[alarm]
+    namespace, metric, dimension, value = (ALARMS | QUIET_ALARMS)[alarm]
+    actions = ("AlarmActions", "OKActions", "InsufficientDataActions")
 
     assert (properties["Namespace"], properties["MetricName"]) == (namespace, metric)
     assert properties["Dimensions"] == [{"Name": dimension, "Value": value}]
-    assert properties["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    if alarm in QUIET_ALARMS:
+        assert [a for a in actions if a in properties] == []
+    else:
+        assert properties["AlarmActions"] == [{"Ref": "AlertTopic"}]
     assert properties["TreatMissingData"] == "notBreaching"  # quiet weeks are not alarms
 
 
-def test_every_alarm_in_the_template_is_one_of_those() -> None:
+def test_every_alarm_in_the_template_is_one_of_those_and_the_quiet_ones_are_on_the_dashboard() -> None:
     alarms = {name for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
 
-    assert alarms == set(ALARMS) | {"MissedRunAlarm"}  # tests/pipeline/test_runs.py checks that one
+    assert alarms == set(ALARMS) | set(QUIET_ALARMS) | {"MissedRunAlarm"}  # test_runs.py checks that one
+    assert set(QUIET_ALARMS) <= cfn.references(RESOURCES["Dashboard"])
 
 
 @pytest.mark.parametrize(

@@ -160,6 +160,7 @@ def test_failed_validation_promotes_nothing(
     built = build(source, stack, commit)
     assert built.succeeded, built.log[-4000:]
     revisions = len(stack.run_revisions())
+    stack.announcements()  # what came before (the promotion the fixture made)
 
     validation = validate(source, registry, stack, commit, built.exported["IMAGE_DIGEST"], stack.runner)
 
@@ -176,9 +177,8 @@ def test_failed_validation_promotes_nothing(
     assert not [
         k for k in stack.keys(stack.values["OutputBucket"]) if k.startswith(f"validation/{commit}/date=")
     ]
-    (announcement,) = stack.announcements()
-    assert announcement["Subject"] == f"[notebook-runner] FAILED: usp for 2019-08-01 (exit {exit_code})"
-    assert f"validate-7-{commit[:12]}" in announcement["Message"]
+    # the candidate's runner mails nothing: the failed Validate stage is PipelineMailer's to mail (issue 20)
+    assert stack.announcements() == []
     if how == "adversary":
         assert "ATTEMPTS {'register': 'AccessDeniedException'" in validation.log
         denied = {a for d in stack.iam.by_role("ValidationNotebookRole") if not d.allowed for a in d.actions}

@@ -169,11 +169,11 @@ def test_a_new_runner_version_promotes_the_model_that_passes_and_leaves_the_one_
         not failed.succeeded and "this model was only ever checked on runner 1.0.0, not 1.0.1" in failed.log
     )
     assert (b.validated_image(), b.run_revisions()[-1]) == before[b.name]  # its runs keep their image
-    # b: its first promotion, then its candidate's failure; a: its two promotions, the second a runner upgrade
-    # (a run's success is quiet: the promotion's mail, and the pipeline's outcome mail, tell of it)
+    # b: its first promotion only (its candidate's failure is its pipeline execution's mail, PipelineMailer:
+    # the candidate mails nothing); a: its two promotions, the second a runner upgrade (a run's success is
+    # quiet: the promotion's mail, and the pipeline's outcome mail, tell of it)
     b_subjects = [m["Subject"] for m in b.announcements()]
-    assert len(b_subjects) == 2 and b_subjects[0].startswith("Promoted version 1 of "), b_subjects
-    assert b_subjects[1].startswith("[notebook-runner] FAILED: usp for 2019-08-01")
+    assert len(b_subjects) == 1 and b_subjects[0].startswith("Promoted version 1 of "), b_subjects
     by = [m["Subject"].split(" (")[-1] for m in a.announcements()]
     assert by == [f"push by {a.name})", f"runner-upgrade by {a.name})"]
     assert [(p["version"], p["by"]) for p in a.promotions()] == [(1, "push"), (2, "runner-upgrade")]

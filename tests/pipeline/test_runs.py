@@ -560,7 +560,10 @@ def test_mail_subjects_fit_snss_100_characters_for_the_longest_stack_name(inbox:
     }
 
     run_subject, _ = mail_failed_run(inbox, event)
-    stepfunctions.run(pipeline["Definition"], {"TopicArn": inbox.topic, "Repository": "a/b"}, outcome)
+    substitutions = {
+        "TopicArn": inbox.topic, "Repository": "a/b", "OutputBucket": "o", "ValidationPrefix": "v"
+    }  # fmt: skip
+    stepfunctions.run(pipeline["Definition"], substitutions, outcome)
     ((pipeline_subject, _),) = inbox.mails()
 
     assert len(run_subject) <= 100 and len(pipeline_subject) <= 100

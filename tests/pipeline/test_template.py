@@ -318,15 +318,6 @@ def test_alert_topic_is_encrypted_with_a_key_eventbridge_and_cloudwatch_may_use(
     assert publish["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
-def test_validation_may_announce_its_failures_on_the_topic() -> None:
-    by_sid = statements(RESOURCES, "ValidationTaskRole")
-    (container,) = RESOURCES["ValidationTaskDefinition"]["Properties"]["ContainerDefinitions"]
-
-    assert by_sid["AnnounceFailures"]["Resource"] == {"Ref": "AlertTopic"}
-    assert by_sid["EncryptAnnouncements"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
-    assert {"Name": "SNS_TOPIC_ARN", "Value": {"Ref": "AlertTopic"}} in container["Environment"]
-
-
 def pin_function(project: str) -> str:
     (command,) = [c for c in commands(project) if c.lstrip().startswith("pin() {")]
     return command
