@@ -26,13 +26,16 @@ ENV VIRTUAL_ENV=/opt/venv \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PROJECT_DIR=/app
 
-# Two users. `runner` (10001) runs the trusted step; `notebook` (10002) runs the kernel, every process it
-# starts and the check, with a home made for each run. The runner's home is the image's, root's and
-# empty: nothing the notebook writes is ever configuration the runner reads.
+# Three users. `runner` (10001) runs the trusted step; `notebook` (10002) runs the kernel, every process it
+# starts and the check, with a home made for each run; `reader` (10003) parses the checked copy's Parquet
+# files for the runner while the check runs, out of the check's reach (runner/processes.py). The runner's
+# home is the image's, root's and empty: nothing the notebook writes is ever configuration the runner reads.
 RUN groupadd --gid 10001 runner \
     && useradd --uid 10001 --gid runner --no-create-home --home-dir /home/runner --shell /usr/sbin/nologin runner \
     && groupadd --gid 10002 notebook \
     && useradd --uid 10002 --gid notebook --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin notebook \
+    && groupadd --gid 10003 reader \
+    && useradd --uid 10003 --gid reader --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin reader \
     && install -d -o root -g root -m 0755 /home/runner
 
 # The platform's Python packages, in one layer (a hard link, a deletion or a stripped file saves space only

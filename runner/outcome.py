@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import exits
+from runner import exits, printable
 from runner.errors import Output, RunFailed
 
 
@@ -73,34 +73,49 @@ class Facts:
 
 def manifest(facts: Facts, outcome: Outcome, report: str, report_uri: str) -> dict[str, Any]:
     """The run's manifest.json: its facts and outcome; report says where the report is (or why there is
-    none), report_uri the run's report folder ('' when it has none)."""
-    return {
-        "run_id": facts.run_id,
-        "date": facts.date,
-        "image": facts.image,
-        "notebook": facts.notebook,
-        "status": outcome.status,
-        "exit_code": outcome.exit.code,
-        "meaning": outcome.exit.meaning,
-        "failed_step": outcome.step or None,
-        "message": outcome.message,
-        "output": outcome.output.value,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(facts.started)),
-        "duration_seconds": round(facts.ended - facts.started, 2),
-        "rows": facts.rows,
-        "output_uri": facts.output_uri,
-        "table": facts.table,
-        "snapshot_id": facts.snapshot_id,
-        "event": facts.event or None,
-        "report_uri": report_uri,
-        "report": report,
-        "published_files": facts.published_files,
-        "not_published": facts.not_published,
-        "check_verdict": facts.check_verdict,
-        "commit": facts.commit,
-        "runner_version": facts.runner_version,
-        "comparison": facts.comparison,
-    }
+    none), report_uri the run's report folder ('' when it has none). Each string one printable line of at
+    most printable.MESSAGE_LIMIT characters, whoever chose its words (a column's name, a file's, a check's
+    verdict): the last line, the page and the mail are made of it."""
+    return shown(
+        {
+            "run_id": facts.run_id,
+            "date": facts.date,
+            "image": facts.image,
+            "notebook": facts.notebook,
+            "status": outcome.status,
+            "exit_code": outcome.exit.code,
+            "meaning": outcome.exit.meaning,
+            "failed_step": outcome.step or None,
+            "message": outcome.message,
+            "output": outcome.output.value,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(facts.started)),
+            "duration_seconds": round(facts.ended - facts.started, 2),
+            "rows": facts.rows,
+            "output_uri": facts.output_uri,
+            "table": facts.table,
+            "snapshot_id": facts.snapshot_id,
+            "event": facts.event or None,
+            "report_uri": report_uri,
+            "report": report,
+            "published_files": facts.published_files,
+            "not_published": facts.not_published,
+            "check_verdict": facts.check_verdict,
+            "commit": facts.commit,
+            "runner_version": facts.runner_version,
+            "comparison": facts.comparison,
+        }
+    )
+
+
+def shown(value: Any) -> Any:
+    """A JSON document with every string, keys too, made one printable line (printable.one_line)."""
+    if isinstance(value, str):
+        return printable.one_line(value)
+    if isinstance(value, list):
+        return [shown(v) for v in value]
+    if isinstance(value, dict):
+        return {shown(k): shown(v) for k, v in value.items()}
+    return value
 
 
 def said(manifest: dict[str, Any]) -> str:

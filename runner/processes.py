@@ -1,13 +1,16 @@
-"""The two users of a run and the runner's hold on the notebook's processes.
+"""The users of a run and the runner's hold on the notebook's processes.
 
 run_notebook.sh starts the runner as its own user (the image's `runner`, or RUNNER_USER) with SETUID, SETGID
 and KILL only, and no_new_privs. Every process of the notebook's code (its kernel, what the kernel starts,
-the check, the parser of its Parquet files) runs as the image's `notebook` user, started through setpriv
-with no capability and no_new_privs: it can neither read nor write the runner's folders, nor signal or
-trace the runner. Before each trusted step, no process of the notebook's user is left, whatever its state
-or parentage: a process of that user kills every process of that user at once (kill(-1, SIGKILL): the
-kernel delivers it to each of them, and a fork under way fails), and the runner waits until /proc shows
-none, reaping what it adopted (it is the container's init, and a child subreaper elsewhere).
+the check) runs as the image's `notebook` user, started through setpriv with no capability and
+no_new_privs: it can neither read nor write the runner's folders, nor signal or trace the runner. The parser
+of the checked Parquet files runs the same way as a third user, `reader`, while the check runs: the check
+can neither signal nor trace it, so the rows it hands the runner are the checked copy's.
+
+Before each trusted step, no process of the notebook's user is left, whatever its state or parentage: a
+process of that user kills every process of that user at once (kill(-1, SIGKILL): the kernel delivers it to
+each of them, and a fork under way fails), and the runner waits until /proc shows none, reaping what it
+adopted (it is the container's init, and a child subreaper elsewhere).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ log = logging.getLogger("runner")
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 NOTEBOOK_ACCOUNT = "notebook"  # the image's user for the notebook's code (Dockerfile)
+READER_ACCOUNT = "reader"  # the image's user for the parser of the checked files (Dockerfile)
 SETPRIV = "/usr/bin/setpriv"
 KEPT = {"CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7}  # the runner's capabilities (run_notebook.sh)
 STOP_SECONDS = 30  # the longest the runner waits for the notebook's user to have no process left
@@ -86,15 +90,13 @@ def effective_capabilities() -> int:
     return int(status_field("self", "CapEff") or "0", 16)
 
 
-def reap() -> None:
-    """Collect the exit status of every finished child (orphans adopted included), so none stays a zombie."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+def reap(pids: list[int]) -> None:
+    """Collect the exit status of each of these processes that finished and is the runner's child (an orphan
+    it adopted included), so none stays a zombie; never another child's, whose owner waits for it (the
+    parser, while the check's processes are stopped)."""
+    for pid in pids:
+        with suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def running(pid: str) -> bool:
@@ -138,8 +140,8 @@ class NotebookUser:
     gid: int
 
     @classmethod
-    def of_image(cls) -> NotebookUser:
-        entry = pwd.getpwnam(NOTEBOOK_ACCOUNT)
+    def of_image(cls, account: str = NOTEBOOK_ACCOUNT) -> NotebookUser:
+        entry = pwd.getpwnam(account)
         return cls(entry.pw_uid, entry.pw_gid)
 
     def command(self, argv: Sequence[str]) -> list[str]:
@@ -186,7 +188,7 @@ class NotebookUser:
                 subprocess.run(self.command(["/bin/bash", "-c", "kill -KILL -1 2>/dev/null; exit 0"]),
                                env=HELPER_ENV, check=False, timeout=5)  # fmt: skip
             time.sleep(0.005)
-            reap()
+            reap(found)
             found = self.processes()
             if found and time.monotonic() > deadline:
                 from runner import exits
@@ -212,8 +214,12 @@ def runner_is_confined() -> str:
     try:
         notebook = NotebookUser.of_image()
         grp.getgrgid(notebook.gid)
+        NotebookUser.of_image(READER_ACCOUNT)
     except KeyError:
-        return f"the image has no '{NOTEBOOK_ACCOUNT}' user: rebuild it from the platform's Dockerfile"
+        return (
+            f"the image has no '{NOTEBOOK_ACCOUNT}' or '{READER_ACCOUNT}' user: rebuild it from the "
+            "platform's Dockerfile"
+        )
     if os.getuid() == notebook.uid:
         return "the runner runs as the notebook's user: start the image through its entrypoint"
     missing = [name for name, bit in KEPT.items() if not effective_capabilities() >> bit & 1]

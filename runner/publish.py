@@ -1,11 +1,12 @@
 """Publish exactly what was checked (exit 30 when it cannot be; exit 20 for rows no table may take).
 
 The check read the runner's copy of the staged files (staged.py); publishing reads that same copy. The
-Parquet files are parsed by the runner's own pinned pyarrow in a process of the notebook's user (no
-capability, no credential, no way into the runner's memory or files): a file crafted to exploit the parser
-reaches nothing of the trusted step's powers. It hands the rows back as an Arrow IPC stream, which the
-runner validates in full, refuses if a secret's value is in them, and commits as one commit to the output
-table (table.py).
+Parquet files are parsed by the runner's own pinned pyarrow in a process of the image's `reader` user (no
+capability, no credential, no way into the runner's memory or files, nor the check's into it): a file
+crafted to exploit the parser reaches nothing of the trusted step's powers. It hands the rows back as an
+Arrow IPC stream, which the runner validates in full and refuses if a secret's value is in them (Reading:
+all of it while the check runs, since both read the sealed copy); then, once the check has passed, it
+commits them as one commit to the output table (table.py).
 """
 
 from __future__ import annotations
@@ -40,20 +41,12 @@ def nothing_written(inventory: Inventory) -> RunFailed:
     )
 
 
-def publish(
-    inventory: Inventory,
-    config: Config,
-    lineage: Lineage,
-    user: NotebookUser,
-    before_commit: Callable[[pa.Table], None] | None = None,
-) -> Committed:
-    """Commit exactly the checked copy's rows as the day's rows of the output table (RunFailed otherwise);
-    before_commit gets those rows (without the date column) once the table could take them, before the
-    commit."""
-    assert config.table is not None
+def checked_rows(inventory: Inventory, reader: NotebookUser) -> pa.Table:
+    """The checked copy's rows, parsed by the reader and searched for the notebook's secrets; RunFailed
+    (exit 20 or 30) otherwise. Nothing here publishes: it runs while the check does (Reading)."""
     if not inventory.files:
         raise nothing_written(inventory)
-    data = read_checked(inventory, user)
+    data = read_checked(inventory, reader)
     try:
         held = redaction.columns_holding_secrets(data)
     except Exception as exc:
@@ -65,6 +58,44 @@ def publish(
             "(NOTEBOOK_SECRETS), in a value or in the column's name: publish no secret",
             "check",
         )
+    return data
+
+
+class Reading(threading.Thread):
+    """checked_rows in a thread of its own, begun as the check starts: result() waits for it and returns
+    its rows, or raises what it raised. The run asks for them only once the check has passed."""
+
+    def __init__(self, inventory: Inventory, reader: NotebookUser) -> None:
+        super().__init__(name="reading the checked rows", daemon=True)
+        self.inventory, self.reader = inventory, reader
+        self.rows: pa.Table | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.rows = checked_rows(self.inventory, self.reader)
+        except BaseException as exc:  # noqa: BLE001 -- handed to result(), in the run's own thread
+            self.error = exc
+
+    def result(self) -> pa.Table:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.rows is not None
+        return self.rows
+
+
+def publish(
+    data: pa.Table,
+    inventory: Inventory,
+    config: Config,
+    lineage: Lineage,
+    before_commit: Callable[[pa.Table], None] | None = None,
+) -> Committed:
+    """Commit exactly the checked copy's rows (checked_rows) as the day's rows of the output table (RunFailed
+    otherwise); before_commit gets those rows (without the date column) once the table could take them,
+    before the commit."""
+    assert config.table is not None
     dated = schema.with_date(data, config.run_date)
     if before_commit is not None:
         before_commit(data)
@@ -101,14 +132,14 @@ def unchanged(message: str) -> RunFailed:
     return RunFailed(exits.PUBLISH, message, "publish")
 
 
-def read_checked(inventory: Inventory, user: NotebookUser) -> pa.Table:
+def read_checked(inventory: Inventory, reader: NotebookUser) -> pa.Table:
     """The rows of the checked copy; RunFailed exit 20 if they are not Parquet or do not share one schema
     (the table takes one)."""
     import pyarrow as pa
 
     site = str(Path(pa.__file__).parents[1])  # the runner's own pyarrow, read-only to every user
     code = f"import sys; sys.path[:0] = [{site!r}]\n{READ_PARQUET}"
-    argv = user.command([sys.executable, "-I", "-S", "-c", code, *map(str, inventory.paths())])
+    argv = reader.command([sys.executable, "-I", "-S", "-c", code, *map(str, inventory.paths())])
     try:
         proc = subprocess.Popen(
             argv,
@@ -121,8 +152,8 @@ def read_checked(inventory: Inventory, user: NotebookUser) -> pa.Table:
     except OSError as exc:
         raise unchanged(f"could not read the checked files ({exc})") from exc
     errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read() if proc.stderr else b""))
-    reader.start()
+    draining = threading.Thread(target=lambda: errors.append(proc.stderr.read() if proc.stderr else b""))
+    draining.start()
     rows, problem = None, ""
     try:
         assert proc.stdout is not None
@@ -132,8 +163,8 @@ def read_checked(inventory: Inventory, user: NotebookUser) -> pa.Table:
         rows, problem = None, str(exc)
     finally:
         code_ = proc.wait()
-        reader.join()
-        user.stop_all("after reading the checked files")
+        draining.join()
+        reader.stop_all("after reading the checked files")
     said = (b"".join(errors).decode(errors="replace").strip().splitlines() or ["no output"])[-1]
     said = said.replace(f"{inventory.copy}/", "")
     if code_ != 0:

@@ -25,6 +25,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+from runner import printable
 from runner.config import SETTING_NAMES, fail
 
 if TYPE_CHECKING:
@@ -387,17 +388,19 @@ def _strings(array: pa.Array) -> Iterator[pa.Array]:
 
 
 class RedactingFormatter(logging.Formatter):
-    """The runner's log lines, the notebook's output papermill logs, and their tracebacks, redacted."""
+    """The runner's log lines, the notebook's output papermill logs, and their tracebacks, redacted, with
+    no terminal control obeyed (printable.lines)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return text(super().format(record))
+        return printable.lines(text(super().format(record)))
 
 
 def copy_lines(source: IO[bytes] | None, *sinks: IO[bytes]) -> None:
-    """A process's output, line by line, redacted, into each sink (the container's output, a report file)."""
+    """A process's output, line by line, redacted and with no terminal control obeyed, into each sink (the
+    container's output, a report file)."""
     assert source is not None
     for line in iter(source.readline, b""):
-        clean = text(line.decode("utf-8", errors="replace")).encode()
+        clean = printable.lines(text(line.decode("utf-8", errors="replace"))).encode()
         for sink in sinks:
             sink.write(clean)
             sink.flush()

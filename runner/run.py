@@ -46,7 +46,7 @@ from runner.credentials import NotebookIdentity, RoleCredentials
 from runner.errors import RunFailed, Stopped
 from runner.execute import execute, executed_bytes, failing_cell, notebook_python
 from runner.locations import Location
-from runner.processes import NotebookUser
+from runner.processes import READER_ACCOUNT, NotebookUser
 from runner.report import MANIFEST, HtmlReport, RunPlace, links, manifest_bytes, store
 from runner.sandbox import Workspace, confine_runner, refuse_if_the_notebook_may_write
 from runner.staged import Inventory, copy_staged, remove_published_from_staging
@@ -61,7 +61,8 @@ log = logging.getLogger("runner")
 class Run:
     environ: dict[str, str]  # as the container got it: the notebook's environment is made from it
     work: Workspace
-    user: NotebookUser
+    user: NotebookUser  # the notebook's code and its check run as this user
+    reader: NotebookUser  # the checked files are parsed as this one, while the check runs (publish.py)
     started: float = field(default_factory=time.time)
     config: configuration.Config | None = None
     stage: str = "starting"
@@ -131,9 +132,14 @@ class Run:
             self.inventory = copy_staged(staged, config.staging, partition)
             self.stage = "checking the output"
             self.check_output = bytearray()
-            run_check(config, identity.env(), notebook_python(), self.work.checked, self.user,
-                      self.check_output)  # fmt: skip
-        return self.publish()
+            reading = publish.Reading(self.inventory, self.reader)  # the rows read back meanwhile
+            reading.start()
+            try:
+                run_check(config, identity.env(), notebook_python(), self.work.checked, self.user,
+                          self.check_output)  # fmt: skip
+            finally:
+                reading.join()  # its process ends with the check's, whatever the check said
+        return self.publish(reading.result())
 
     def meanwhile(self) -> None:
         """Once the notebook's first cell is sent (execute.py): the report's imports and the commit's, off the
@@ -143,7 +149,8 @@ class Run:
         if self.preparing is not None:
             self.preparing.start()
 
-    def publish(self) -> outcome.Outcome:
+    def publish(self, rows: pa.Table) -> outcome.Outcome:
+        """The checked rows (publish.checked_rows) committed as the day's; the check has passed."""
         config, inventory = self.config, self.inventory
         assert config is not None and inventory is not None
         self.stage = "publishing"
@@ -153,7 +160,7 @@ class Run:
         said = redaction.text(verdict(bytes(self.check_output or b"").decode(errors="replace")))
         lineage = Lineage(config.run_id, config.run_date, config.commit, config.image, said)
         committed = self.committed = publish.publish(
-            inventory, config, lineage, self.user, self.compare_with_production
+            rows, inventory, config, lineage, self.compare_with_production
         )
         remove_published_from_staging(inventory, config.staging, self.user)
         self.after_commit(committed, lineage)
@@ -315,7 +322,10 @@ class Run:
             why = f"not stored: {type(exc).__name__}: {exc}"
             manifest = redaction.data(outcome.manifest(self.facts(), ended, why, ""))
         self.tell(manifest)
-        gc.collect()  # what the collector logs about the finished kernel client comes before the last line
+        # No collection from here on (the entrypoint leaves with os._exit): what the collector would log about
+        # the finished kernel client never follows the last line, and a full collection of this heap (a tenth
+        # of a second) is not paid.
+        gc.disable()
         print(redaction.text(outcome.last_line(manifest)), file=sys.stderr, flush=True)
         return ended.exit.code
 
@@ -360,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         confine_runner(work)
         if argv[:1] in (["history"], ["restore"]):
             return history.command(argv)
-        return run_once(Run(environ, work, user), argv)
+        return run_once(Run(environ, work, user, NotebookUser.of_image(READER_ACCOUNT)), argv)
     finally:
         work.remove(user)
 

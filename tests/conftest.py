@@ -4,6 +4,7 @@ lanes: each test marked with what it needs beyond this process, found from what 
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import os
 import shutil
@@ -211,6 +212,14 @@ def build(platform_runner: str):
         return build_model(context, tag, platform_runner, *build_args)
 
     return _build
+
+
+@pytest.fixture(autouse=True)
+def collector_back_on() -> Iterator[None]:
+    """A run's finish turns Python's collector off for the rest of its process (run.py: the image's runner
+    then leaves with os._exit); a test that ran one in process gets it back."""
+    yield
+    gc.enable()
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ SAMPLE_DATE = "2019-08-01"
 FAST_LANE = "TESTS_FAST_LANE"
 CONTAINER_UID = 10001  # the image's runner user
 NOTEBOOK_UID = 10002  # the image's notebook user
+READER_UID = 10003  # the image's reader of the checked files
 sys.path.insert(0, str(REPO / "tests" / "pipeline"))
 from cfn import docker_capability_options  # noqa: E402 -- the template's own list, read from it
 

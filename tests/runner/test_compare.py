@@ -414,7 +414,7 @@ def test_the_run_compares_the_checked_rows_and_records_the_comparison_and_its_fi
     published(tmp_path / "prod", PRODUCTION)
     environ = {**project, "RUN_DATE": DAY, "COMPARE_URI": str(tmp_path / "prod"),
                "COMPARE_KEYS": "accommodation_id,usp", "COMPARE_MAX_CHANGED_SHARE": "0.1"}  # fmt: skip
-    run = Run(environ, Workspace(tmp_path / "work"), NotebookUser(os.getuid(), os.getgid()))
+    run = Run(environ, Workspace(tmp_path / "work"), *[NotebookUser(os.getuid(), os.getgid())] * 2)
     run.config = config.load(environ)
 
     with caplog.at_level("INFO", logger="runner"):
@@ -430,7 +430,7 @@ def test_the_run_compares_the_checked_rows_and_records_the_comparison_and_its_fi
 
 
 def test_a_run_without_compare_uri_records_no_comparison(project: dict, tmp_path: Path) -> None:
-    run = Run(project, Workspace(tmp_path / "work"), NotebookUser(os.getuid(), os.getgid()))
+    run = Run(project, Workspace(tmp_path / "work"), *[NotebookUser(os.getuid(), os.getgid())] * 2)
     run.config = config.load(project)
 
     run.compare_with_production(usp(PRODUCTION))

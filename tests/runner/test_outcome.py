@@ -3,6 +3,7 @@ said became of the day's output, never from a message's words. In process, milli
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -132,10 +133,11 @@ def test_a_run_whose_configuration_is_refused_is_mailed_to_the_topic_given(
     sent: list[tuple[str, dict]] = []
     monkeypatch.setattr(notify, "notify", lambda arn, manifest: sent.append((arn, manifest)))
     environ = {"RUN_DATE": "2019-13-45", "SNS_TOPIC_ARN": topic, "NOTEBOOK": "x.ipynb", "RUN_ID": "r9"}
-    run = Run(environ, Workspace(tmp_path / "work"), NotebookUser(os.getuid(), os.getgid()))
+    run = Run(environ, Workspace(tmp_path / "work"), *[NotebookUser(os.getuid(), os.getgid())] * 2)
 
     code = run_once(run, [])
 
+    assert not gc.isenabled()  # no collection after the last line (run.py's finish)
     assert code == exits.CONFIG.code
     assert [arn for arn, _ in sent] == mailed
     assert all(m["exit_code"] == 2 and m["output"] == "unchanged" for _, m in sent)

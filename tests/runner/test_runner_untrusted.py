@@ -4,12 +4,14 @@ try in a local run, and that nothing they did not get checked reaches where cons
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from support import (
     NOTEBOOK_UID,
+    READER_UID,
     SAMPLE_DATE,
     SEARCH,
     day_rows,
@@ -144,6 +146,53 @@ def test_a_process_the_notebook_left_behind_is_gone_before_the_check_reads(
     assert "killed 1 process(es) of the notebook's user left running after the notebook" in run.stderr
     (part,) = published(out)
     assert pq.read_table(part).num_rows == 2  # as the notebook wrote it, never the daemon's duplicates
+
+
+# A check that, for three seconds, stops and kills every process it can see but itself, then runs the real
+# check: the parser of the checked files runs meanwhile (publish.Reading), as a user of its own.
+SIGNALLING_CHECK = """
+import os, runpy, signal, sys, time
+seen, reached = set(), set()
+end = time.time() + 3
+while time.time() < end:
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                uid = int(next(line for line in status if line.startswith("Uid:")).split()[1])
+        except (OSError, StopIteration, ValueError):
+            continue
+        seen.add(uid)
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+                reached.add(uid)
+            except OSError:
+                pass
+    time.sleep(0.005)
+print("seen uids", sorted(seen), "reached uids", sorted(reached))
+sys.argv[0] = "/app/check.py"
+runpy.run_path("/app/check.py", run_name="__main__")
+"""
+
+
+def test_the_check_can_neither_stop_nor_kill_what_reads_the_checked_rows_back(
+    runner_image: str, out: Path, tmp_path: Path
+) -> None:
+    """The checked rows are read back while the check runs: by the image's `reader` user, which the check
+    (the notebook's user) can neither signal nor trace; the rows published are the checked copy's."""
+    nb_dir = tmp_path / "nb"
+    make_notebook(nb_dir / "good.ipynb", GOOD_ROWS)
+    (nb_dir / "signalling_check.py").write_text(SIGNALLING_CHECK)
+
+    run = run_notebook(runner_image, out, nb_dir, "good.ipynb", CHECK_SCRIPT="/nb/signalling_check.py")
+
+    said = next(line for line in run.stderr.splitlines() if "seen uids" in line)
+    seen, reached = re.findall(r"\[([^\]]*)\]", said)
+    assert str(READER_UID) in seen.split(", "), said  # the parser ran while the check did
+    assert reached == "", said
+    assert run.code == 0, run.stderr
+    (part,) = published(out)
+    assert pq.read_table(part).num_rows == 2
 
 
 TASK_SECRETS = {
