@@ -30,6 +30,9 @@ DIR        ?=
 SNAPSHOT   ?=
 OUTPUT_TABLE ?=
 PYTHON     ?= python3
+# make test's workers (pytest-xdist, one test module to a worker at a time): the machine's cores, at most 4
+# (each worker builds, runs containers and emulates AWS of its own); 0 runs the suite in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 VENV       := .venv
 BIN        := $(VENV)/bin
 GIT_COMMIT := $(shell git -C "$(MODEL_DIR)" rev-parse --short HEAD 2>/dev/null || echo dev)
@@ -46,6 +49,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: MODEL_DIR=$(MODEL_DIR) NOTEBOOK=$(NOTEBOOK) RUNNER=$(RUNNER) IMAGE=$(IMAGE) RUN_DATE=$(RUN_DATE) DATA_DIR=$(DATA_DIR)"
 	@echo "             OUTPUT_DIR=$(OUTPUT_DIR) DATE= SNAPSHOT= OUTPUT_TABLE= (default notebooks.<notebook>) DIR= (new-model)"
+	@echo "             TEST_WORKERS=$(TEST_WORKERS) (test, test-fast: parallel workers; 0: one process)"
 	@echo "             in AWS: GITHUB_REPO= or STACK_NAME=, TO= ACCEPT= (rollback, promote), RELEASE= COMMENT= (approve, reject)"
 	@echo "             ENV=staging|production: the environment's stack, settings.yml environments.<ENV> (deploy, deploy-plan,"
 	@echo "             status, runs, versions, rollback, promote, approve, reject, run-remote, backfill, pause, resume, delete)"
@@ -118,12 +122,13 @@ venv: $(BIN)/.installed ## create .venv with the pinned test and lint tools
 test: venv .venv-awscli/.installed ## run the test suite (builds the images, starts moto and a local registry, reads reports in chromium; needs Docker)
 	@scripts/ensure-docker.sh --registry
 	@[ -n "$${CHROMIUM:-}" ] || scripts/ensure-chromium.sh
-	@BASE_IMAGE=$$(scripts/base-image.sh) AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest
+	@BASE_IMAGE=$$(scripts/base-image.sh) AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest \
+		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 # The inner loop: the tests tests/conftest.py marks with none of docker, aws (a moto server), browser, lint.
 .PHONY: test-fast
 test-fast: venv .venv-awscli/.installed ## the fast lane: every test that needs no Docker, moto server, browser or linter (pytest --fast; no Docker needed)
-	@AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest --fast
+	@AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest --fast $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: lint
 lint: lint-hadolint lint-shellcheck lint-ruff lint-cfn lint-checkov lint-taskcat ## run every linter

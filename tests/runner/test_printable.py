@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import pytest
+from test_outcome import FACTS, REPORT
 
 from runner import exits, notify, outcome, page, printable, redaction
 from runner.errors import RunFailed
@@ -24,15 +25,8 @@ from runner.processes import NotebookUser
 from runner.run import Run, run_once
 from runner.sandbox import Workspace
 
-TOPIC = "arn:aws:sns:eu-west-1:123456789012:alerts"
 SNS_MESSAGE_BYTES = 256 * 1024  # SNS refuses a larger message
 CONTROL = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]]
-FACTS = outcome.Facts(
-    run_id="r1", date="2019-08-01", image="img@sha256:" + "a" * 64, notebook="usp", commit="abc1234",
-    runner_version="1.2.3", started=1_700_000_000.0, ended=1_700_000_012.0, output_uri="s3://out/usp",
-    table="notebooks.usp",
-)  # fmt: skip
-REPORT = "s3://out/usp/_runs/date=2019-08-01/r1/usp.html"
 WORDS = {
     "a huge column name": "the column 'a." + "x" * 300_000 + "' has a dot",
     "a file name that is not UTF-8": "\udcff.parquet in staging cannot be read by the runner",
