@@ -20,6 +20,10 @@ import yaml
 
 PHASES = ("install", "pre_build", "build", "post_build")
 HARNESS_BIN = Path(__file__).resolve().parent / "harness"
+# Where harness/aws hands its calls to the server that has boto3 and its models loaded (harness/aws_server.py,
+# started by conftest.py's harness_aws_server): in this process's environment while one serves, passed on to
+# each build. harness/aws reads it as its SOCKET (test_harness_server's build test fails if the two differ).
+AWS_SOCKET = "HARNESS_AWS_SOCKET"
 
 
 @dataclass
@@ -64,6 +68,7 @@ def run(buildspec_source: Path | str, source: Path, env: dict[str, str], timeout
         "AWS_REGION": "eu-west-1",
         "DOCKER_CONFIG": str(source.parent / "docker-config"),  # docker login writes here, not to ~/.docker
         "HARNESS_REPORT": str(report_file),  # where the harness's own lines (failures, exports) go
+        **{name: os.environ[name] for name in (AWS_SOCKET,) if name in os.environ},
         **env,
     }
     proc = subprocess.run(

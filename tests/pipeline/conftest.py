@@ -1,16 +1,55 @@
-"""Fixtures of the pipeline's stand-ins: a registry for ECR, a model stack in moto with the platform's
-runner published to it, and a model repository to push to it."""
+"""Fixtures of the pipeline's stand-ins: the buildspec harness's aws served, a registry for ECR, a model stack
+in moto with the platform's runner published to it, and a model repository to push to it."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from codebuild import AWS_SOCKET, HARNESS_BIN
 from support import REPO, local_registry
 from validation_stack import RUNNER_REPOSITORY, Stack, deployed
+
+
+@pytest.fixture(scope="session", autouse=True)
+def harness_aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The buildspec harness's aws served for the session (harness/aws_server.py: boto3 imported and its
+    models loaded once, each call a fork of it: tens of milliseconds, not a third of a second). Its socket is
+    in this process's environment (AWS_SOCKET) while it serves: codebuild.run passes it on to each build."""
+    folder = tmp_path_factory.mktemp("harness-aws")
+    path, log = folder / "aws.sock", folder / "server.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, str(HARNESS_BIN / "aws_server.py"), str(path)],
+            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not answers(path):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the harness's aws server did not start on {path}: {log.read_text()}")
+            time.sleep(0.05)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(AWS_SOCKET, str(path))
+            yield path
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 @pytest.fixture(scope="session")

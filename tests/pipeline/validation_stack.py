@@ -46,7 +46,7 @@ from uuid import uuid4
 import boto3
 import cfn
 import iam
-from codebuild import HARNESS_BIN, Build, run
+from codebuild import AWS_SOCKET, HARNESS_BIN, Build, run
 from support import SAMPLE_LAKE
 
 RESOURCES = cfn.load()["Resources"]
@@ -563,7 +563,7 @@ def _harness(stack: Stack, args: list[str], key: str, endpoint: str) -> subproce
         "HARNESS_IMAGE_REPOSITORIES": json.dumps(
             {f"{stack.registry}/{REPOSITORY}": image_repository_arn(stack.values)}
         ),
-        **{k: v for k, v in os.environ.items() if k in ("DOCKER_HOST", "DOCKER_CONFIG")},
+        **{k: v for k, v in os.environ.items() if k in ("DOCKER_HOST", "DOCKER_CONFIG", AWS_SOCKET)},
     }  # fmt: skip
     return subprocess.run(
         [str(HARNESS_BIN / "aws"), *args], env=env, capture_output=True, text=True, timeout=300, check=False
