@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -32,6 +33,28 @@ KERNEL_NAME = "python3"  # the image's own ipykernel, whatever kernel the notebo
 # ipython_hist_file): no database in the notebook's home.
 KERNEL_OPTIONS = ("--HistoryManager.hist_file=:memory:",)
 PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")  # a kernel's five channels
+
+
+# papermill's I/O module imports the library of each notebook store it knows when it is installed: boto3
+# for s3:// and pyarrow's for hdfs:// are (the runner's own), 0.1 s or more of the first cell's wait. The
+# runner reads a local notebook and writes to memory:// only, so papermill is imported with those stores'
+# modules taken as missing, as papermill takes a store whose library is absent; each imports normally after.
+UNUSED_STORES = ("papermill.s3", "pyarrow")
+
+
+def import_papermill() -> Any:
+    """papermill, imported without the libraries of the notebook stores the runner never uses. Called before
+    any thread of the runner imports (the report's and the commit's imports start with the first cell)."""
+    hidden = [name for name in UNUSED_STORES if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # importing it raises ImportError
+    try:
+        import papermill
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, "") is None:
+                del sys.modules[name]
+    return papermill
 
 
 def check_notebook(notebook: Path) -> None:
@@ -288,7 +311,7 @@ def execute(
         # The kernel starts in the notebook's folder; the runner stays in its own (no cwd for papermill,
         # which would chdir the runner there: the model's files are no configuration of the runner's).
         km = start_kernel(config.notebook.parent, identity.env(), user, work)
-        import papermill as pm
+        pm = import_papermill()
         from papermill.iorw import papermill_io
 
         papermill_io.register(MEMORY, EXECUTED)
