@@ -21,7 +21,8 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
-readonly NOTEBOOK_USER=notebook RUNNER_ACCOUNT=runner
+# The users of untrusted code and of what reads its output back (runner/processes.py): never the runner's.
+readonly NOTEBOOK_USER=notebook READER_USER=reader RUNNER_ACCOUNT=runner
 # CAP_KILL (5), CAP_SETGID (6), CAP_SETUID (7): what the runner keeps. CAP_SETPCAP (8): to drop the rest
 # from the bounding set too (a task that dropped it already has nothing more to drop).
 readonly KEPT_CAPS=0xe0 SETPCAP=0x100 CONFIG_EXIT=2
@@ -34,13 +35,15 @@ die() {
 effective_caps() { awk '/^CapEff:/ {print "0x" $2}' /proc/self/status; }
 
 # runner_ids: the runner's uid:gid, RUNNER_USER=uid:gid (so that a local run writes its files as you) or
-# the image's runner user; never root's, never the notebook's.
+# the image's runner user; never root's, never the notebook's or the reader's.
 runner_ids() {
-	local ids=${RUNNER_USER:-$(id -u "$RUNNER_ACCOUNT"):$(id -g "$RUNNER_ACCOUNT")}
+	local ids=${RUNNER_USER:-$(id -u "$RUNNER_ACCOUNT"):$(id -g "$RUNNER_ACCOUNT")} account
 	[[ "$ids" =~ ^[0-9]{1,10}:[0-9]{1,10}$ ]] || die "RUNNER_USER=${ids} is not uid:gid: give numbers, e.g. RUNNER_USER=\$(id -u):\$(id -g)"
 	[[ "${ids%%:*}" != 0 && "${ids##*:}" != 0 ]] || die "RUNNER_USER=${ids} is root's: the runner never runs as root; give your own uid:gid or leave it unset"
-	[[ "${ids%%:*}" != "$(id -u "$NOTEBOOK_USER")" && "${ids##*:}" != "$(id -g "$NOTEBOOK_USER")" ]] ||
-		die "RUNNER_USER=${ids} is the notebook's user or group: give another uid:gid, e.g. your own"
+	for account in "$NOTEBOOK_USER" "$READER_USER"; do
+		[[ "${ids%%:*}" != "$(id -u "$account")" && "${ids##*:}" != "$(id -g "$account")" ]] ||
+			die "RUNNER_USER=${ids} is the ${account}'s user or group: give another uid:gid, e.g. your own"
+	done
 	printf '%s\n' "$ids"
 }
 

@@ -220,8 +220,10 @@ def runner_is_confined() -> str:
             f"the image has no '{NOTEBOOK_ACCOUNT}' or '{READER_ACCOUNT}' user: rebuild it from the "
             "platform's Dockerfile"
         )
-    if os.getuid() == notebook.uid:
-        return "the runner runs as the notebook's user: start the image through its entrypoint"
+    if os.getuid() in (notebook.uid, NotebookUser.of_image(READER_ACCOUNT).uid):
+        return (
+            "the runner runs as the notebook's or the reader's user: start the image through its entrypoint"
+        )
     missing = [name for name, bit in KEPT.items() if not effective_capabilities() >> bit & 1]
     if missing:
         return (

@@ -18,6 +18,7 @@ from support import (
     CONTAINER_UID,
     FARGATE_CAPS,
     NOTEBOOK_UID,
+    READER_UID,
     SAMPLE_DATE,
     SAMPLE_LAKE,
     Run,
@@ -126,9 +127,12 @@ def test_the_image_refuses_to_start_as_another_user_or_without_its_capabilities(
         ["docker", "run", "--rm", "--cap-drop", "ALL", runner_image], capture_output=True, text=True,
         check=False,
     )  # fmt: skip
-    as_notebook = subprocess.run(
-        ["docker", "run", "--rm", *FARGATE_CAPS, "-e", f"RUNNER_USER={NOTEBOOK_UID}:{NOTEBOOK_UID}",
-         runner_image], capture_output=True, text=True, check=False,
+    as_notebook, as_reader = (
+        subprocess.run(
+            ["docker", "run", "--rm", *FARGATE_CAPS, "-e", f"RUNNER_USER={uid}:{uid}", runner_image],
+            capture_output=True, text=True, check=False,
+        )
+        for uid in (NOTEBOOK_UID, READER_UID)
     )  # fmt: skip
     ok = subprocess.run(  # docker's default capabilities: the runner drops them itself
         ["docker", "run", "--rm", *[f"-e{k}={v}" for k, v in env.items()],
@@ -139,6 +143,7 @@ def test_the_image_refuses_to_start_as_another_user_or_without_its_capabilities(
     assert as_user.returncode == 2 and "the image must start as root" in as_user.stderr
     assert no_caps.returncode == 2 and "lacks SETUID, SETGID or KILL" in no_caps.stderr
     assert as_notebook.returncode == 2 and "is the notebook's user or group" in as_notebook.stderr
+    assert as_reader.returncode == 2 and "is the reader's user or group" in as_reader.stderr
     assert ok.returncode == 0, ok.stderr[-3000:]
 
 
