@@ -38,7 +38,8 @@ effective_caps() { awk '/^CapEff:/ {print "0x" $2}' /proc/self/status; }
 # the image's runner user; never root's, never the notebook's or the reader's.
 runner_ids() {
 	local ids=${RUNNER_USER:-$(id -u "$RUNNER_ACCOUNT"):$(id -g "$RUNNER_ACCOUNT")} account
-	[[ "$ids" =~ ^[0-9]{1,10}:[0-9]{1,10}$ ]] || die "RUNNER_USER=${ids} is not uid:gid: give numbers, e.g. RUNNER_USER=\$(id -u):\$(id -g)"
+	# No leading zero: the checks below compare text, and setpriv reads 010003 as 10003.
+	[[ "$ids" =~ ^(0|[1-9][0-9]{0,9}):(0|[1-9][0-9]{0,9})$ ]] || die "RUNNER_USER=${ids} is not uid:gid: give numbers without leading zeros, e.g. RUNNER_USER=\$(id -u):\$(id -g)"
 	[[ "${ids%%:*}" != 0 && "${ids##*:}" != 0 ]] || die "RUNNER_USER=${ids} is root's: the runner never runs as root; give your own uid:gid or leave it unset"
 	for account in "$NOTEBOOK_USER" "$READER_USER"; do
 		[[ "${ids%%:*}" != "$(id -u "$account")" && "${ids##*:}" != "$(id -g "$account")" ]] ||

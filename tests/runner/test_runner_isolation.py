@@ -134,6 +134,10 @@ def test_the_image_refuses_to_start_as_another_user_or_without_its_capabilities(
         )
         for uid in (NOTEBOOK_UID, READER_UID)
     )  # fmt: skip
+    zero_padded = subprocess.run(  # setpriv reads 010003 as the reader's group
+        ["docker", "run", "--rm", *FARGATE_CAPS, "-e", f"RUNNER_USER=1000:0{READER_UID}", runner_image],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     ok = subprocess.run(  # docker's default capabilities: the runner drops them itself
         ["docker", "run", "--rm", *[f"-e{k}={v}" for k, v in env.items()],
          *[a for h, c in volumes.items() for a in ("-v", f"{h}:{c}")], runner_image],
@@ -144,6 +148,7 @@ def test_the_image_refuses_to_start_as_another_user_or_without_its_capabilities(
     assert no_caps.returncode == 2 and "lacks SETUID, SETGID or KILL" in no_caps.stderr
     assert as_notebook.returncode == 2 and "is the notebook's user or group" in as_notebook.stderr
     assert as_reader.returncode == 2 and "is the reader's user or group" in as_reader.stderr
+    assert zero_padded.returncode == 2 and "is not uid:gid" in zero_padded.stderr
     assert ok.returncode == 0, ok.stderr[-3000:]
 
 
