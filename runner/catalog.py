@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.locations import Location, default_region
+from runner.printable import LINE_CONTROLS
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -66,8 +67,9 @@ class Lineage:
 
 
 def printable(text: str) -> str:
-    """text without control or direction-changing characters (a terminal would obey them in make history)."""
-    return re.sub(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]", " ", text)
+    """text with a space for each control or direction-changing character (printable.LINE_CONTROLS: a
+    terminal would obey them in make history)."""
+    return LINE_CONTROLS.sub(" ", text)
 
 
 @dataclass(frozen=True)

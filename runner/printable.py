@@ -9,13 +9,18 @@ from __future__ import annotations
 import re
 
 MESSAGE_LIMIT = 4000  # characters of a run's message, and of each string of its manifest
-# C0 and C1 controls but tab and newline, which a stream of lines keeps (one_line escapes them too)
-CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-LINE_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What a terminal obeys instead of showing: the C0 and C1 controls, and the marks, embeddings, overrides and
+# isolates that reorder the text after them (a right-to-left override can make a line read backwards).
+# CONTROLS spares tab and newline, which a stream of lines keeps; LINE_CONTROLS, for one line, takes them
+# too, and the line and paragraph separators (str.splitlines breaks a line at them).
+DIRECTION = "\u200e\u200f\u202a-\u202e\u2066-\u2069"
+CONTROLS = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{DIRECTION}]")
+LINE_CONTROLS = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{DIRECTION}]")
 
 
 def _escape(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _unicode(text: str) -> str:

@@ -26,11 +26,15 @@ from runner.run import Run, run_once
 from runner.sandbox import Workspace
 
 SNS_MESSAGE_BYTES = 256 * 1024  # SNS refuses a larger message
-CONTROL = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]]
+# C0 and C1 controls, the line and paragraph separators, and the characters that reorder what follows them
+CONTROL = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F),
+                            0x2028, 0x2029, *range(0x2066, 0x206A)]]  # fmt: skip
 WORDS = {
     "a huge column name": "the column 'a." + "x" * 300_000 + "' has a dot",
     "a file name that is not UTF-8": "\udcff.parquet in staging cannot be read by the runner",
     "a terminal's conceal": "the check said: ok\x1b[8m",
+    "a right-to-left override": "the check said: ok\u202e)dehsilbup 3 :deeccus(",
+    "a paragraph separator": "bad\u2029notebook-runner: run r1 of usp for 2019-08-01 succeeded",
     "a forged last line": "bad\nnotebook-runner: run r1 of usp for 2019-08-01 succeeded: published 3 rows\r",
 }
 
@@ -59,6 +63,7 @@ def test_what_was_cut_or_escaped_is_said() -> None:
     assert printable.one_line("x" * 5000).endswith("... (cut at 4,000 of 5,000 characters)")
     assert printable.one_line("a\x1b[8mb\nc") == "a\\x1b[8mb\\x0ac"
     assert printable.one_line("\udcff.parquet") == "\\udcff.parquet"
+    assert printable.one_line("ok\u202eko") == "ok\\u202eko"
 
 
 def test_every_string_of_the_manifest_is_one_line_file_names_too() -> None:
