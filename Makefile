@@ -33,6 +33,7 @@ PYTHON     ?= python3
 # make test's workers (pytest-xdist, one test module to a worker at a time): the machine's cores, at most 4
 # (each worker builds, runs containers and emulates AWS of its own); 0 runs the suite in one process.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
+WORKERS     = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 VENV       := .venv
 BIN        := $(VENV)/bin
 GIT_COMMIT := $(shell git -C "$(MODEL_DIR)" rev-parse --short HEAD 2>/dev/null || echo dev)
@@ -123,12 +124,12 @@ test: venv .venv-awscli/.installed ## run the test suite (builds the images, sta
 	@scripts/ensure-docker.sh --registry
 	@[ -n "$${CHROMIUM:-}" ] || scripts/ensure-chromium.sh
 	@BASE_IMAGE=$$(scripts/base-image.sh) AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest \
-		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+		$(WORKERS)
 
 # The inner loop: the tests tests/conftest.py marks with none of docker, aws (a moto server), browser, lint.
 .PHONY: test-fast
 test-fast: venv .venv-awscli/.installed ## the fast lane: every test that needs no Docker, moto server, browser or linter (pytest --fast; no Docker needed)
-	@AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest --fast $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+	@AWS_CLI=$(CURDIR)/.venv-awscli/bin/aws $(BIN)/pytest --fast $(WORKERS)
 
 .PHONY: lint
 lint: lint-hadolint lint-shellcheck lint-ruff lint-cfn lint-checkov lint-taskcat ## run every linter

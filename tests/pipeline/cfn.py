@@ -155,6 +155,23 @@ def statements(
     return found
 
 
+def mailer_role(resources: dict[str, Any], mailer: str, rule: str) -> dict[str, dict[str, Any]]:
+    """Asserts that a Step Functions mailer may publish to the alert topic only (encrypting with its key)
+    and is started by `rule` alone, through a role that may start it and nothing else; returns the
+    statements of the mailer's own role, by Sid, for its other grants."""
+    (target,) = resources[rule]["Properties"]["Targets"]
+    invoke_role = target["RoleArn"]["Fn::GetAtt"][0]
+    role = resources[mailer]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    granted = statements(resources, role)
+    (invoke,) = statements(resources, invoke_role).values()
+
+    assert (granted["Mail"]["Action"], granted["Mail"]["Resource"]) == ("sns:Publish", {"Ref": "AlertTopic"})
+    assert granted["EncryptMail"]["Resource"] == {"Fn::GetAtt": ["AlertKey", "Arn"]}
+    assert target["Arn"] == {"Ref": mailer}
+    assert (invoke["Action"], invoke["Resource"]) == ("states:StartExecution", {"Ref": mailer})
+    return granted
+
+
 def actions(statement: dict[str, Any]) -> set[str]:
     """A statement's Action, one or a list, as a set (none for a NotAction statement's)."""
     listed = statement.get("Action", [])
